@@ -1,0 +1,275 @@
+#include "build-config.h"
+
+#include "daemon.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "inventory.h"
+#include "log.h"
+
+#define EXPIRE_EVERY 60     /* seconds between quarantine sweeps */
+#define CHECKPOINT_EVERY 300 /* seconds between database checkpoints */
+
+struct daemon {
+	const char *conf_file;
+	struct config *cfg;
+	struct inventory *inv;
+	struct event_base *base;
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: numprovd [-f] [-d] [-c FILE] [-p PIDFILE]\n"
+	    "       numprovd -t [-c FILE]\n"
+	    "  -c FILE     configuration file (default %s)\n"
+	    "  -t          check the configuration file and exit (0 = good, 78 = errors)\n"
+	    "  -f          stay in the foreground and log to stderr as well\n"
+	    "  -d          log debug messages\n"
+	    "  -p PIDFILE  write the process id there when running as a daemon\n"
+	    "  -V          print the version\n",
+	    NUMPROV_CONF);
+}
+
+static int
+config_test(const char *file)
+{
+	char err[8192];
+	struct config *cfg = config_load(file, err, sizeof(err));
+
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG_ERROR;
+	}
+	printf("%s: configuration is valid (%zu range%s, sync mode %s)\n", file, cfg->n_ranges,
+	    cfg->n_ranges == 1 ? "" : "s", config_sync_mode_name(cfg->sync.mode));
+	config_free(cfg);
+	return 0;
+}
+
+static void
+log_ranges(struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg->n_ranges; i++) {
+		const struct cfg_range *cr = &d->cfg->ranges[i];
+		struct inv_range r;
+
+		if (inv_get_range(d->inv, cr->name, &r) != INV_OK)
+			continue;
+		log_info("main", "range %s (%s, %s..%s): %llu numbers, %llu assigned, %llu pending, "
+		    "%llu reserved, %llu quarantined", r.name, config_range_type_name(cr->type),
+		    r.first, r.last, (unsigned long long)r.size,
+		    (unsigned long long)r.count[INV_ASSIGNED], (unsigned long long)r.count[INV_PENDING],
+		    (unsigned long long)r.count[INV_RESERVED],
+		    (unsigned long long)r.count[INV_QUARANTINED]);
+	}
+}
+
+/* SIGHUP: the new file is tested first; a bad one leaves the old in force. */
+static void
+reload(struct daemon *d)
+{
+	char err[8192];
+	struct config *cfg = config_load(d->conf_file, err, sizeof(err));
+	int rc;
+
+	if (!cfg) {
+		log_err("main", "reload refused, the running configuration stays: %s", err);
+		return;
+	}
+	if (strcmp(cfg->database.path, d->cfg->database.path) != 0)
+		log_warnx("main", "database.path changed; it takes effect at the next restart");
+	if ((rc = inv_sync_ranges(d->inv, cfg, time(NULL))) != INV_OK) {
+		log_err("main", "reload refused: cannot apply the ranges: %s", inv_strerror(rc));
+		config_free(cfg);
+		return;
+	}
+	config_free(d->cfg);
+	d->cfg = cfg;
+	log_set_level(cfg->log.level);
+	log_notice("main", "configuration reloaded from %s (%zu ranges)", d->conf_file,
+	    cfg->n_ranges);
+	log_ranges(d);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		reload(d);
+		return;
+	}
+	log_notice("main", "signal %d: stopping", (int)sig);
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+on_expire(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	int n = inv_expire(d->inv, time(NULL));
+
+	(void)fd;
+	(void)what;
+	if (n > 0)
+		log_info("inventory", "%d quarantined number%s returned to the pool", n,
+		    n == 1 ? "" : "s");
+}
+
+static void
+on_checkpoint(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)fd;
+	(void)what;
+	inv_checkpoint(d->inv);
+}
+
+static int
+write_pidfile(const char *file)
+{
+	FILE *f;
+
+	if (!file)
+		return 0;
+	if (!(f = fopen(file, "w"))) {
+		log_warn("main", "cannot write the pid file %s", file);
+		return -1;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f);
+}
+
+static int
+run_loop(struct daemon *d)
+{
+	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT };
+	struct event *ev[5];
+	struct timeval expire = { EXPIRE_EVERY, 0 }, ckp = { CHECKPOINT_EVERY, 0 };
+	size_t n = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!(d->base = event_base_new())) {
+		log_err("main", "cannot create the event loop");
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		ev[n] = evsignal_new(d->base, sigs[i], on_signal, d);
+		event_add(ev[n++], NULL);
+	}
+	ev[n] = event_new(d->base, -1, EV_PERSIST, on_expire, d);
+	event_add(ev[n++], &expire);
+	ev[n] = event_new(d->base, -1, EV_PERSIST, on_checkpoint, d);
+	event_add(ev[n++], &ckp);
+	log_notice("main", "numprovd %s running: inventory %s, %zu ranges (the provisioning "
+	    "cycle is not part of this build yet)", PACKAGE_VERSION, d->cfg->database.path,
+	    d->cfg->n_ranges);
+	event_base_dispatch(d->base);
+	while (n > 0)
+		event_free(ev[--n]);
+	event_base_free(d->base);
+	return 0;
+}
+
+static int
+run(struct daemon *d, int foreground, int debug, const char *pidfile)
+{
+	char err[8192];
+	int rc;
+
+	if (!(d->cfg = config_load(d->conf_file, err, sizeof(err)))) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG_ERROR;
+	}
+	log_init("numprovd", d->cfg->log.facility, debug ? LOG_DEBUG : d->cfg->log.level,
+	    LOG_DEST_SYSLOG | (foreground ? LOG_DEST_STDERR : 0));
+	if ((rc = inv_open(d->cfg->database.path, d->cfg->database.durable ? 0 : INV_OPEN_NOSYNC,
+		 &d->inv, err, sizeof(err))) != INV_OK) {
+		log_err("main", "%s", err);
+		if (!foreground)
+			fprintf(stderr, "numprovd: %s\n", err);
+		config_free(d->cfg);
+		return 1;
+	}
+	if ((rc = inv_sync_ranges(d->inv, d->cfg, time(NULL))) != INV_OK) {
+		log_err("main", "cannot record the configured ranges: %s", inv_strerror(rc));
+		inv_close(d->inv);
+		config_free(d->cfg);
+		return 1;
+	}
+	log_ranges(d);
+	if (!foreground && daemon(0, 0) < 0) {
+		log_warn("main", "cannot become a daemon");
+		rc = 1;
+	} else {
+		if (!foreground)
+			write_pidfile(pidfile);
+		rc = run_loop(d);
+	}
+	inv_close(d->inv);
+	config_free(d->cfg);
+	if (!foreground && pidfile)
+		unlink(pidfile);
+	log_notice("main", "stopped");
+	log_close();
+	return rc;
+}
+
+int
+daemon_main(int argc, char **argv)
+{
+	struct daemon d = { .conf_file = NUMPROV_CONF };
+	const char *pidfile = NULL;
+	int test = 0, foreground = 0, debug = 0, c;
+
+	while ((c = getopt(argc, argv, "c:tfdp:Vh")) != -1) {
+		switch (c) {
+		case 'c':
+			d.conf_file = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'p':
+			pidfile = optarg;
+			break;
+		case 'V':
+			printf("numprovd %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (test)
+		return config_test(d.conf_file);
+	return run(&d, foreground, debug, pidfile);
+}

@@ -1,0 +1,38 @@
+/* Logging: syslog and/or stderr, one subsystem token per message. */
+#ifndef NUMPROV_LOG_H
+#define NUMPROV_LOG_H
+
+#include <stdarg.h>
+#include <syslog.h>
+
+#define NP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+enum { LOG_DEST_SYSLOG = 1, LOG_DEST_STDERR = 2 };
+
+/* Where messages go; a callback (tests, fuzzers) replaces both. */
+typedef void (*log_cb)(int prio, const char *token, const char *msg);
+
+void log_init(const char *ident, int facility, int level, int dest);
+void log_set_level(int level);
+void log_register(log_cb cb);
+void log_close(void);
+
+void log_msg(int prio, const char *token, const char *fmt, ...) NP_PRINTF(3, 4);
+void log_vmsg(int prio, const char *token, const char *fmt, va_list ap) NP_PRINTF(3, 0);
+/* Like log_msg at LOG_WARNING, with strerror(errno) appended. */
+void log_warn(const char *token, const char *fmt, ...) NP_PRINTF(2, 3);
+/* An event line of design.md 2.5 ("event=assign user=..."): no token prefix. */
+void log_event(int prio, const char *fmt, ...) NP_PRINTF(2, 3);
+
+#define log_err(tok, ...) log_msg(LOG_ERR, tok, __VA_ARGS__)
+#define log_warnx(tok, ...) log_msg(LOG_WARNING, tok, __VA_ARGS__)
+#define log_notice(tok, ...) log_msg(LOG_NOTICE, tok, __VA_ARGS__)
+#define log_info(tok, ...) log_msg(LOG_INFO, tok, __VA_ARGS__)
+#define log_debug(tok, ...) log_msg(LOG_DEBUG, tok, __VA_ARGS__)
+
+/* Names used in the config file: "daemon", "local0".."local7", "user". -1 if unknown. */
+int log_facility_lookup(const char *name);
+/* "emerg".."debug"; -1 if unknown. */
+int log_level_lookup(const char *name);
+
+#endif

@@ -1,0 +1,126 @@
+#!/bin/bash
+# Every test of numprov, from a clean tree or an existing one:
+#   1. gcc build with ASan + UBSan and -Werror, `make check` (Check unit tests and
+#      the SIGKILL crash test of the inventory);
+#   2. clang build with -Werror (the code must be warning-free with both);
+#   3. integration tests (pytest) against the sanitized binaries;
+#   4. a short run of every libFuzzer harness.
+# Closes with one line: "N passed, N failed".
+# Options: --fuzz-seconds N (default 20 per harness).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+fuzz_seconds=20
+[ "${1:-}" = "--fuzz-seconds" ] && fuzz_seconds=${2:-20}
+
+passed=0
+failed=0
+failures=()
+pass() { passed=$((passed + $1)); }
+fail() { failed=$((failed + $1)); failures+=("$2"); }
+
+# one-test step: name, command...
+step() {
+	local name=$1
+	shift
+	echo "== $name"
+	if "$@"; then pass 1; else fail 1 "$name"; fi
+}
+
+configure_build() {
+	local dir=$1
+	shift
+	mkdir -p "$dir"
+	(cd "$dir" && "$top/configure" -q "$@" && make -s -j"$(nproc)") >"$dir.build.log" 2>&1
+	local rc=$?
+	[ $rc -eq 0 ] || tail -40 "$dir.build.log"
+	return $rc
+}
+
+echo "== autoreconf"
+autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
+
+# 1. gcc, sanitizers, unit tests
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+step "gcc build (-Wall -Wextra -Werror, ASan+UBSan)" \
+	configure_build build/test CC=gcc --enable-sanitizers --enable-werror
+echo "== make check"
+make -C build/test -s -j"$(nproc)" check >build/test.check.log 2>&1
+for log in build/test/tests/unit/*.log build/test/tests/*.log; do
+	[ -f "$log" ] || continue
+	case "$log" in */test-suite.log) continue ;; esac
+	line=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" | tail -1)
+	if [ -n "$line" ]; then
+		n=$(sed -E 's/.*Checks: ([0-9]+).*/\1/' <<<"$line")
+		f=$(sed -E 's/.*Failures: ([0-9]+), Errors: ([0-9]+).*/\1+\2/' <<<"$line")
+		f=$((f))
+		echo "$(basename "$log" .log): $((n - f)) passed, $f failed"
+		pass $((n - f))
+		[ "$f" -eq 0 ] || { fail "$f" "$(basename "$log" .log)"; grep -E ':[FE]:' "$log"; }
+	else
+		ok=$(grep -cE '^ok ' "$log")
+		nok=$(grep -cE '^not ok ' "$log")
+		rc=$(grep -E '^(PASS|FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null | head -1)
+		[ "$ok" -gt 0 ] || [ "$nok" -gt 0 ] || nok=1
+		grep -q ':test-result: PASS' "${log%.log}.trs" 2>/dev/null || [ "$nok" -gt 0 ] || nok=1
+		echo "$(basename "$log" .log): $ok passed, $nok failed"
+		pass "$ok"
+		[ "$nok" -eq 0 ] || { fail "$nok" "$(basename "$log" .log)"; grep -E '^not ok' "$log"; tail -20 "$log"; }
+	fi
+done
+if ! ls build/test/tests/unit/*.log >/dev/null 2>&1; then
+	fail 1 "make check ran no unit test"
+	tail -40 build/test.check.log
+fi
+
+# 2. clang must be clean too
+step "clang build (-Wall -Wextra -Werror)" configure_build build/clang CC=clang --enable-werror
+
+# 3. integration tests
+echo "== integration tests (pytest)"
+NUMPROV_BUILD="$top/build/test" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	--junitxml=build/pytest.xml tests/integration >build/pytest.log 2>&1
+cat build/pytest.log | tail -30
+if [ -f build/pytest.xml ]; then
+	read -r t f e s < <(/usr/bin/python3 - <<'PY'
+import xml.etree.ElementTree as ET
+r = ET.parse("build/pytest.xml").getroot()
+s = r if r.tag == "testsuite" else r.find("testsuite")
+print(s.get("tests"), s.get("failures"), s.get("errors"), s.get("skipped"))
+PY
+	)
+	pass $((t - f - e - s))
+	[ $((f + e)) -eq 0 ] || fail $((f + e)) "pytest"
+	[ "$s" -eq 0 ] || echo "($s skipped)"
+else
+	fail 1 "pytest did not run"
+fi
+
+run_fuzz() {
+	"$1" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$2" "$3" >"$4" 2>&1 ||
+		{ tail -30 "$4"; return 1; }
+	grep -E 'stat::number_of_executed_units' "$4"
+}
+
+# 4. fuzz harnesses, briefly (long runs: see tests/fuzz/README.md)
+if make -C build/test -s fuzz >build/fuzz.build.log 2>&1; then
+	for fz in build/test/tests/fuzz/fuzz_*; do
+		[ -x "$fz" ] || continue
+		name=$(basename "$fz")
+		corpus=build/corpus/${name#fuzz_}
+		mkdir -p "$corpus"
+		step "$name for ${fuzz_seconds}s" run_fuzz "$fz" "$corpus" \
+			"tests/fuzz/corpus/${name#fuzz_}" "build/$name.log"
+	done
+else
+	fail 1 "fuzz harness build"
+	tail -20 build/fuzz.build.log
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
