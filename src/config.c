@@ -268,7 +268,10 @@ load_tenant(struct loader *ld, const config_setting_t *root, struct config *c)
 {
 	static const char *const known[] = { "id", "client_id", "client_secret_file",
 		"certificate_file", "private_key_file", "login_url", "graph_url", "ca_file", "proxy",
-		NULL };
+		"assertion_alg", "throttle_priority", "timeout", NULL };
+	static const char *const algs[] = { "PS256", "RS256", NULL };
+	static const char *const prios[] = { "low", "normal", "high", NULL };
+	int prio = -1;
 	const config_setting_t *g = get_group(ld, root, "tenant");
 	const char *w = "tenant.";
 
@@ -287,6 +290,11 @@ load_tenant(struct loader *ld, const config_setting_t *root, struct config *c)
 	get_str(ld, g, w, "graph_url", 0, "https://graph.microsoft.com", &c->tenant.graph_url);
 	get_str(ld, g, w, "ca_file", 0, NULL, &c->tenant.ca_file);
 	get_str(ld, g, w, "proxy", 0, NULL, &c->tenant.proxy);
+	get_enum(ld, g, w, "assertion_alg", 0, algs, &c->tenant.assertion_alg);
+	get_enum(ld, g, w, "throttle_priority", 0, prios, &prio);
+	if (prio >= 0)
+		c->tenant.throttle_priority = strdup(prios[prio]);
+	get_int(ld, g, w, "timeout", 1, 600, &c->tenant.timeout);
 
 	if (c->tenant.client_id && !is_guid(c->tenant.client_id))
 		cfg_error(ld, config_setting_get_member(g, "client_id"),
@@ -369,6 +377,43 @@ load_small_groups(struct loader *ld, const config_setting_t *root, struct config
 		get_str(ld, g, "snmp.", "agentx_socket", 0, c->snmp.agentx_socket,
 		    &c->snmp.agentx_socket);
 	}
+}
+
+/* A list of service plan GUIDs. */
+static void
+get_guids(struct loader *ld, const config_setting_t *g, const char *key, char ***out, size_t *n)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+	int len;
+
+	if (!s)
+		return;
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST) {
+		cfg_error(ld, s, "licensing.%s must be a list of service plan GUIDs", key);
+		return;
+	}
+	len = config_setting_length(s);
+	*out = calloc(len ? (size_t)len : 1, sizeof(**out));
+	for (int i = 0; i < len; i++) {
+		const char *v = config_setting_get_string_elem(s, i);
+		if (!v || !is_guid(v))
+			cfg_error(ld, s, "licensing.%s[%d] is not a GUID", key, i);
+		else
+			(*out)[(*n)++] = strdup(v);
+	}
+}
+
+static void
+load_licensing(struct loader *ld, const config_setting_t *root, struct config *c)
+{
+	static const char *const known[] = { "teams_phone", "calling_plan", NULL };
+	const config_setting_t *g = get_group(ld, root, "licensing");
+
+	if (!g)
+		return;
+	check_known(ld, g, "licensing.", known);
+	get_guids(ld, g, "teams_phone", &c->licensing.teams_phone, &c->licensing.n_teams_phone);
+	get_guids(ld, g, "calling_plan", &c->licensing.calling_plan, &c->licensing.n_calling_plan);
 }
 
 static void
@@ -594,6 +639,7 @@ set_defaults(struct config *c)
 	c->snmp.enabled = true;
 	c->snmp.traps = true;
 	c->snmp.agentx_socket = strdup("/var/agentx/master");
+	c->tenant.timeout = 60;
 	c->log.facility = LOG_DAEMON;
 	c->log.level = LOG_INFO;
 }
@@ -602,13 +648,14 @@ static void
 load_root(struct loader *ld, const config_setting_t *root, struct config *c)
 {
 	static const char *const known[] = { "tenant", "sync", "policy", "database", "control",
-		"snmp", "log", "ranges", NULL };
+		"snmp", "log", "licensing", "ranges", NULL };
 
 	check_known(ld, root, "", known);
 	load_tenant(ld, root, c);
 	load_sync(ld, root, c);
 	load_small_groups(ld, root, c);
 	load_log(ld, root, c);
+	load_licensing(ld, root, c);
 	load_ranges(ld, root, c);
 }
 
@@ -674,6 +721,13 @@ config_free(struct config *c)
 	free(c->tenant.graph_url);
 	free(c->tenant.ca_file);
 	free(c->tenant.proxy);
+	free(c->tenant.throttle_priority);
+	for (size_t i = 0; i < c->licensing.n_teams_phone; i++)
+		free(c->licensing.teams_phone[i]);
+	for (size_t i = 0; i < c->licensing.n_calling_plan; i++)
+		free(c->licensing.calling_plan[i]);
+	free(c->licensing.teams_phone);
+	free(c->licensing.calling_plan);
 	free(c->database.path);
 	free(c->control.socket);
 	free(c->control.group);

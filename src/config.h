@@ -38,7 +38,14 @@ struct config {
 		char *id, *client_id;
 		char *client_secret_file, *certificate_file, *private_key_file;
 		char *login_url, *graph_url, *ca_file, *proxy;
+		int assertion_alg;      /* enum auth_alg: PS256 (default) or RS256 */
+		char *throttle_priority; /* x-ms-throttle-priority: "low", "normal", "high" or NULL */
+		int timeout;            /* seconds for one HTTP request */
 	} tenant;
+	struct {
+		char **teams_phone, **calling_plan; /* extra service plan GUIDs */
+		size_t n_teams_phone, n_calling_plan;
+	} licensing;
 	struct {
 		enum sync_mode mode;
 		int interval, full_interval, parallel, retry_min, retry_max;

@@ -1,0 +1,139 @@
+"""Fault injection: a queue of one-shot faults, persistent latency, and a seeded random
+mode. A fault spec is a dict:
+
+  {"kind": K, "match": "/users/delta", "mode": "substring"|"prefix", "method": "GET",
+   "count": 1, "retry_after": 5, "ms": 200, "apply": false}
+
+Per-request kinds (consumed, `count` times): 429, 500, 502, 503, 504, reset, malformed,
+truncated, delta_410, sync_state_not_found, resync_required.
+latency: sleeps `ms` before every matching request until cleared.
+token_expiry and licence_delay act at once when added (see Simulator.add_fault).
+`apply`: run the real handler first (its side effects happen), then fail anyway."""
+import random
+
+from .errors import GraphError
+from .util import JSON_GRAPH, Response
+
+STATUS_FAULTS = {
+    "429": (429, "TooManyRequests", "Too many requests. Please retry later.", "throttledRequest"),
+    "500": (500, "generalException", "An internal server error occurred.", None),
+    "502": (502, "badGateway", "The server received an invalid response.", None),
+    "503": (503, "serviceNotAvailable", "Service is unavailable. Please try again.", None),
+    "504": (504, "gatewayTimeout", "The gateway timed out.", None),
+}
+DELTA_FAULTS = ("delta_410", "sync_state_not_found", "resync_required")
+BODY_FAULTS = ("reset", "malformed", "truncated")
+QUEUED = (*STATUS_FAULTS, *BODY_FAULTS, *DELTA_FAULTS)
+IMMEDIATE = ("token_expiry", "licence_delay")
+KINDS = (*QUEUED, "latency", *IMMEDIATE)
+MALFORMED_BODY = b'{"value":[{"id":"5c2d7e8f",,"displayName":}'
+
+
+class FaultError(ValueError):
+    pass
+
+
+def normalize(spec):
+    if not isinstance(spec, dict) or spec.get("kind") is None:
+        raise FaultError("a fault needs a 'kind'")
+    spec = dict(spec, kind=str(spec["kind"]))
+    if spec["kind"] not in KINDS:
+        raise FaultError(f"unknown fault kind '{spec['kind']}' (one of {', '.join(KINDS)})")
+    default_match = "/users/delta" if spec["kind"] in DELTA_FAULTS else ""
+    spec.setdefault("match", default_match)
+    spec.setdefault("mode", "substring")
+    spec.setdefault("count", 1)
+    if spec["mode"] not in ("substring", "prefix"):
+        raise FaultError("mode must be 'substring' or 'prefix'")
+    return spec
+
+
+def matches(spec, req):
+    if spec.get("method") and spec["method"].upper() != req.method:
+        return False
+    if spec["mode"] == "prefix":
+        return req.raw_path.startswith(spec["match"])
+    return spec["match"] in req.raw_path
+
+
+class Faults:
+    def __init__(self, seed=0):
+        self.queue = []
+        self.latency = []
+        self.random_mode = None
+        self.reseed(seed)
+
+    def reseed(self, seed):
+        self.seed = seed
+        self.rng = random.Random(seed)
+
+    def clear(self):
+        self.queue, self.latency, self.random_mode = [], [], None
+
+    def add(self, spec):
+        spec = normalize(spec)
+        if spec["kind"] == "latency":
+            self.latency.append(spec)
+        elif spec["kind"] in QUEUED:
+            self.queue.append(spec)
+        return spec
+
+    def set_random(self, spec):
+        """{"p": 0.2, "kinds": [...], "match": ...}; p = 0 (or no spec) turns it off."""
+        if not spec or not spec.get("p"):
+            self.random_mode = None
+            return None
+        kinds = list(spec.get("kinds") or ["429", "503", "reset"])
+        bad = [k for k in kinds if k not in (*STATUS_FAULTS, *BODY_FAULTS)]
+        if bad:
+            raise FaultError(f"random mode cannot draw {bad}")
+        mode = normalize({**spec, "kind": kinds[0]})
+        mode.update(kind="random", kinds=kinds, p=float(spec["p"]))
+        self.random_mode = mode
+        return mode
+
+    def describe(self):
+        return {"queue": self.queue, "latency": self.latency, "random": self.random_mode,
+                "seed": self.seed}
+
+    def delay_ms(self, req):
+        return sum(int(s.get("ms", 0)) for s in self.latency if matches(s, req))
+
+    def take(self, req):
+        """The fault for this request (consumed from the queue), or None."""
+        for spec in self.queue:
+            if matches(spec, req):
+                spec["count"] -= 1
+                if spec["count"] <= 0:
+                    self.queue.remove(spec)
+                return spec
+        rnd = self.random_mode
+        if rnd and matches(rnd, req) and self.rng.random() < rnd["p"]:
+            return {**rnd, "kind": self.rng.choice(rnd["kinds"])}
+        return None
+
+
+def status_error(spec):
+    status, code, message, inner = STATUS_FAULTS[spec["kind"]]
+    headers = {}
+    if spec.get("retry_after") is not None:
+        headers["Retry-After"] = str(spec["retry_after"])
+    elif spec["kind"] == "429":
+        headers["Retry-After"] = "1"
+    if spec["kind"] == "429":
+        headers["x-ms-throttle-information"] = "ResourceUnitLimitExceeded"
+    return GraphError(status, code, message, headers, inner)
+
+
+def body_fault(spec, real):
+    """reset / malformed / truncated; `real` is the handler's response (or None)."""
+    if spec["kind"] == "reset":
+        return Response(0, reset=True)
+    if spec["kind"] == "malformed":
+        return Response(200, MALFORMED_BODY, {}, JSON_GRAPH)
+    body = real.body if real is not None and real.body else b'{"value":[{"id":"x"}]}'
+    cut = body[:max(1, len(body) // 2)]
+    status = real.status if real is not None and real.body else 200
+    headers = {k: v for k, v in (real.headers if real else {}).items()
+               if k.lower() != "content-type"}
+    return Response(status, cut, headers, JSON_GRAPH)
