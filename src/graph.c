@@ -18,7 +18,7 @@
 #include "log.h"
 
 #define BODY_MAX (64u << 20) /* a response larger than this is cut off: no page is that big */
-#define TOKEN_MARGIN 300     /* renew a token this many seconds before it expires */
+#define TOKEN_MARGIN 300     /* renew a token this long before it expires, or at half its life */
 
 struct graph;
 
@@ -53,7 +53,7 @@ struct graph {
 	struct graph_tuning tune;
 	/* token */
 	char *token;
-	time_t token_expiry;
+	time_t token_expiry, token_renew;
 	int token_fetching, token_attempts;
 	unsigned token_gen;
 	struct event *token_timer;
@@ -340,6 +340,12 @@ start_easy(struct greq *r)
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
 	if (g->proxy)
 		curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
+	if (r->flags & GRAPH_POST_ONCE) {
+		/* libcurl sends a request again by itself when a reused connection turns out
+		 * dead; a POST that must go once gets a connection of its own */
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	}
 	if (r->body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
 	} else if (strcmp(r->method, "POST") == 0) {
@@ -570,7 +576,11 @@ token_accept(struct graph *g, const struct greq *r)
 				   : cJSON_IsString(exp) ? atol(exp->valuestring) : 3599;
 	free(g->token);
 	g->token = strdup(tok->valuestring);
-	g->token_expiry = time(NULL) + (life > 0 ? life : 60);
+	if (life <= 0)
+		life = 60;
+	g->token_expiry = time(NULL) + life;
+	/* a short-lived token is renewed at half its life, not refetched for every request */
+	g->token_renew = g->token_expiry - (life > 2 * TOKEN_MARGIN ? TOKEN_MARGIN : life / 2);
 	g->token_gen++;
 	cJSON_Delete(root);
 	return g->token ? 0 : -1;
@@ -681,7 +691,7 @@ fetch_token(struct graph *g)
 static int
 token_fresh(const struct graph *g)
 {
-	return g->token && time(NULL) < g->token_expiry - TOKEN_MARGIN;
+	return g->token && time(NULL) < g->token_renew;
 }
 
 /* ---- the queue ---------------------------------------------------------- */

@@ -160,6 +160,7 @@ on_skus(const struct teams_result *r, void *arg)
 
 	(void)arg;
 	cJSON_AddBoolToObject(o, "ok", r->ok);
+	cJSON_AddNumberToObject(o, "status", (double)r->status);
 	cJSON_AddStringToObject(o, "detail", r->detail);
 	cJSON_AddStringToObject(o, "error", r->error);
 	for (size_t i = 0; i < sizeof(probe) / sizeof(probe[0]); i++)

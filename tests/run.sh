@@ -80,7 +80,7 @@ step "clang build (-Wall -Wextra -Werror)" configure_build build/clang CC=clang 
 # 3. integration tests
 echo "== integration tests (pytest)"
 NUMPROV_BUILD="$top/build/test" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-	--junitxml=build/pytest.xml tests/integration >build/pytest.log 2>&1
+	--junitxml=build/pytest.xml tests/integration tests/graphsim >build/pytest.log 2>&1
 cat build/pytest.log | tail -30
 if [ -f build/pytest.xml ]; then
 	read -r t f e s < <(/usr/bin/python3 - <<'PY'

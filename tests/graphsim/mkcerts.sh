@@ -13,14 +13,19 @@ cd "$dir"
 umask 077
 
 have() { for f in "$@"; do [ -s "$f" ] || return 1; done; }
+# run an openssl command quietly, showing its output only if it fails
+quiet() {
+	local out
+	out=$("$@" 2>&1) || { echo "mkcerts: $*: $out" >&2; return 1; }
+}
 
 make_ca() {
 	have ca.pem ca.key && return 0
 	rm -f server.pem server.key # a new CA invalidates the old server certificate
-	openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+	quiet openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
 		-keyout ca.key -out ca.pem -subj "/CN=graphsim test CA" \
 		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+		-addext "keyUsage=critical,keyCertSign,cRLSign"
 }
 
 make_server() {
@@ -36,17 +41,17 @@ make_server() {
 		subjectKeyIdentifier=hash
 		authorityKeyIdentifier=keyid,issuer
 	EXT
-	openssl req -newkey rsa:2048 -nodes -sha256 -keyout server.key -out server.csr \
-		-subj "/CN=localhost" 2>/dev/null
-	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -sha256 -days 825 \
-		-set_serial "0x$(openssl rand -hex 8)" -extfile server.ext -out server.pem 2>/dev/null
+	quiet openssl req -newkey rsa:2048 -nodes -sha256 -keyout server.key -out server.csr \
+		-subj "/CN=localhost"
+	quiet openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -sha256 -days 825 \
+		-set_serial "0x$(openssl rand -hex 8)" -extfile server.ext -out server.pem
 	rm -f server.ext server.csr
 }
 
 make_app() {
 	have app.pem app.key && return 0
-	openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 730 \
-		-keyout app.key -out app.pem -subj "/CN=numprov graphsim app" 2>/dev/null
+	quiet openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 730 \
+		-keyout app.key -out app.pem -subj "/CN=numprov graphsim app"
 }
 
 make_ca

@@ -8,7 +8,7 @@ import hmac
 import json
 import secrets
 import time
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote_plus
 
 from . import rsa
 from .errors import AadError, GraphError
@@ -17,7 +17,6 @@ from .util import b64url_decode, json_response
 GRANT = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
-PUBLIC_LOGIN = "https://login.microsoftonline.com"
 CLOCK_SKEW = 300          # seconds of client clock skew tolerated on nbf
 MAX_ASSERTION_LIFE = 3600
 
@@ -30,6 +29,8 @@ class Auth:
         self.tokens.clear()
 
     def issue(self, now, lifetime):
+        if len(self.tokens) > 1000:
+            self.tokens = {t: exp for t, exp in self.tokens.items() if exp > now}
         token = "gsim." + secrets.token_urlsafe(40)
         self.tokens[token] = now + lifetime
         return token
@@ -109,7 +110,7 @@ def _basic_credentials(req):
         user, _, password = base64.b64decode(value.strip()).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None, None
-    return unquote(user), unquote(password)
+    return unquote_plus(user), unquote_plus(password)
 
 
 def _client_id(form, req):
@@ -162,9 +163,10 @@ def _authenticate_client(sim, req, form, client_id):
 # --- JWT client assertion ---------------------------------------------------------------
 def _claims_or_none(assertion):
     try:
-        return json.loads(b64url_decode(assertion.split(".")[1]))
+        claims = json.loads(b64url_decode(assertion.split(".")[1]))
     except (ValueError, IndexError):
         return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 def _bad_assertion(number, text):
@@ -222,7 +224,7 @@ def _check_claims(claims, client_id, allowed_audiences):
     audiences = audiences if isinstance(audiences, list) else [audiences]
     if not {a for a in audiences if isinstance(a, str)} & allowed_audiences:
         raise _bad_assertion(700023, "Client assertion audience claim does not match Realm "
-                             f"issuer (aud must be {{login_url}}/{{tenant}}/oauth2/v2.0/token).")
+                             "issuer (aud must be {login_url}/{tenant}/oauth2/v2.0/token).")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise AadError(400, "invalid_request", 50027,
                        "JWT token is invalid or malformed (no jti claim).")

@@ -1,9 +1,22 @@
 """The registered application certificate, read once with the openssl CLI."""
 import hashlib
+import os
 import re
 import subprocess
 
 from .util import b64url
+
+
+_CACHE = {}
+
+
+def load_certificate(path):
+    """AppCertificate(path), cached while the file is unchanged (tests reload often)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = AppCertificate(path)
+    return _CACHE[key]
 
 
 class AppCertificate:

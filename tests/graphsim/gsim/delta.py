@@ -90,13 +90,13 @@ def users_delta(sim, req):
     if "$skiptoken" in req.query:
         return _next_page(sim, req, req.query["$skiptoken"])
     token = req.query.get("$deltatoken")
-    if token == "latest":
-        select = parse_select(req.query.get("$select"))
-        return _page(sim, req, [], select, sim.tenant.seq, None)
-    if token:
+    if token and token != "latest":
         return _delta_round(sim, req, token)
-    _injected_fault(req, parse_select(req.query.get("$select")))
-    return _start_round(sim, req, parse_select(req.query.get("$select")), None)
+    select = parse_select(req.query.get("$select"))
+    _injected_fault(req, select)
+    if token == "latest":      # "sync from now": no data, just a deltaLink
+        return _page(sim, req, [], select, sim.tenant.seq, None)
+    return _start_round(sim, req, select, None)
 
 
 def _injected_fault(req, select):

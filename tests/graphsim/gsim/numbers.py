@@ -71,7 +71,7 @@ def _matches(record, conds):
     return True
 
 
-def _int_param(req, name, default, low, high):
+def int_param(req, name, default, low, high):
     text = req.query.get(name)
     if text is None:
         return default
@@ -87,8 +87,8 @@ def _sort_key(tel):
 
 
 def list_numbers(sim, req):
-    top = _int_param(req, "$top", DEFAULT_TOP, 1, MAX_TOP)
-    skip = _int_param(req, "$skip", 0, 0, 10 ** 9)
+    top = int_param(req, "$top", DEFAULT_TOP, 1, MAX_TOP)
+    skip = int_param(req, "$skip", 0, 0, 10 ** 9)
     text = req.query.get("$filter")
     conds = parse_filter(text) if text else []
     numbers = sim.tenant.numbers
@@ -246,7 +246,7 @@ def _new_operation(sim, kind, tel, refusal):
     op = {"id": op_id, "kind": kind, "tel": tel, "created": sim.now(),
           "final": "failed" if refusal else "succeeded", "detail": refusal or "",
           "polls_left": int(sim.settings["op_polls"]), "done": False}
-    sim.tenant.operations[op_id] = op
+    sim.tenant.operations[op_id] = sim.tenant.open_operations[op_id] = op
     return op
 
 
@@ -260,6 +260,7 @@ def complete(sim, op):
     if op["done"]:
         return
     op["done"] = True
+    sim.tenant.open_operations.pop(op["id"], None)
     record = sim.tenant.numbers.get(op["tel"])
     if op["kind"] != "assign" or op["final"] != "succeeded" or record is None:
         return
@@ -275,8 +276,8 @@ def settle(sim):
     limit = sim.settings["op_complete_seconds"]
     if not limit:
         return
-    for op in sim.tenant.operations.values():
-        if not op["done"] and sim.now() - op["created"] >= limit:
+    for op in list(sim.tenant.open_operations.values()):
+        if sim.now() - op["created"] >= limit:
             complete(sim, op)
 
 

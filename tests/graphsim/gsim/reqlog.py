@@ -1,11 +1,14 @@
 """The request log (what the client sent, what it got) and the in-flight high-water mark.
 
 It has its own small lock: entries are opened before the tenant lock is taken, so a
-request sleeping in a latency fault still counts as in flight."""
+request sleeping in a latency fault still counts as in flight. Entries are numbered
+from 1 (`seq`); the log keeps the last MAX_ENTRIES."""
+import collections
 import json
 import threading
 import time
 
+MAX_ENTRIES = 50000
 LOGGED_HEADERS = ("client-request-id", "x-ms-throttle-priority", "prefer", "consistencylevel",
                   "content-type", "user-agent", "return-client-request-id", "accept")
 
@@ -14,14 +17,16 @@ class RequestLog:
     def __init__(self, path=None):
         self.lock = threading.Lock()
         self.file = open(path, "a", buffering=1) if path else None
-        self.entries = []
+        self.entries = collections.deque(maxlen=MAX_ENTRIES)
+        self.count = 0
         self.in_flight = 0
         self.max_in_flight = 0
 
     def reset(self):
         """Forget the entries; requests still running keep counting as in flight."""
         with self.lock:
-            self.entries = []
+            self.entries.clear()
+            self.count = 0
             self.max_in_flight = self.in_flight
 
     def start(self, req):
@@ -32,22 +37,24 @@ class RequestLog:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            entry["seq"] = len(self.entries) + 1
+            self.count += 1
+            entry["seq"] = self.count
             self.entries.append(entry)
         return entry
 
     def finish(self, entry, status, fault=None, note=None):
         with self.lock:
             self.in_flight -= 1
-            entry.update(status=status, fault=fault, ms=round((time.time() - entry["time"]) * 1000, 1))
-            if note:
-                entry.update(note)
+            entry.update(status=status, fault=fault,
+                         ms=round((time.time() - entry["time"]) * 1000, 1))
+            entry.update({k: v for k, v in (note or {}).items() if k != "delta_fault"})
         if self.file:
             self.file.write(json.dumps(entry) + "\n")
 
     def snapshot(self, since=0):
+        """Entries with seq > since, the high-water mark of requests in flight."""
         with self.lock:
-            return {"requests": [dict(e) for e in self.entries[since:]],
+            return {"requests": [dict(e) for e in self.entries if e["seq"] > since],
                     "max_in_flight": self.max_in_flight, "in_flight": self.in_flight}
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 from . import control, faults, licensing, routes
-from .auth import GRAPH_RESOURCE, PUBLIC_LOGIN, Auth
+from .auth import GRAPH_RESOURCE, Auth
 from .delta import Delta
 from .errors import AadError, GraphError
 from .reqlog import RequestLog
@@ -24,6 +24,13 @@ DEFAULT_SETTINGS = {
 }
 EMPTY_FIXTURE = {"tenant": {"id": "00000000-0000-0000-0000-000000000000",
                             "domain": "empty.onmicrosoft.com"}, "app": {}}
+
+
+def _loggable(body):
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
 
 
 class Simulator:
@@ -52,20 +59,21 @@ class Simulator:
         self.load(fixture, os.path.dirname(os.path.abspath(path)), cert)
 
     def load(self, fixture, base_dir=".", cert=None):
-        """Replace the tenant with a fixture (kept for reset)."""
-        tenant = Tenant(copy.deepcopy(fixture), base_dir, cert or self.app_cert, self.now())
+        """Start afresh on a fixture (kept for reset): default settings, no faults,
+        no tokens, real clock, empty log."""
+        tenant = Tenant(copy.deepcopy(fixture), base_dir, cert or self.app_cert, time.time())
         self.fixture, self.fixture_dir, self.fixture_cert = fixture, base_dir, cert
         self.tenant = tenant
-        self.auth.expire_all()
-        self.delta = Delta()
-
-    def reset(self):
-        """Back to the last loaded fixture, default settings, no faults, empty log."""
         self.settings = dict(self.defaults)
         self.clock_offset = 0.0
         self.faults.clear()
         self.faults.reseed(self.seed)
         self.log.reset()
+        self.auth.expire_all()
+        self.delta = Delta()
+
+    def reset(self):
+        """Back to the last loaded fixture (see load)."""
         self.load(self.fixture, self.fixture_dir, self.fixture_cert)
 
     # --- what other modules ask ----------------------------------------------------------
@@ -80,9 +88,10 @@ class Simulator:
         return self.own_bases(req) | {GRAPH_RESOURCE}
 
     def assertion_audiences(self, req):
+        """{login_url}/{tenant id or domain}/oauth2/v2.0/token, login_url being us."""
         names = {self.tenant.tenant_id, self.tenant.domain}
-        bases = self.own_bases(req) | {PUBLIC_LOGIN}
-        return {f"{base}/{name}/oauth2/v2.0/token" for base in bases for name in names}
+        return {f"{base}/{name}/oauth2/v2.0/token" for base in self.own_bases(req)
+                for name in names}
 
     # --- request pipeline ------------------------------------------------------------------
     def handle(self, req):
@@ -90,6 +99,8 @@ class Simulator:
             with self.lock:
                 return control.handle(self, req)
         entry = self.log.start(req)
+        if req.method != "GET" and req.path.startswith(("/v1.0/", "/beta/")):
+            req.note["body"] = _loggable(req.body)   # never the token endpoint's secrets
         resp, kind = self._serve(req)
         self.log.finish(entry, None if resp.reset else resp.status, kind, req.note)
         return resp

@@ -8,7 +8,7 @@ import os
 import secrets
 
 from . import inventory, licensing
-from .certs import AppCertificate
+from .certs import load_certificate
 from .util import b64url, iso, new_id
 
 USER_DEFAULTS = {
@@ -73,8 +73,8 @@ def _extension_attributes(old, new):
     return merged
 
 
-def check_user_props(props):
-    unknown = set(props) - USER_PROPERTIES - {"licenses", "policies"}
+def check_user_props(props, extra=()):
+    unknown = set(props) - USER_PROPERTIES - set(extra)
     if unknown:
         raise TenantError(f"unknown user properties: {', '.join(sorted(unknown))}")
 
@@ -89,6 +89,7 @@ class Tenant:
         self.users = {}
         self.numbers = {}
         self.operations = {}
+        self.open_operations = {}     # not yet completed
         self.locations = {loc["id"]: loc for loc in fixture.get("locations", [])}
         self.policies = [_policy(p) for p in fixture.get("policies", [])]
         self._load_app(fixture.get("app", {}), base_dir, cert_path)
@@ -109,7 +110,7 @@ class Tenant:
         if not os.path.isabs(path):
             path = os.path.join(base_dir, path)
         try:
-            self.cert = AppCertificate(path)
+            self.cert = load_certificate(path)
         except (OSError, ValueError) as err:
             self.cert_error = str(err)   # certificate auth off, secrets still work
 
@@ -122,7 +123,9 @@ class Tenant:
         return self.seq
 
     def add_user(self, props, now, seq=None):
-        check_user_props(props)
+        """props: Graph user properties, plus the shorthands "licenses" (SKU part
+        numbers or ids) and "policies" ({policyType: name or id})."""
+        check_user_props(props, ("licenses", "policies"))
         uid = props.pop("id", None) or new_id()
         if uid in self.users:
             raise TenantError(f"user {uid} exists")
