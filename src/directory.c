@@ -2,6 +2,8 @@
 
 #include "directory.h"
 
+#include "config.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -273,6 +275,18 @@ int
 dir_licensing_add(struct dir_licensing *l, const char *guid, enum dir_plan_class c)
 {
 	return set_plan(l, guid, NULL, c);
+}
+
+struct dir_licensing *
+dir_licensing_from_config(const struct config *cfg)
+{
+	struct dir_licensing *l = dir_licensing_new();
+
+	for (size_t i = 0; l && i < cfg->licensing.n_teams_phone; i++)
+		dir_licensing_add(l, cfg->licensing.teams_phone[i], DIR_PLAN_TEAMS_PHONE);
+	for (size_t i = 0; l && i < cfg->licensing.n_calling_plan; i++)
+		dir_licensing_add(l, cfg->licensing.calling_plan[i], DIR_PLAN_CALLING_PLAN);
+	return l;
 }
 
 /* What a plan name says: Teams Phone, a Calling Plan, or neither. */

@@ -64,6 +64,9 @@ struct dir_licensing *dir_licensing_new(void);
 void dir_licensing_free(struct dir_licensing *l);
 /* Extra GUIDs named in the config. Returns -1 when guid is not a GUID. */
 int dir_licensing_add(struct dir_licensing *l, const char *guid, enum dir_plan_class c);
+struct config;
+/* The built-in table plus the config's licensing.teams_phone and .calling_plan. */
+struct dir_licensing *dir_licensing_from_config(const struct config *cfg);
 /*
  * Plan names from GET /subscribedSkus: MCOEV* (not the virtual user plan) are
  * Teams Phone, MCOPSTN* calling plans except communication credits. Returns how

@@ -254,7 +254,7 @@ main(int argc, char **argv)
 		return 78;
 	}
 	base = event_base_new();
-	lic = dir_licensing_new();
+	lic = dir_licensing_from_config(cfg);
 	if (!(graph = graph_new(base, cfg, err, sizeof(err)))) {
 		fprintf(stderr, "graphcli: %s\n", err);
 		return 1;

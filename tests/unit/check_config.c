@@ -264,6 +264,39 @@ START_TEST(range_needs_type_and_bounds)
 }
 END_TEST
 
+START_TEST(licensing_guids)
+{
+	struct config *c = load(TENANT "licensing: {\n  calling_plan = [ \"4ed3ff63-69d7-4fb7-b984-5aec7f605ca8\" ];\n"
+				       "  teams_phone = [ ];\n};\n");
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->licensing.n_calling_plan, 1);
+	ck_assert_str_eq(c->licensing.calling_plan[0], "4ed3ff63-69d7-4fb7-b984-5aec7f605ca8");
+	ck_assert_uint_eq(c->licensing.n_teams_phone, 0);
+	config_free(c);
+	ck_assert_ptr_null(load(TENANT "licensing: {\n  teams_phone = [ \"MCOEV\" ];\n};\n"));
+	assert_error_at(5, "licensing.teams_phone[0] is not a GUID");
+}
+END_TEST
+
+START_TEST(tenant_graph_options)
+{
+	struct config *c = load("tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
+				"  certificate_file = \"/c\"; private_key_file = \"/k\";\n"
+				"  assertion_alg = \"RS256\"; throttle_priority = \"low\"; timeout = 20; };\n");
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_int_eq(c->tenant.assertion_alg, 1);
+	ck_assert_str_eq(c->tenant.throttle_priority, "low");
+	ck_assert_int_eq(c->tenant.timeout, 20);
+	config_free(c);
+	ck_assert_ptr_null(load(TENANT "tenant2: { };\n"));
+	ck_assert_ptr_null(load("tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
+				"  client_secret_file = \"/s\"; assertion_alg = \"HS256\"; };\n"));
+	assert_error_at(2, "tenant.assertion_alg is \"HS256\"; it must be \"PS256\" or \"RS256\"");
+}
+END_TEST
+
 START_TEST(missing_file)
 {
 	ck_assert_ptr_null(config_load("/nonexistent/numprovd.conf", err, sizeof(err)));
@@ -300,6 +333,8 @@ config_suite(void)
 	tcase_add_test(tc, duplicate_range_names);
 	tcase_add_test(tc, range_needs_type_and_bounds);
 	tcase_add_test(tc, missing_file);
+	tcase_add_test(tc, licensing_guids);
+	tcase_add_test(tc, tenant_graph_options);
 	suite_add_tcase(s, tc);
 	return s;
 }

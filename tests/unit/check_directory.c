@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "directory.h"
 #include "testutil.h"
 
@@ -217,6 +218,25 @@ START_TEST(config_names_extra_plans)
 }
 END_TEST
 
+START_TEST(licensing_from_config)
+{
+	char *cp[] = { UNKNOWN_PLAN }, *tp[] = { "99999999-aaaa-bbbb-cccc-222222222222" };
+	struct config cfg;
+	struct dir_licensing *l;
+	struct dir_licence c;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.licensing.calling_plan = cp;
+	cfg.licensing.n_calling_plan = 1;
+	cfg.licensing.teams_phone = tp;
+	cfg.licensing.n_teams_phone = 1;
+	l = dir_licensing_from_config(&cfg);
+	c = classify(l, PLAN("99999999-aaaa-bbbb-cccc-222222222222", "Enabled") "," PLAN(UNKNOWN_PLAN, "Warning"));
+	ck_assert(c.teams_phone && c.calling_plan);
+	dir_licensing_free(l);
+}
+END_TEST
+
 static Suite *
 directory_suite(void)
 {
@@ -232,6 +252,7 @@ directory_suite(void)
 	tcase_add_test(tc, licence_classes);
 	tcase_add_test(tc, plan_names_from_subscribed_skus);
 	tcase_add_test(tc, config_names_extra_plans);
+	tcase_add_test(tc, licensing_from_config);
 	suite_add_tcase(s, tc);
 	return s;
 }
