@@ -10,7 +10,8 @@ top=$(pwd)
 # Debian 12 packages: build tools, the seven libraries, the test tools.
 PACKAGES="autoconf automake pkg-config make gcc clang libclang-rt-14-dev
   libsnmp-dev libcurl4-openssl-dev libcjson-dev libdb5.3-dev libconfig-dev
-  libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates"
+  libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates
+  rsyslog util-linux"
 
 install_packages() {
 	local missing=""
@@ -44,27 +45,40 @@ demo() {
 	local seconds=0
 	[ "${1:-}" = "--for" ] && seconds=${2:-0}
 	build build/demo
-	local demo_dir="$top/build/demo-tenant"
-	mkdir -p "$demo_dir"
-	sed "s#@DEMODIR@#$demo_dir#g" etc/demo/numprovd.conf >"$demo_dir/numprovd.conf"
-	printf 'demo-secret\n' >"$demo_dir/client-secret"
-	chmod 600 "$demo_dir/client-secret"
-	local conf="$demo_dir/numprovd.conf"
+	local dir="$top/build/demo-tenant"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	tests/graphsim/mkcerts.sh "$dir" >/dev/null
+	echo "== starting the Graph simulator with the demo tenant (300 users)"
+	/usr/bin/python3 tests/graphsim/graphsim.py --port 0 --port-file "$dir/port" \
+		--cert "$dir/server.pem" --key "$dir/server.key" \
+		--fixture tests/graphsim/fixtures/demo-tenant.json --app-cert "$dir/app.pem" \
+		--log "$dir/graphsim.log" >"$dir/graphsim.out" 2>&1 &
+	sim_pid=$!
+	for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
+	local port
+	port=$(cat "$dir/port")
+	sed -e "s#@DEMODIR@#$dir#g" -e "s#@PORT@#$port#g" etc/demo/numprovd.conf >"$dir/numprovd.conf"
+	printf 'demo-secret\n' >"$dir/client-secret"
+	chmod 600 "$dir/client-secret"
+	local conf="$dir/numprovd.conf" sim="/usr/bin/python3 tests/graphsim/simctl.py --url https://127.0.0.1:$port --ca $dir/ca.pem"
 	echo "== numprovd -t: checking the demo configuration"
 	build/demo/numprovd -t -c "$conf"
-	echo "== starting numprovd on the demo tenant (inventory in $demo_dir/db)"
-	build/demo/numprovd -f -c "$conf" &
+	echo "== starting numprovd on the demo tenant (log below; inventory in $dir/db)"
+	build/demo/numprovd -f -c "$conf" 2>&1 | tee "$dir/numprovd.log" &
 	daemon_pid=$! # global: the EXIT trap runs after this function has returned
-	trap 'kill $daemon_pid 2>/dev/null; wait $daemon_pid 2>/dev/null || true' EXIT INT TERM
-	for _ in $(seq 50); do
-		[ -e "$demo_dir/db/numbers.db" ] && break
-		sleep 0.1
-	done
-	sleep 0.5
-	echo "== numprovctl ranges"
+	trap 'kill $(pgrep -f "numprovd -f -c $dir") $sim_pid 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
+	for _ in $(seq 300); do grep -q "event=sync" "$dir/numprovd.log" 2>/dev/null && break; sleep 0.2; done
+	echo "== after the first sync: numprovctl ranges"
 	build/demo/numprovctl -c "$conf" ranges
-	echo "== the provisioning cycle (Graph client and simulator) is not built yet:"
-	echo "   numprovd holds the inventory and serves it; stop it with Ctrl-C"
+	echo "== a joiner arrives in London while numprovd runs (sync.interval is 10 s)"
+	$sim add-user '{"id":"4a4a4a4a-0000-4000-8000-0000000000b1","userPrincipalName":"joiner@demo.onmicrosoft.com","displayName":"New Joiner","accountEnabled":true,"city":"London","officeLocation":"Soho","usageLocation":"GB","licenses":["SPE_E5"]}' >/dev/null
+	local t0=$SECONDS
+	for _ in $(seq 150); do grep -q "event=assign user=joiner@" "$dir/numprovd.log" && break; sleep 0.2; done
+	echo "== the joiner got a number after $((SECONDS - t0)) s:"
+	grep "event=assign user=joiner@" "$dir/numprovd.log" | tail -1
+	build/demo/numprovctl -c "$conf" user joiner@demo.onmicrosoft.com 2>/dev/null | head -20 || true
+	echo "== numprovd keeps running (Ctrl-C stops it and the simulator)"
 	if [ "$seconds" -gt 0 ]; then
 		sleep "$seconds"
 	else

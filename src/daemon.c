@@ -3,6 +3,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -13,19 +14,52 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "config.h"
+#include "control.h"
+#include "graph.h"
 #include "inventory.h"
 #include "log.h"
+#include "provision.h"
 
 #define EXPIRE_EVERY 60     /* seconds between quarantine sweeps */
 #define CHECKPOINT_EVERY 300 /* seconds between database checkpoints */
+#define STOP_GRACE 30        /* seconds SIGTERM waits for Graph calls in flight */
 
 struct daemon {
 	const char *conf_file;
 	struct config *cfg;
 	struct inventory *inv;
 	struct event_base *base;
+	struct graph *graph;
+	struct prov *prov;
+	struct control *control;
+	int stopping;
 };
+
+/* systemd's notification socket, without libsystemd: one datagram per state. */
+static void
+notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (path[0] == '@') /* abstract namespace */
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+		log_debug("main", "sd_notify %s: %m", state);
+	close(fd);
+}
 
 static void
 usage(FILE *out)
@@ -84,37 +118,66 @@ reload(struct daemon *d)
 	struct config *cfg = config_load(d->conf_file, err, sizeof(err));
 	int rc;
 
+	notify("RELOADING=1");
 	if (!cfg) {
 		log_err("main", "reload refused, the running configuration stays: %s", err);
+		notify("READY=1");
 		return;
 	}
 	if (strcmp(cfg->database.path, d->cfg->database.path) != 0)
 		log_warnx("main", "database.path changed; it takes effect at the next restart");
+	if (strcmp(cfg->tenant.id, d->cfg->tenant.id) || strcmp(cfg->tenant.client_id, d->cfg->tenant.client_id))
+		log_warnx("main", "tenant settings changed; they take effect at the next restart");
 	if ((rc = inv_sync_ranges(d->inv, cfg, time(NULL))) != INV_OK) {
 		log_err("main", "reload refused: cannot apply the ranges: %s", inv_strerror(rc));
 		config_free(cfg);
+		notify("READY=1");
 		return;
 	}
+	prov_set_config(d->prov, cfg);
+	control_set_config(d->control, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	log_set_level(cfg->log.level);
 	log_notice("main", "configuration reloaded from %s (%zu ranges)", d->conf_file,
 	    cfg->n_ranges);
 	log_ranges(d);
+	notify("READY=1");
+}
+
+static void
+drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	event_base_loopexit(d->base, NULL);
 }
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
+	struct timeval grace = { STOP_GRACE, 0 };
 
 	(void)what;
 	if (sig == SIGHUP) {
 		reload(d);
 		return;
 	}
-	log_notice("main", "signal %d: stopping", (int)sig);
-	event_base_loopexit(d->base, NULL);
+	if (sig == SIGUSR1) {
+		log_notice("main", "SIGUSR1: sync now");
+		prov_trigger(d->prov, 0);
+		return;
+	}
+	if (d->stopping++) {
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	log_notice("main", "signal %d: finishing what is in flight, then stopping", (int)sig);
+	notify("STOPPING=1");
+	/* what Teams was asked is answered and recorded; a stuck call gets the grace period */
+	event_base_loopexit(d->base, &grace);
+	prov_drain(d->prov, drained, d);
 }
 
 static void
@@ -155,17 +218,51 @@ write_pidfile(const char *file)
 	return fclose(f);
 }
 
+/* Graph client, provisioning engine and control socket, on the loop. */
+static int
+start_engine(struct daemon *d)
+{
+	char err[1024];
+
+	if (!(d->graph = graph_new(d->base, d->cfg, err, sizeof(err)))) {
+		log_err("main", "cannot start the Graph client: %s", err);
+		return -1;
+	}
+	if (!(d->prov = prov_new(d->base, d->cfg, d->inv, d->graph))) {
+		log_err("main", "cannot start provisioning");
+		return -1;
+	}
+	if (!(d->control = control_new(d->base, d->cfg, d->prov, d->inv, err, sizeof(err)))) {
+		log_err("main", "cannot open the control socket: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+stop_engine(struct daemon *d)
+{
+	control_free(d->control);
+	prov_free(d->prov);
+	graph_free(d->graph);
+}
+
 static int
 run_loop(struct daemon *d)
 {
-	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT };
-	struct event *ev[5];
+	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGUSR1 };
+	struct event *ev[6];
 	struct timeval expire = { EXPIRE_EVERY, 0 }, ckp = { CHECKPOINT_EVERY, 0 };
 	size_t n = 0;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (!(d->base = event_base_new())) {
 		log_err("main", "cannot create the event loop");
+		return 1;
+	}
+	if (start_engine(d) < 0) {
+		stop_engine(d);
+		event_base_free(d->base);
 		return 1;
 	}
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
@@ -176,10 +273,13 @@ run_loop(struct daemon *d)
 	event_add(ev[n++], &expire);
 	ev[n] = event_new(d->base, -1, EV_PERSIST, on_checkpoint, d);
 	event_add(ev[n++], &ckp);
-	log_notice("main", "numprovd %s running: inventory %s, %zu ranges (the provisioning "
-	    "cycle is not part of this build yet)", PACKAGE_VERSION, d->cfg->database.path,
-	    d->cfg->n_ranges);
+	log_notice("main", "numprovd %s running: inventory %s, %zu ranges, sync %s every %ds",
+	    PACKAGE_VERSION, d->cfg->database.path, d->cfg->n_ranges,
+	    config_sync_mode_name(d->cfg->sync.mode), d->cfg->sync.interval);
+	prov_start(d->prov);
+	notify("READY=1");
 	event_base_dispatch(d->base);
+	stop_engine(d);
 	while (n > 0)
 		event_free(ev[--n]);
 	event_base_free(d->base);

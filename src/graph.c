@@ -36,6 +36,7 @@ struct greq {
 	CURL *easy;
 	struct curl_slist *hdrs;
 	struct event *retry_timer;
+	struct greq *parked_next; /* in the list of requests waiting for a retry */
 	char *resp;
 	size_t resp_len, resp_cap;
 	char location[4096], retry_after[64], request_id[64], crid[37];
@@ -59,7 +60,8 @@ struct graph {
 	struct event *token_timer;
 	/* requests waiting for a slot or a token */
 	struct greq *queue, *queue_tail;
-	int pending;
+	struct greq *parked; /* waiting on their retry timers */
+	int pending, stopped;
 	struct graph_stats stats;
 };
 
@@ -402,7 +404,10 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 	res.location = r->location[0] ? r->location : NULL;
 	memcpy(res.client_request_id, r->crid, sizeof(res.client_request_id));
 	snprintf(res.request_id, sizeof(res.request_id), "%s", r->request_id);
-	if (cc != CURLE_OK) {
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(res.error_code, sizeof(res.error_code), "stopping");
+		snprintf(res.error_message, sizeof(res.error_message), "numprovd is stopping");
+	} else if (cc != CURLE_OK) {
 		snprintf(res.error_code, sizeof(res.error_code), "transport");
 		snprintf(res.error_message, sizeof(res.error_message), "%s",
 		    r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc));
@@ -410,7 +415,7 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 		graph_parse_error(res.body, res.len, res.error_code, sizeof(res.error_code),
 		    res.error_message, sizeof(res.error_message));
 	}
-	if (cc != CURLE_OK || status >= 400) {
+	if (cc != CURLE_ABORTED_BY_CALLBACK && (cc != CURLE_OK || status >= 400)) {
 		g->stats.failures++;
 		log_warnx("graph", "%s %s: %s%ld %s%s%s (client-request-id %s%s%s, %d attempt%s)",
 		    r->method, r->url, cc != CURLE_OK ? "no response, " : "HTTP ", status,
@@ -435,12 +440,25 @@ enqueue(struct graph *g, struct greq *r)
 }
 
 static void
+unpark(struct greq *r)
+{
+	struct greq **pp = &r->g->parked;
+
+	while (*pp && *pp != r)
+		pp = &(*pp)->parked_next;
+	if (*pp)
+		*pp = r->parked_next;
+	r->parked_next = NULL;
+}
+
+static void
 on_retry_timer(evutil_socket_t fd, short kind, void *arg)
 {
 	struct greq *r = arg;
 
 	(void)fd;
 	(void)kind;
+	unpark(r);
 	enqueue(r->g, r);
 	dispatch(r->g);
 }
@@ -450,6 +468,12 @@ retry_later(struct greq *r, long ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
+	if (r->g->stopped) {
+		deliver(r, 0, CURLE_ABORTED_BY_CALLBACK, 0);
+		return;
+	}
+	r->parked_next = r->g->parked;
+	r->g->parked = r;
 	r->g->stats.retries++;
 	if (!r->retry_timer)
 		r->retry_timer = evtimer_new(r->g->base, on_retry_timer, r);
@@ -703,7 +727,9 @@ dispatch(struct graph *g)
 		struct greq *r = g->queue;
 
 		if (!token_fresh(g)) {
-			if (!g->token_fetching)
+			if (g->stopped)
+				fail_queue(g, 0, "stopping", "numprovd is stopping");
+			else if (!g->token_fetching)
 				fetch_token(g);
 			return;
 		}
@@ -746,10 +772,10 @@ static int
 submit(struct graph *g, const char *method, const char *url, const char *body, unsigned flags,
     graph_cb cb, void *arg)
 {
-	struct greq *r = calloc(1, sizeof(*r));
+	struct greq *r;
 	size_t len;
 
-	if (!r)
+	if (g->stopped || !(r = calloc(1, sizeof(*r))))
 		return -1;
 	r->g = g;
 	r->method = method;
@@ -785,6 +811,28 @@ graph_post(struct graph *g, const char *url, const char *json, unsigned flags, g
     void *arg)
 {
 	return submit(g, "POST", url, json ? json : "", flags, cb, arg);
+}
+
+void
+graph_stop(struct graph *g)
+{
+	g->stopped = 1;
+	evtimer_del(g->token_timer);
+	g->token_fetching = 0;
+	fail_queue(g, 0, "stopping", "numprovd is stopping");
+	while (g->parked) {
+		struct greq *r = g->parked;
+		g->parked = r->parked_next;
+		r->parked_next = NULL;
+		evtimer_del(r->retry_timer);
+		deliver(r, 0, CURLE_ABORTED_BY_CALLBACK, 0);
+	}
+}
+
+int
+graph_stopped(const struct graph *g)
+{
+	return g->stopped;
 }
 
 int

@@ -56,6 +56,14 @@ int graph_get(struct graph *g, const char *url, graph_cb cb, void *arg);
 int graph_post(struct graph *g, const char *url, const char *json, unsigned flags, graph_cb cb,
     void *arg);
 
+/*
+ * Stopping: requests waiting for a slot, a token or a retry are answered now
+ * with error_code "stopping"; exchanges on the wire finish (or time out).
+ * Nothing new is accepted afterwards.
+ */
+void graph_stop(struct graph *g);
+int graph_stopped(const struct graph *g);
+
 /* Requests accepted and not yet answered through their callback. */
 int graph_pending(const struct graph *g);
 void graph_get_stats(const struct graph *g, struct graph_stats *out);

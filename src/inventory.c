@@ -33,6 +33,7 @@ struct inventory {
 	DB *occ;     /* (range index, level, node) -> uint64 "not available" bitmap */
 	DB *quar;    /* (until, number) -> "": quarantines by end time */
 	DB *meta;    /* name -> value */
+	DB *dir;     /* user id -> JSON: the directory as last seen */
 	int lockfd;
 	struct rcache *rc;
 	size_t nrc;
@@ -547,6 +548,7 @@ inv_expire(struct inventory *inv, time_t now)
 
 struct op {
 	const char *range, *user_id, *upn;
+	int state; /* adopt: INV_ASSIGNED; claim: INV_PENDING */
 	char number[E164_STRLEN];
 	struct e164 parsed;
 	time_t now;
@@ -840,10 +842,10 @@ adopt_body(struct inventory *inv, DB_TXN *txn, void *arg)
 		c = rc_containing(inv, &op->parsed, &off);
 		copy_str(new.range, sizeof(new.range), c ? c->r.name : "");
 	}
-	new.state = INV_ASSIGNED;
+	new.state = (uint8_t)op->state;
 	new.flags = 0;
 	new.until = 0;
-	if (old.state != INV_ASSIGNED)
+	if (old.state != new.state)
 		new.since = op->now;
 	copy_str(new.user_id, sizeof(new.user_id), op->user_id);
 	if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
@@ -852,7 +854,7 @@ adopt_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	copy_str(u.id, sizeof(u.id), op->user_id);
 	copy_str(u.upn, sizeof(u.upn), op->upn);
 	copy_str(u.number, sizeof(u.number), op->number);
-	u.state = INV_ASSIGNED;
+	u.state = (uint8_t)op->state;
 	u.since = new.since;
 	op->out = new;
 	return user_put(inv, txn, &u);
@@ -862,7 +864,20 @@ int
 inv_adopt(struct inventory *inv, const char *number, const char *user_id, const char *upn,
     time_t now)
 {
-	struct op op = { .user_id = user_id, .upn = upn, .now = now };
+	struct op op = { .user_id = user_id, .upn = upn, .now = now, .state = INV_ASSIGNED };
+
+	if (!user_id || !*user_id || strlen(user_id) >= INV_ID_MAX)
+		return INV_E_NOTFOUND;
+	if (canon(number, op.number, &op.parsed) != INV_OK)
+		return INV_E_NOTFOUND;
+	return run_txn(inv, adopt_body, &op);
+}
+
+int
+inv_claim(struct inventory *inv, const char *number, const char *user_id, const char *upn,
+    time_t now)
+{
+	struct op op = { .user_id = user_id, .upn = upn, .now = now, .state = INV_PENDING };
 
 	if (!user_id || !*user_id || strlen(user_id) >= INV_ID_MAX)
 		return INV_E_NOTFOUND;
@@ -1015,6 +1030,134 @@ inv_meta_put(struct inventory *inv, const char *key, const char *value)
 {
 	struct meta_ctx m = { key, value };
 	return run_txn(inv, meta_body, &m);
+}
+
+/* ---- the directory as last seen ----------------------------------------- */
+
+struct dir_batch {
+	size_t n;
+	const char *const *ids, *const *records;
+};
+
+static int
+dir_batch_body(struct inventory *inv, DB_TXN *txn, void *arg)
+{
+	struct dir_batch *b = arg;
+	int rc = INV_OK;
+
+	for (size_t i = 0; rc == INV_OK && i < b->n; i++)
+		rc = db_put_fixed(inv->dir, txn, b->ids[i], strlen(b->ids[i]), b->records[i],
+		    strlen(b->records[i]) + 1);
+	return rc;
+}
+
+int
+inv_dir_put_batch(struct inventory *inv, size_t n, const char *const *ids,
+    const char *const *records)
+{
+	struct dir_batch b = { n, ids, records };
+	return n ? run_txn(inv, dir_batch_body, &b) : INV_OK;
+}
+
+int
+inv_dir_put(struct inventory *inv, const char *id, const char *record)
+{
+	return inv_dir_put_batch(inv, 1, &id, &record);
+}
+
+static int
+dir_del_body(struct inventory *inv, DB_TXN *txn, void *arg)
+{
+	return db_del(inv->dir, txn, arg, strlen(arg));
+}
+
+int
+inv_dir_del(struct inventory *inv, const char *id)
+{
+	return run_txn(inv, dir_del_body, (void *)id);
+}
+
+int
+inv_dir_get(struct inventory *inv, const char *id, char **out)
+{
+	DBT key, data;
+	int ret;
+
+	dbt_init(&key, id, strlen(id));
+	memset(&data, 0, sizeof(data));
+	data.flags = DB_DBT_MALLOC;
+	*out = NULL;
+	ret = inv->dir->get(inv->dir, NULL, &key, &data, 0);
+	if (ret == DB_NOTFOUND)
+		return INV_E_NOTFOUND;
+	if (ret)
+		return db_fail(ret, "directory get");
+	if (data.size == 0 || ((char *)data.data)[data.size - 1] != '\0') {
+		free(data.data);
+		return INV_E_DB;
+	}
+	*out = data.data;
+	return INV_OK;
+}
+
+int
+inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg)
+{
+	DBC *cur;
+	DBT key, data;
+	int ret, stop = 0;
+	char id[INV_ID_MAX];
+
+	if ((ret = inv->dir->cursor(inv->dir, NULL, &cur, 0)) != 0)
+		return db_fail(ret, "cursor");
+	memset(&key, 0, sizeof(key));
+	memset(&data, 0, sizeof(data));
+	while (!stop && (ret = cur->get(cur, &key, &data, DB_NEXT)) == 0) {
+		if (key.size >= sizeof(id) || !data.size || ((char *)data.data)[data.size - 1])
+			continue;
+		memcpy(id, key.data, key.size);
+		id[key.size] = '\0';
+		stop = cb(id, data.data, arg);
+	}
+	cur->close(cur);
+	if (ret != 0 && ret != DB_NOTFOUND)
+		return db_fail(ret, "cursor");
+	return stop ? 1 : INV_OK;
+}
+
+/* Everything inv_allocate does but the writes: the transaction is thrown away. */
+static int
+peek_body(struct inventory *inv, DB_TXN *txn, void *arg)
+{
+	struct op *op = arg;
+	struct rcache *c = rc_by_name(inv, op->range);
+	int rc, expired = 0;
+	uint64_t off;
+	struct e164 n;
+
+	if (!c || c->r.removed)
+		return INV_E_NOTFOUND;
+	if ((rc = expire_in(inv, txn, op->now, &expired)) != INV_OK ||
+	    (rc = occ_find(inv, txn, c, &off)) != INV_OK)
+		return rc;
+	e164_range_number(&c->span, off, &n);
+	memset(&op->out, 0, sizeof(op->out));
+	e164_format(&n, op->out.number, sizeof(op->out.number));
+	copy_str(op->out.range, sizeof(op->out.range), c->r.name);
+	return INV_RETRY - 1; /* not INV_OK: run_txn aborts, nothing is written */
+}
+
+int
+inv_peek(struct inventory *inv, const char *range, time_t now, struct inv_number *out)
+{
+	struct op op = { .range = range, .now = now };
+	int rc = run_txn(inv, peek_body, &op);
+
+	if (rc == INV_RETRY - 1) {
+		*out = op.out;
+		return INV_OK;
+	}
+	return rc;
 }
 
 /* ---- ranges from the config --------------------------------------------- */
@@ -1354,7 +1497,8 @@ open_all(struct inventory *inv, const char *path, int flags, char *err, size_t e
 	    (rc = open_db(inv, &inv->ranges, "ranges.db", !ro, err, errlen)) ||
 	    (rc = open_db(inv, &inv->occ, "occupancy.db", !ro, err, errlen)) ||
 	    (rc = open_db(inv, &inv->quar, "quarantine.db", !ro, err, errlen)) ||
-	    (rc = open_db(inv, &inv->meta, "meta.db", !ro, err, errlen)))
+	    (rc = open_db(inv, &inv->meta, "meta.db", !ro, err, errlen)) ||
+	    (rc = open_db(inv, &inv->dir, "directory.db", !ro, err, errlen)))
 		return rc;
 	if ((rc = rc_reload(inv)) != INV_OK)
 		snprintf(err, errlen, "cannot read the ranges in %s", path);
@@ -1394,7 +1538,8 @@ inv_checkpoint(struct inventory *inv)
 void
 inv_close(struct inventory *inv)
 {
-	DB **dbs[] = { &inv->numbers, &inv->users, &inv->ranges, &inv->occ, &inv->quar, &inv->meta };
+	DB **dbs[] = { &inv->numbers, &inv->users, &inv->ranges, &inv->occ, &inv->quar, &inv->meta,
+		&inv->dir };
 
 	if (!inv)
 		return;

@@ -106,6 +106,9 @@ int inv_unreserve(struct inventory *inv, const char *number);
 /* A number Teams already shows on the user: recorded as assigned to them. */
 int inv_adopt(struct inventory *inv, const char *number, const char *user_id, const char *upn,
     time_t now);
+/* An administrator's pick: a given number pending for the user (available, reserved or quarantined). */
+int inv_claim(struct inventory *inv, const char *number, const char *user_id, const char *upn,
+    time_t now);
 /* Quarantines that have ended go back to the pool; returns how many, or -1. */
 int inv_expire(struct inventory *inv, time_t now);
 
@@ -120,6 +123,22 @@ typedef int (*inv_user_cb)(const struct inv_user *u, void *arg);
 int inv_foreach_range(struct inventory *inv, inv_range_cb cb, void *arg);
 int inv_foreach_number(struct inventory *inv, inv_number_cb cb, void *arg);
 int inv_foreach_user(struct inventory *inv, inv_user_cb cb, void *arg);
+
+/*
+ * The directory as last seen: user id -> a small JSON record (attributes,
+ * licence class, provisioning state). A batch is one transaction.
+ */
+int inv_dir_put_batch(struct inventory *inv, size_t n, const char *const *ids,
+    const char *const *records);
+int inv_dir_put(struct inventory *inv, const char *id, const char *record);
+int inv_dir_del(struct inventory *inv, const char *id);
+/* *out is malloc'd; INV_E_NOTFOUND when the user was never seen. */
+int inv_dir_get(struct inventory *inv, const char *id, char **out);
+typedef int (*inv_dir_cb)(const char *id, const char *record, void *arg);
+int inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg);
+
+/* The number inv_allocate would hand out now, without taking it (dry-run, plan). */
+int inv_peek(struct inventory *inv, const char *range, time_t now, struct inv_number *out);
 
 /* Small named values: the delta link, counters. */
 int inv_meta_get(struct inventory *inv, const char *key, char *buf, size_t len);

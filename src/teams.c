@@ -366,7 +366,8 @@ on_poll_timer(evutil_socket_t fd, short kind, void *arg)
 	(void)fd;
 	(void)kind;
 	if (c->checking ? check_number(c) < 0 : graph_get(c->g, c->op_url, change_polled, c) < 0)
-		change_end(c, 0, 0, "internal", "cannot poll the operation");
+		change_end(c, 0, 0, graph_stopped(c->g) ? "stopping" : "internal",
+		    "cannot poll the operation");
 }
 
 /* Poll again after a growing wait: Teams operations take seconds to minutes. */
@@ -551,6 +552,57 @@ teams_unassign(struct graph *g, const char *number, enum teams_number_type type,
     void *arg)
 {
 	return change_start(g, 0, NULL, number, type, NULL, cb, arg);
+}
+
+struct find_ctx {
+	number_cb cb;
+	void *arg;
+	char number[E164_STRLEN];
+};
+
+static void
+found_number(const struct graph_result *r, void *arg)
+{
+	struct find_ctx *f = arg;
+	struct teams_number *v = NULL, none;
+	struct teams_result t;
+	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, NULL) : -1, hit = -1;
+
+	result_from(&t, r);
+	t.ok = n >= 0;
+	for (int i = 0; i < n && hit < 0; i++)
+		if (strcmp(v[i].number, f->number) == 0)
+			hit = i;
+	memset(&none, 0, sizeof(none));
+	f->cb(&t, hit >= 0 ? &v[hit] : &none, hit >= 0, f->arg);
+	free(v);
+	free(f);
+}
+
+int
+teams_find_number(struct graph *g, const char *number, number_cb cb, void *arg)
+{
+	struct find_ctx *f = calloc(1, sizeof(*f));
+	char url[512], *quoted;
+	struct e164 n;
+	char err[160];
+
+	if (!f || e164_parse(number, &n, err, sizeof(err)) < 0) {
+		free(f);
+		return -1;
+	}
+	f->cb = cb;
+	f->arg = arg;
+	e164_format(&n, f->number, sizeof(f->number));
+	quoted = curl_easy_escape(NULL, f->number, 0);
+	snprintf(url, sizeof(url), NUMBERS_PATH "?$filter=telephoneNumber%%20eq%%20'%s'",
+	    quoted ? quoted : "");
+	curl_free(quoted);
+	if (graph_get(g, url, found_number, f) < 0) {
+		free(f);
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- user configuration ------------------------------------------------- */

@@ -12,6 +12,8 @@
 #include "e164.h"
 #include "graph.h"
 
+struct teams_result;
+
 /* ---- users delta -------------------------------------------------------- */
 
 enum delta_status { DELTA_OK, DELTA_ERROR };
@@ -58,6 +60,11 @@ typedef void (*numbers_page_cb)(const struct teams_number *v, size_t n, void *ar
 typedef void (*numbers_done_cb)(int ok, size_t total, const char *error, void *arg);
 /* Every number of the tenant, $top=1000 pages with $skip (or nextLink when given). */
 int teams_list_numbers(struct graph *g, numbers_page_cb page, numbers_done_cb done, void *arg);
+
+/* One number as Teams has it ($filter=telephoneNumber eq); found = 0 when Teams has none. */
+typedef void (*number_cb)(const struct teams_result *r, const struct teams_number *n, int found,
+    void *arg);
+int teams_find_number(struct graph *g, const char *number, number_cb cb, void *arg);
 
 /* Operation of an assign/unassign: {"status", "numbers":[{"status","statusDetail"}]}. */
 enum teams_op_status { TOP_RUNNING, TOP_SUCCEEDED, TOP_FAILED, TOP_UNKNOWN };

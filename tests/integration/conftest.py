@@ -39,8 +39,18 @@ class Daemon:
         self.write(ranges)
 
     def write(self, ranges, extra=""):
+        # a tenant nobody answers for: the inventory side works, syncs fail and say so
+        secret = self.tmp / "client-secret"
+        secret.write_text("secret\n")
+        secret.chmod(0o600)
         self.conf.write_text(
-            TENANT + f'database: {{ path = "{self.db}"; durable = false; }};\n'
+            'tenant: { id = "contoso.onmicrosoft.com";\n'
+            '  client_id = "11111111-2222-3333-4444-555555555555";\n'
+            f'  client_secret_file = "{secret}";\n'
+            '  login_url = "https://127.0.0.1:9"; graph_url = "https://127.0.0.1:9"; };\n'
+            f'database: {{ path = "{self.db}"; durable = false; }};\n'
+            f'control: {{ socket = "{self.tmp}/control.sock"; group = "root"; }};\n'
+            'snmp: { enabled = false; };\n'
             + extra + f"ranges = (\n{ranges}\n);\n")
 
     def start(self):
@@ -114,7 +124,7 @@ class Sim:
         self.ctl = SimClient(self.url, str(certs / "ca.pem"))
 
     def config(self, path, secret=gtl.SECRET, extra_tenant="", extra="", cert=False,
-               parallel=8, mode=0o600, timeout=5):
+               parallel=8, mode=0o600, timeout=5, sync=""):
         """A numprovd config pointing at this simulator."""
         secret_file = path.parent / "client-secret"
         secret_file.write_text(secret + "\n")
@@ -126,7 +136,7 @@ class Sim:
             f'tenant: {{ id = "{gtl.DOMAIN}"; client_id = "{gtl.CLIENT_ID}";\n  {cred}\n'
             f'  login_url = "{self.url}"; graph_url = "{self.url}";\n'
             f'  ca_file = "{self.certs}/ca.pem"; timeout = {timeout}; {extra_tenant} }};\n'
-            f'sync: {{ parallel = {parallel}; }};\n'
+            f'sync: {{ parallel = {parallel}; {sync} }};\n'
             f'database: {{ path = "{path.parent}/db"; durable = false; }};\n' + extra)
         return path
 

@@ -1,0 +1,43 @@
+/*
+ * The control socket: numprovctl's way into the running daemon. A unix stream
+ * socket, one JSON object per line each way:
+ *   request  {"command":"ranges","args":["..."]}
+ *   reply    {"ok":true,"result":...}  or  {"ok":false,"error":"one line"}
+ */
+#ifndef NUMPROV_CONTROL_H
+#define NUMPROV_CONTROL_H
+
+#include <stddef.h>
+
+#define CONTROL_LINE_MAX (64 * 1024) /* longest request line; longer ones close the client */
+
+struct cJSON;
+struct config;
+struct control;
+struct event_base;
+struct inventory;
+struct prov;
+
+/*
+ * Listen on cfg->control.socket: mode 0660, group cfg->control.group (a missing
+ * group is a warning). A stale socket file is removed; a socket another live
+ * process answers on is refused. NULL with err filled on failure.
+ */
+struct control *control_new(struct event_base *base, const struct config *cfg, struct prov *p,
+    struct inventory *inv, char *err, size_t errlen);
+/* After SIGHUP: the new config (a changed socket path or group is applied). */
+void control_set_config(struct control *c, const struct config *cfg);
+/* Closes the clients (replies still in flight are dropped) and unlinks the socket. */
+void control_free(struct control *c);
+
+/*
+ * The results of `ranges` and `range NAME`, shared with numprovctl, which
+ * builds them itself from the inventory when the daemon is not running.
+ * NULL with err filled on failure.
+ */
+struct cJSON *control_ranges(struct inventory *inv, const struct config *cfg, char *err,
+    size_t errlen);
+struct cJSON *control_range_numbers(struct inventory *inv, const char *name, char *err,
+    size_t errlen);
+
+#endif

@@ -1,0 +1,392 @@
+"""End to end: numprovd against the Graph simulator, one test per behaviour of
+design.md section 1 (B1-B16), plus the write-ahead crash check."""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import binary, gtl
+
+IDS = gtl.IDS
+UPN = {n: f"{n}@{gtl.DOMAIN}" for n in IDS}
+
+RANGES = """
+  { name = "london"; type = "direct-routing"; provider = "Gamma";
+    first = "+442080000000"; last = "+442080000004";
+    match = "city = 'London'"; priority = 10; quarantine_days = 30; },
+  { name = "london-overflow"; type = "direct-routing"; provider = "Gamma";
+    first = "+442080001000"; last = "+442080001099";
+    match = "city = 'London'"; priority = 20; },
+  { name = "park-lane"; type = "calling-plan"; provider = "Microsoft";
+    first = "+442071230000"; last = "+442071230004";
+    match = "Office = \\"Park Lane\\" AND City = \\"LONDON\\""; },
+  { name = "abingdon"; type = "direct-routing"; provider = "Gamma";
+    first = "+441235000000"; last = "+441235000099";
+    match = "city = 'Abingdon' AND office = 'Office 1'";
+    voice_routing_policy = "UK-National"; reserved = [ "+441235000000" ]; },
+  { name = "north"; type = "direct-routing"; provider = "BT";
+    first = "+441130000000"; last = "+441130000009";
+    match = "city = 'Leeds' OR city = 'York'"; },
+  { name = "paris"; type = "operator-connect"; provider = "Orange";
+    first = "+33140000000"; last = "+33140000002";
+    match = "usage_location = 'FR'"; }
+"""
+
+
+class Numprovd:
+    """numprovd -f on the simulator's tenant; its log lines are collected."""
+
+    def __init__(self, sim, tmp, mode="enforce", interval=300, ranges=RANGES, policy=""):
+        self.sim, self.tmp = sim, tmp
+        self.sock = tmp / "control.sock"
+        self.conf = sim.config(
+            tmp / "numprovd.conf",
+            sync=f'mode = "{mode}"; interval = {interval}; full_interval = 86400; '
+                 f'retry_min = 1; retry_max = 4;',
+            extra=f'control: {{ socket = "{self.sock}"; group = "root"; }};\n'
+                  f'snmp: {{ enabled = false; }};\n{policy}'
+                  f'ranges = ({ranges});\n')
+        self.lines = []
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(self.conf)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def events(self, kind=None):
+        out = []
+        for line in list(self.lines):
+            m = re.search(r"\] ?(event=.*)$|\s(event=.*)$", line)
+            if not m:
+                continue
+            fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', m.group(1) or m.group(2)))
+            fields = {k: v.strip('"') for k, v in fields.items()}
+            if kind is None or fields.get("event") == kind:
+                out.append(fields)
+        return out
+
+    def wait_event(self, kind, count=1, timeout=30, **match):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = [e for e in self.events(kind)
+                     if all(e.get(k) == v for k, v in match.items())]
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {count} x event={kind} {match} in:\n" + "\n".join(self.lines[-40:]))
+
+    def syncs(self):
+        return len(self.events("sync"))
+
+    def wait_syncs(self, n, timeout=30):
+        return self.wait_event("sync", count=n, timeout=timeout)
+
+    def ctl(self, *args):
+        r = subprocess.run([binary("numprovctl"), "-c", str(self.conf), *args],
+                           capture_output=True, text=True, timeout=60)
+        return r
+
+    def ranges(self):
+        r = self.ctl("--json", "ranges")
+        assert r.returncode == 0, r.stderr
+        return {x["name"]: x for x in json.loads(r.stdout)}
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=40)
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def numprovd(sim, tmp_path):
+    made = []
+
+    def make(**kw):
+        d = Numprovd(sim, tmp_path, **kw)
+        made.append(d)
+        return d.start()
+
+    yield make
+    for d in made:
+        d.stop(signal.SIGKILL)
+
+
+def holder(sim, number):
+    return (sim.ctl.truth()["numbers"].get(number) or {}).get("target")
+
+
+def add_user(sim, name, **props):
+    uid = props.pop("id", None) or f"00000000-0000-4000-8000-{abs(hash(name)) % 10**12:012d}"
+    sim.ctl.add_user({"id": uid, "userPrincipalName": f"{name}@{gtl.DOMAIN}",
+                      "displayName": name, "accountEnabled": True, "licenses": ["SPE_E5"],
+                      **props})
+    return uid
+
+
+# ---- B1-B4: new users, licences, rules, priority ------------------------------------
+
+def test_b01_new_licensed_user_gets_lowest_free_number(sim, numprovd):
+    d = numprovd()
+    ev = d.wait_event("assign", user=UPN["alice"])[0]
+    assert ev["number"] == "+442080000000" and ev["range"] == "london"
+    assert ev["type"] == "direct-routing" and ev["id"] == IDS["alice"]
+    assert holder(sim, "+442080000000") == IDS["alice"]
+    d.wait_syncs(1)
+    assert d.ranges()["london"]["assigned"] >= 1
+
+
+def test_b02_calling_plan_users_only_get_calling_plan_ranges(sim, numprovd):
+    d = numprovd()
+    d.wait_syncs(1)
+    bob = d.wait_event("assign", user=UPN["bob"])[0]
+    assert bob["range"] == "park-lane" and bob["type"] == "calling-plan"
+    assert holder(sim, bob["number"]) == IDS["bob"]
+    # dave has communication credits only: no calling plan, so a direct-routing range
+    dave = d.wait_event("assign", user=UPN["dave"])[0]
+    assert dave["range"] == "london"
+
+
+def test_b03_priority_and_overflow_into_the_next_range(sim, numprovd):
+    for i in range(5):
+        add_user(sim, f"londoner{i}", city="London")
+    d = numprovd()
+    d.wait_syncs(1)
+    assigned = d.events("assign")
+    london = [e for e in assigned if e["range"] == "london"]
+    over = [e for e in assigned if e["range"] == "london-overflow"]
+    assert len(london) == 5  # the priority-10 range first, lowest numbers first
+    assert sorted(e["number"] for e in london) == [f"+44208000000{i}" for i in range(5)]
+    assert over and min(e["number"] for e in over) == "+442080001000"
+    d.wait_event("exhausted", range="london")
+
+
+def test_b04_or_rules_and_case_insensitive_attributes(sim, numprovd):
+    add_user(sim, "yorkie", city=" YORK ")
+    add_user(sim, "leeds", city="leeds")
+    d = numprovd()
+    d.wait_syncs(1)
+    north = sorted(e["user"] for e in d.events("assign") if e["range"] == "north")
+    assert north == [f"leeds@{gtl.DOMAIN}", f"yorkie@{gtl.DOMAIN}"]
+
+
+# ---- B5: unmatched and exhausted, once per change -----------------------------------
+
+def test_b05_unmatched_logged_once_and_retried(sim, numprovd):
+    uid = add_user(sim, "nomad", city="Nowhere")
+    d = numprovd(interval=1)
+    d.wait_syncs(3)
+    un = [e for e in d.events("unmatched") if e["user"] == f"nomad@{gtl.DOMAIN}"]
+    assert len(un) == 1 and un[0]["city"] == "Nowhere" and un[0]["reason"] == "no-match"
+    # fixed in the directory: the next cycle gives a number
+    sim.ctl.update_user(uid, {"city": "Leeds"})
+    ev = d.wait_event("assign", user=f"nomad@{gtl.DOMAIN}", timeout=20)[0]
+    assert ev["range"] == "north"
+
+
+# ---- B6-B9: disabled, deleted, unlicensed, moved -------------------------------------
+
+def test_b06_disabled_user_keeps_the_number(sim, numprovd):
+    d = numprovd(interval=1)
+    number = d.wait_event("assign", user=UPN["alice"])[0]["number"]
+    sim.ctl.disable(IDS["alice"])
+    d.wait_event("retain", user=UPN["alice"], reason="disabled")
+    n = d.syncs()
+    d.wait_syncs(n + 2)
+    assert holder(sim, number) == IDS["alice"]
+    assert len(d.events("retain")) == 1  # once per change, not every cycle
+    assert not d.events("release")
+
+
+def test_b07_deleted_user_releases_number(sim, numprovd):
+    d = numprovd(interval=1)
+    number = d.wait_event("assign", user=UPN["alice"])[0]["number"]
+    sim.ctl.soft_delete(IDS["alice"])
+    ev = d.wait_event("release", user=UPN["alice"])[0]
+    assert ev["reason"] == "deleted" and ev["number"] == number
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", ev["quarantine_until"])  # london: 30 days
+    assert not holder(sim, number)
+    d.wait_syncs(d.syncs() + 1)
+    assert d.ranges()["london"]["quarantined"] == 1
+
+
+def test_b08_unlicensed_user_releases_number(sim, numprovd):
+    d = numprovd(interval=1)
+    number = d.wait_event("assign", user=UPN["frank"])[0]["number"]
+    sim.ctl.unlicense(IDS["frank"], plans=["MCOEV"])
+    ev = d.wait_event("release", user=UPN["frank"])[0]
+    assert ev["reason"] == "unlicensed" and ev["number"] == number
+    assert "quarantine_until" not in ev  # paris has no quarantine: straight back
+    assert not holder(sim, number)
+
+
+def test_b09_moved_user_keeps_the_number(sim, numprovd):
+    d = numprovd(interval=1)
+    number = d.wait_event("assign", user=UPN["alice"])[0]["number"]
+    sim.ctl.update_user(IDS["alice"], {"city": "Leeds", "officeLocation": "Wellington Place"})
+    ev = d.wait_event("retain", user=UPN["alice"], reason="moved")[0]
+    assert ev["number"] == number
+    assert holder(sim, number) == IDS["alice"]
+
+
+# ---- B10: numbers already in Teams --------------------------------------------------
+
+def test_b10_numbers_already_in_teams_are_adopted_never_doubled(sim, numprovd):
+    d = numprovd()
+    d.wait_syncs(1)
+    ev = d.wait_event("adopt", user=UPN["erin"])[0]
+    assert ev["number"] == "+441235000001" and ev["range"] == "abingdon"
+    assert not [e for e in d.events("assign") if e["user"] == UPN["erin"]]
+    assert sim.ctl.truth()["users"][IDS["erin"]] == ["+441235000001"]
+    assert d.ranges()["abingdon"]["assigned"] == 1
+
+
+# ---- B12-B13: periodic and urgent sync ----------------------------------------------
+
+def test_b12_joiner_gets_a_number_within_the_interval(sim, numprovd):
+    sim.ctl.settings(op_polls=0)
+    d = numprovd(interval=2)
+    d.wait_syncs(1)
+    uid = add_user(sim, "joiner", city="Leeds")
+    t0 = time.time()
+    ev = d.wait_event("assign", user=f"joiner@{gtl.DOMAIN}", timeout=10)[0]
+    assert time.time() - t0 < 2 + 3  # the interval, plus the assignment in Teams
+    assert holder(sim, ev["number"]) == uid
+
+
+def first_delta_after(sim, t0, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hits = [q for q in sim.ctl.log()["requests"] if "/users/delta" in q["path"]
+                and q["time"] >= t0]
+        if hits:
+            return hits[0]["time"]
+        time.sleep(0.05)
+    raise AssertionError("no sync started")
+
+
+def test_b13_urgent_sync_starts_within_a_second(sim, numprovd):
+    d = numprovd(interval=300)
+    d.wait_syncs(1)
+    uid = add_user(sim, "urgent", city="York")
+    t0 = time.time()
+    d.proc.send_signal(signal.SIGUSR1)
+    assert first_delta_after(sim, t0) - t0 < 1.0
+    ev = d.wait_event("assign", user=f"urgent@{gtl.DOMAIN}", timeout=15)[0]
+    assert holder(sim, ev["number"]) == uid
+    d.wait_syncs(2)
+    add_user(sim, "urgent2", city="York")
+    t0 = time.time()
+    r = d.ctl("sync")
+    assert r.returncode == 0, r.stderr
+    assert first_delta_after(sim, t0) - t0 < 1.0
+    d.wait_event("assign", user=f"urgent2@{gtl.DOMAIN}", timeout=15)
+
+
+# ---- B14: licence not yet visible in Teams -------------------------------------------
+
+def test_b14_licence_propagation_is_retried_with_backoff(sim, numprovd):
+    uid = add_user(sim, "newstarter", city="York")
+    sim.ctl.fault("licence_delay", seconds=4, users=[uid])
+    d = numprovd(interval=1)
+    w = d.wait_event("waiting", user=f"newstarter@{gtl.DOMAIN}")[0]
+    assert w["reason"] == "licence-not-ready" and w["retry_in"] == "1"
+    ev = d.wait_event("assign", user=f"newstarter@{gtl.DOMAIN}", timeout=30)[0]
+    assert holder(sim, ev["number"]) == uid
+    assert len([e for e in d.events("waiting") if e["user"] == f"newstarter@{gtl.DOMAIN}"]) == 1
+    tries = [q for q in sim.ctl.log()["requests"] if "assignNumber" in q["path"]
+             and q.get("body", {}).get("assignmentTargetId") == uid]
+    gaps = [b["time"] - a["time"] for a, b in zip(tries, tries[1:])]
+    assert len(tries) >= 2 and gaps == sorted(gaps)  # growing waits
+
+
+# ---- B15: dry-run and off -------------------------------------------------------------
+
+def test_b15_dry_run_decides_and_writes_nothing(sim, numprovd):
+    before = sim.ctl.truth()
+    d = numprovd(mode="dry-run")
+    d.wait_syncs(1)
+    ev = [e for e in d.events("assign") if e["user"] == UPN["alice"]][0]
+    assert ev["dry_run"] == "yes" and ev["number"] == "+442080000000"
+    assert sim.ctl.truth() == before
+    assert not [q for q in sim.ctl.log()["requests"] if q["method"] == "POST"
+                and "oauth2" not in q["path"]]
+    assert d.ranges()["london"]["assigned"] == 0 and d.ranges()["london"]["pending"] == 0
+
+
+def test_b15_off_stops_automatic_provisioning(sim, numprovd):
+    before = sim.ctl.truth()
+    d = numprovd(mode="off")
+    d.wait_syncs(1)
+    assert not d.events("assign")
+    assert sim.ctl.truth() == before
+
+
+# ---- B16: drift -----------------------------------------------------------------------
+
+def test_b16_drift_is_found_logged_counted_never_overwritten(sim, numprovd):
+    d = numprovd(interval=300)
+    number = d.wait_event("assign", user=UPN["alice"])[0]["number"]
+    d.wait_syncs(1)
+    # a person moves the number to carol by hand in Teams
+    sim.ctl.add_number({"telephoneNumber": number, "numberType": "directRouting",
+                        "assignmentTargetId": IDS["carol"]})
+    r = d.ctl("sync", "--full")
+    assert r.returncode == 0, r.stderr
+    ev = d.wait_event("drift", number=number)[0]
+    assert ev["inventory_user"] == IDS["alice"] and ev["teams_user"] == IDS["carol"]
+    d.wait_syncs(2)
+    assert holder(sim, number) == IDS["carol"]  # not overwritten
+    st = json.loads(d.ctl("--json", "status").stdout)
+    assert json.dumps(st).count('"drift"') and "drift" in json.dumps(st)
+
+
+# ---- write-ahead and crashes ----------------------------------------------------------
+
+def test_voice_routing_policy_applied_with_the_number(sim, numprovd):
+    uid = add_user(sim, "abingdoner", city="Abingdon", officeLocation="Office 1")
+    d = numprovd()
+    ev = d.wait_event("assign", user=f"abingdoner@{gtl.DOMAIN}")[0]
+    assert ev["number"] == "+441235000002"  # 000 reserved, 001 held by erin
+    d.wait_syncs(1)
+    assert sim.ctl.user(uid)["policies"].get("OnlineVoiceRoutingPolicy")
+
+
+def test_crash_mid_assignment_leaves_nothing_doubled_or_pending(sim, numprovd, tmp_path):
+    for i in range(12):
+        add_user(sim, f"crash{i}", city="London" if i % 2 else "Leeds")
+    sim.ctl.settings(op_polls=3)
+    sim.ctl.fault("latency", match="/operations", ms=150)
+    for attempt in range(3):
+        d = numprovd(interval=1)
+        time.sleep(0.8 + 0.5 * attempt)
+        d.stop(signal.SIGKILL)
+    sim.ctl.clear_faults()
+    d = numprovd(interval=1)
+    d.wait_syncs(2, timeout=60)
+    truth = sim.ctl.truth()
+    holders = {}
+    for number, info in truth["numbers"].items():
+        if info.get("target"):
+            holders.setdefault(info["target"], []).append(number)
+    assert all(len(v) == 1 for v in holders.values()), holders
+    ranges = d.ranges()
+    assert all(r["pending"] == 0 for r in ranges.values()), ranges
+    users = json.loads(d.ctl("--json", "users").stdout)
+    for u in users:
+        if u.get("number"):
+            assert truth["numbers"][u["number"]]["target"] == u["id"], u
