@@ -52,7 +52,7 @@ demo() {
 	echo "== starting the Graph simulator with the demo tenant (300 users)"
 	/usr/bin/python3 tests/graphsim/graphsim.py --port 0 --port-file "$dir/port" \
 		--cert "$dir/server.pem" --key "$dir/server.key" \
-		--fixture tests/graphsim/fixtures/demo-tenant.json --app-cert "$dir/app.pem" \
+		--fixture tests/graphsim/fixtures/demo-tenant.json --app-cert "$dir/app.pem" --op-polls 1 \
 		--log "$dir/graphsim.log" >"$dir/graphsim.out" 2>&1 &
 	sim_pid=$!
 	for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
@@ -65,9 +65,11 @@ demo() {
 	echo "== numprovd -t: checking the demo configuration"
 	build/demo/numprovd -t -c "$conf"
 	echo "== starting numprovd on the demo tenant (log below; inventory in $dir/db)"
-	build/demo/numprovd -f -c "$conf" 2>&1 | tee "$dir/numprovd.log" &
-	daemon_pid=$! # global: the EXIT trap runs after this function has returned
-	trap 'kill $(pgrep -f "numprovd -f -c $dir") $sim_pid 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
+	build/demo/numprovd -f -c "$conf" >"$dir/numprovd.log" 2>&1 &
+	daemon_pid=$! # globals: the EXIT trap runs after this function has returned
+	tail -n +1 -f "$dir/numprovd.log" &
+	tail_pid=$!
+	trap 'kill $daemon_pid $sim_pid $tail_pid 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
 	for _ in $(seq 300); do grep -q "event=sync" "$dir/numprovd.log" 2>/dev/null && break; sleep 0.2; done
 	echo "== after the first sync: numprovctl ranges"
 	build/demo/numprovctl -c "$conf" ranges
@@ -75,7 +77,7 @@ demo() {
 	$sim add-user '{"id":"4a4a4a4a-0000-4000-8000-0000000000b1","userPrincipalName":"joiner@demo.onmicrosoft.com","displayName":"New Joiner","accountEnabled":true,"city":"London","officeLocation":"Soho","usageLocation":"GB","licenses":["SPE_E5"]}' >/dev/null
 	local t0=$SECONDS
 	for _ in $(seq 150); do grep -q "event=assign user=joiner@" "$dir/numprovd.log" && break; sleep 0.2; done
-	echo "== the joiner got a number after $((SECONDS - t0)) s:"
+	echo "== the joiner got a number $((SECONDS - t0)) s after being added (sync.interval 10 s):"
 	grep "event=assign user=joiner@" "$dir/numprovd.log" | tail -1
 	build/demo/numprovctl -c "$conf" user joiner@demo.onmicrosoft.com 2>/dev/null | head -20 || true
 	echo "== numprovd keeps running (Ctrl-C stops it and the simulator)"

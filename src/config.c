@@ -153,8 +153,10 @@ get_str(struct loader *ld, const config_setting_t *g, const char *where, const c
 		else
 			v = config_setting_get_string(s);
 	}
+	/* v may be *out itself (the default is the current value): copy before freeing */
+	v = v ? strdup(v) : NULL;
 	free(*out);
-	*out = v ? strdup(v) : NULL;
+	*out = (char *)v;
 }
 
 static void

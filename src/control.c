@@ -505,6 +505,9 @@ on_engine_reply(cJSON *reply, void *arg)
 		/* requests that arrived meanwhile are read now, from the loop */
 		bufferevent_trigger(cl->bev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	} else {
+		log_info("control", "the client that changed %s has gone; its answer is dropped",
+		    w->user);
 	}
 	cJSON_Delete(reply);
 	free(w);

@@ -860,11 +860,12 @@ adopt_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	return user_put(inv, txn, &u);
 }
 
-int
-inv_adopt(struct inventory *inv, const char *number, const char *user_id, const char *upn,
-    time_t now)
+/* A given number on a user, in the given state (adopt: assigned; claim: pending). */
+static int
+hold_number(struct inventory *inv, const char *number, const char *user_id, const char *upn,
+    time_t now, int state)
 {
-	struct op op = { .user_id = user_id, .upn = upn, .now = now, .state = INV_ASSIGNED };
+	struct op op = { .user_id = user_id, .upn = upn, .now = now, .state = state };
 
 	if (!user_id || !*user_id || strlen(user_id) >= INV_ID_MAX)
 		return INV_E_NOTFOUND;
@@ -874,16 +875,17 @@ inv_adopt(struct inventory *inv, const char *number, const char *user_id, const 
 }
 
 int
+inv_adopt(struct inventory *inv, const char *number, const char *user_id, const char *upn,
+    time_t now)
+{
+	return hold_number(inv, number, user_id, upn, now, INV_ASSIGNED);
+}
+
+int
 inv_claim(struct inventory *inv, const char *number, const char *user_id, const char *upn,
     time_t now)
 {
-	struct op op = { .user_id = user_id, .upn = upn, .now = now, .state = INV_PENDING };
-
-	if (!user_id || !*user_id || strlen(user_id) >= INV_ID_MAX)
-		return INV_E_NOTFOUND;
-	if (canon(number, op.number, &op.parsed) != INV_OK)
-		return INV_E_NOTFOUND;
-	return run_txn(inv, adopt_body, &op);
+	return hold_number(inv, number, user_id, upn, now, INV_PENDING);
 }
 
 /* ---- reads -------------------------------------------------------------- */
@@ -1186,14 +1188,18 @@ sync_defs(struct inventory *inv, DB_TXN *txn, struct sync_ctx *x)
 	int rc;
 
 	for (size_t i = 0; i < inv->nrc; i++) {
-		struct inv_range *r = &inv->rc[i].r;
-		int live = config_range_find(x->cfg, r->name) != NULL;
+		struct inv_range r;
+		int live = config_range_find(x->cfg, inv->rc[i].r.name) != NULL;
 
-		if (r->removed == !live)
+		/* the stored record, not the cached copy: its counts move with every change */
+		if ((rc = db_get_fixed(inv->ranges, txn, inv->rc[i].r.name, strlen(inv->rc[i].r.name),
+			 &r, sizeof(r), 1)) != INV_OK)
+			return rc;
+		if (r.removed == !live)
 			continue;
-		r->removed = !live;
+		r.removed = (uint8_t)!live;
 		x->changed = 1;
-		if ((rc = db_put_fixed(inv->ranges, txn, r->name, strlen(r->name), r, sizeof(*r))))
+		if ((rc = db_put_fixed(inv->ranges, txn, r.name, strlen(r.name), &r, sizeof(r))))
 			return rc;
 	}
 	uint32_t next = next_index(inv);
@@ -1204,9 +1210,10 @@ sync_defs(struct inventory *inv, DB_TXN *txn, struct sync_ctx *x)
 		struct inv_range r;
 
 		memset(&r, 0, sizeof(r));
-		if (c)
-			r = c->r;
-		else
+		if (c && (rc = db_get_fixed(inv->ranges, txn, cr->name, strlen(cr->name), &r, sizeof(r),
+			      1)) != INV_OK)
+			return rc;
+		if (!c)
 			r.index = next++;
 		copy_str(r.name, sizeof(r.name), cr->name);
 		copy_str(r.provider, sizeof(r.provider), cr->provider);

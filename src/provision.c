@@ -329,13 +329,17 @@ released(const struct teams_result *t, void *arg)
 		p->c_released++;
 		p->st.releases++;
 		reply_json(c, 1, NULL, c->number);
+	} else {
+		log_err("provision", "%s was unassigned in Teams but cannot be released in the "
+		    "inventory", c->number);
+		reply_json(c, 0, "the inventory could not record the release", NULL);
 	}
 	free(c);
 	p->outstanding--;
 	cycle_step_done(p);
 }
 
-static void
+static int
 release_user(struct prov *p, const char *id, const char *upn, const char *reason,
     prov_reply reply, void *reply_arg)
 {
@@ -345,9 +349,9 @@ release_user(struct prov *p, const char *id, const char *upn, const char *reason
 	char line[1024] = "";
 
 	if (inv_get_user(p->inv, id, &u) != INV_OK)
-		return;
+		return -1;
 	inv_get_number(p->inv, u.number, &n);
-	if (p->cfg->sync.mode == SYNC_DRY_RUN) {
+	if (p->cfg->sync.mode == SYNC_DRY_RUN && !reply) {
 		kv(line, sizeof(line), "event", "release");
 		kv(line, sizeof(line), "user", upn[0] ? upn : u.upn);
 		kv(line, sizeof(line), "id", id);
@@ -356,10 +360,10 @@ release_user(struct prov *p, const char *id, const char *upn, const char *reason
 		kv(line, sizeof(line), "reason", reason);
 		kv(line, sizeof(line), "dry_run", "yes");
 		event_line(LOG_NOTICE, line);
-		return;
+		return 0;
 	}
 	if (!(c = calloc(1, sizeof(*c))))
-		return;
+		return -1;
 	c->p = p;
 	snprintf(c->id, sizeof(c->id), "%s", id);
 	snprintf(c->upn, sizeof(c->upn), "%s", upn[0] ? upn : u.upn);
@@ -372,7 +376,9 @@ release_user(struct prov *p, const char *id, const char *upn, const char *reason
 	if (teams_unassign(p->graph, u.number, number_type(range_of(p, n.range)), released, c) < 0) {
 		p->outstanding--;
 		free(c);
+		return -1;
 	}
+	return 0;
 }
 
 /* ---- assignments -------------------------------------------------------- */
@@ -878,9 +884,17 @@ gone_cb(const struct inv_user *u, void *arg)
 	return 0;
 }
 
+static void adopt_held(struct prov *p, const char *number, const char *holder);
+
 static void
 decide_all(struct prov *p)
 {
+	const cJSON *t;
+
+	/* a number of ours that someone holds in Teams is never handed out again */
+	if (p->full && p->cfg->sync.mode != SYNC_DRY_RUN)
+		cJSON_ArrayForEach(t, p->teams_by_user)
+			adopt_held(p, t->valuestring, t->string);
 	if (p->full) {
 		qsort(p->seen, p->n_seen, sizeof(*p->seen), cmp_str);
 		inv_foreach_user(p->inv, gone_cb, p);
@@ -1020,6 +1034,49 @@ drift_cb(const struct inv_number *n, void *arg)
 	if (!cJSON_IsString(t) || strcmp(t->valuestring, n->user_id) != 0)
 		log_drift(d->p, n->number, n->user_id, cJSON_IsString(t) ? t->valuestring : "");
 	return 0;
+}
+
+static int
+in_our_ranges(struct prov *p, const char *number)
+{
+	struct e164 n;
+	uint64_t off;
+	char err[160];
+
+	if (e164_parse(number, &n, err, sizeof(err)) < 0)
+		return 0;
+	for (size_t i = 0; i < p->cfg->n_ranges; i++)
+		if (e164_range_contains(&p->cfg->ranges[i].span, &n, &off))
+			return 1;
+	return 0;
+}
+
+static void
+adopt_held(struct prov *p, const char *number, const char *holder)
+{
+	struct inv_number n;
+	cJSON *rec;
+
+	if (!in_our_ranges(p, number) || inv_get_number(p->inv, number, &n) != INV_OK ||
+	    n.state != INV_AVAILABLE)
+		return;
+	rec = dir_record(p, holder);
+	/*
+	 * Ours and free in the inventory. On a user we provision it is recorded as
+	 * theirs; on anyone else (a resource account, an unlicensed user) a person put
+	 * it there: it is kept out of the pool and left alone.
+	 */
+	if (rec && rec_num(rec, "teams_phone") && rec_num(rec, "enabled"))
+		adopt(p, holder, rec, number);
+	if (inv_get_number(p->inv, number, &n) == INV_OK && n.state == INV_AVAILABLE) {
+		inv_reserve(p->inv, number, time(NULL));
+		log_notice("provision", "%s is held in Teams by %s, who numprov does not provision: "
+		    "kept out of the pool", number, holder);
+	}
+	if (rec) {
+		dir_save(p, holder, rec);
+		cJSON_Delete(rec);
+	}
 }
 
 static void
@@ -1516,10 +1573,14 @@ prov_manual_assign(struct prov *p, const char *key, const char *number, prov_rep
 		return -4;
 	}
 	/* the administrator's change replaces the user's number: the old one goes back first */
-	if (inv_get_user(p->inv, id, &u) == INV_OK && strcmp(u.number, m->number) != 0)
-		release_user(p, id, m->upn, "changed", manual_released, m);
-	else
+	if (inv_get_user(p->inv, id, &u) == INV_OK && strcmp(u.number, m->number) != 0) {
+		if (release_user(p, id, m->upn, "changed", manual_released, m) < 0) {
+			free(m);
+			return -5;
+		}
+	} else {
 		manual_claim(m);
+	}
 	return 0;
 }
 

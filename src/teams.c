@@ -16,7 +16,7 @@
 #define PAGE_TOP 1000 /* the most numberAssignments gives in one page */
 #define MAX_RESENDS 3
 
-static struct teams_tuning tuning = { 1000, 30000, 40 };
+static struct teams_tuning tuning = { 500, 30000, 40 };
 
 void
 teams_tune(const struct teams_tuning *t)

@@ -82,7 +82,7 @@ struct teams_result {
 typedef void (*teams_cb)(const struct teams_result *r, void *arg);
 
 struct teams_tuning {
-	int poll_first_ms; /* first operation poll (1000); doubles */
+	int poll_first_ms; /* first operation poll (500); doubles */
 	int poll_cap_ms;   /* longest wait between polls (30000) */
 	int poll_max;      /* polls before giving up (40) */
 };

@@ -370,6 +370,25 @@ START_TEST(range_indexes_are_stable)
 }
 END_TEST
 
+START_TEST(reload_keeps_counts)
+{
+	alloc_ok("a", "u1", "+441235000001");
+	ck_assert_int_eq(inv_confirm(inv, "+441235000001", "u1", T0), INV_OK);
+	alloc_ok("b", "u2", "+441235001000");
+	/* the same config again (SIGHUP), then a changed one */
+	resync(ranges_abc);
+	ck_assert_uint_eq(range("a").count[INV_ASSIGNED], 1);
+	ck_assert_uint_eq(range("a").count[INV_RESERVED], 1);
+	ck_assert_uint_eq(range("b").count[INV_PENDING], 1);
+	resync(DR("a", "+441235000000", "+441235000199", "") ",\n"
+	       DR("b", "+441235001000", "+441235001063", ""));
+	ck_assert_uint_eq(range("a").count[INV_ASSIGNED], 1);
+	ck_assert_uint_eq(range("b").count[INV_PENDING], 1);
+	ck_assert_uint_eq(range("x").removed, 1);
+	assert_consistent();
+}
+END_TEST
+
 START_TEST(removed_range_keeps_numbers)
 {
 	struct inv_number n;
@@ -480,6 +499,7 @@ inventory_suite(void)
 	tcase_add_test(tc, state_survives_reopen);
 	tcase_add_test(tc, second_instance_refused);
 	tcase_add_test(tc, range_indexes_are_stable);
+	tcase_add_test(tc, reload_keeps_counts);
 	tcase_add_test(tc, removed_range_keeps_numbers);
 	tcase_add_test(tc, changed_bounds_recount);
 	tcase_add_test(tc, big_range_stores_only_what_is_used);
