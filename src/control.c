@@ -27,7 +27,6 @@
 #include "provision.h"
 
 #define MAX_CLIENTS 64   /* numprovctl runs are short; more than this is a runaway script */
-#define MAX_ARGS 8
 #define IDLE_TIMEOUT 300 /* seconds a client may sit silent with nothing in flight */
 
 struct control;
@@ -726,39 +725,58 @@ dispatch(struct client *cl, const char *name, int argc, const char **argv)
 	reply_err(cl, "unknown command '%.64s'", name);
 }
 
+int
+control_parse(const char *line, size_t len, struct control_request *req, const char **err)
+{
+	const cJSON *cmd, *args, *a;
+
+	memset(req, 0, sizeof(*req));
+	req->root = cJSON_ParseWithLength(line, len);
+	cmd = cJSON_GetObjectItemCaseSensitive(req->root, "command");
+	args = cJSON_GetObjectItemCaseSensitive(req->root, "args");
+	if (!cJSON_IsObject(req->root))
+		*err = "the request is not a JSON object: send {\"command\":...,\"args\":[...]}";
+	else if (!cJSON_IsString(cmd))
+		*err = "the request has no \"command\" string";
+	else if (args && !cJSON_IsArray(args) && !cJSON_IsNull(args))
+		*err = "\"args\" must be an array of strings";
+	else
+		*err = NULL;
+	cJSON_ArrayForEach(a, (*err ? NULL : args)) {
+		if (!cJSON_IsString(a) || req->argc == CONTROL_MAX_ARGS) {
+			*err = "\"args\" must be an array of at most 8 strings";
+			break;
+		}
+		req->argv[req->argc++] = a->valuestring;
+	}
+	if (*err) {
+		control_request_free(req);
+		return -1;
+	}
+	req->command = cmd->valuestring;
+	return 0;
+}
+
+void
+control_request_free(struct control_request *req)
+{
+	cJSON_Delete(req->root);
+	memset(req, 0, sizeof(*req));
+}
+
 static void
 handle(struct client *cl, const char *line, size_t len)
 {
-	cJSON *req = cJSON_ParseWithLength(line, len);
-	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(req, "command");
-	const cJSON *args = cJSON_GetObjectItemCaseSensitive(req, "args"), *a;
-	const char *argv[MAX_ARGS];
-	int argc = 0;
+	struct control_request req;
+	const char *err;
 
-	if (!cJSON_IsObject(req)) {
-		reply_err(cl, "%s",
-		    "the request is not a JSON object: send {\"command\":...,\"args\":[...]}");
-		goto out;
+	if (control_parse(line, len, &req, &err) < 0) {
+		reply_err(cl, "%s", err);
+		return;
 	}
-	if (!cJSON_IsString(cmd)) {
-		reply_err(cl, "%s", "the request has no \"command\" string");
-		goto out;
-	}
-	if (args && !cJSON_IsArray(args) && !cJSON_IsNull(args)) {
-		reply_err(cl, "%s", "\"args\" must be an array of strings");
-		goto out;
-	}
-	cJSON_ArrayForEach(a, args) {
-		if (!cJSON_IsString(a) || argc == MAX_ARGS) {
-			reply_err(cl, "%s", "\"args\" must be an array of at most 8 strings");
-			goto out;
-		}
-		argv[argc++] = a->valuestring;
-	}
-	log_debug("control", "uid %ld: %s", cl->uid, cmd->valuestring);
-	dispatch(cl, cmd->valuestring, argc, argv);
-out:
-	cJSON_Delete(req);
+	log_debug("control", "uid %ld: %s", cl->uid, req.command);
+	dispatch(cl, req.command, req.argc, req.argv);
+	control_request_free(&req);
 }
 
 /* ---- clients ------------------------------------------------------------------ */

@@ -40,4 +40,16 @@ struct cJSON *control_ranges(struct inventory *inv, const struct config *cfg, ch
 struct cJSON *control_range_numbers(struct inventory *inv, const char *name, char *err,
     size_t errlen);
 
+/* One request line, parsed: the command and up to CONTROL_MAX_ARGS string arguments. */
+#define CONTROL_MAX_ARGS 8
+struct control_request {
+	struct cJSON *root;
+	const char *command;
+	const char *argv[CONTROL_MAX_ARGS];
+	int argc;
+};
+/* 0, or -1 with a one-line reason in *err (a constant string). */
+int control_parse(const char *line, size_t len, struct control_request *req, const char **err);
+void control_request_free(struct control_request *req);
+
 #endif

@@ -970,8 +970,13 @@ on_delta_done(const struct delta_done *d, void *arg)
 	/* dry-run keeps no link: switched to enforce, it must see every user again */
 	if (p->cfg->sync.mode != SYNC_DRY_RUN)
 		inv_meta_put(p->inv, META_DELTA, d->delta_link);
-	if (d->full)
+	if (d->full && p->cfg->sync.mode != SYNC_DRY_RUN) {
+		char when[32];
 		p->last_full = time(NULL);
+		/* a restart continues from the link; the full sync stays on its own schedule */
+		snprintf(when, sizeof(when), "%lld", (long long)p->last_full);
+		inv_meta_put(p->inv, "last_full", when);
+	}
 	decide_all(p);
 }
 
@@ -1192,6 +1197,11 @@ prov_new(struct event_base *base, struct config *cfg, struct inventory *inv, str
 	p->tick = evtimer_new(base, on_tick, p);
 	p->kick = evtimer_new(base, on_kick, p);
 	p->teams_by_user = cJSON_CreateObject();
+	{
+		char when[32];
+		if (inv_meta_get(inv, "last_full", when, sizeof(when)) == INV_OK)
+			p->last_full = (time_t)atoll(when);
+	}
 	return p;
 }
 
@@ -1231,7 +1241,7 @@ pending_checked(const struct teams_result *t, const struct teams_number *n, int 
 	}
 	free(c);
 	if (--p->outstanding == 0)
-		prov_trigger(p, 1);
+		prov_trigger(p, 0);
 }
 
 static int
@@ -1261,7 +1271,7 @@ prov_start(struct prov *p)
 	p->outstanding++;
 	inv_foreach_number(p->inv, pending_cb, p);
 	if (--p->outstanding == 0)
-		prov_trigger(p, 1);
+		prov_trigger(p, 0);
 }
 
 void
