@@ -37,6 +37,7 @@ struct greq {
 	struct curl_slist *hdrs;
 	struct event *retry_timer;
 	struct greq *parked_next; /* in the list of requests waiting for a retry */
+	struct greq *wire_next;   /* in the list of exchanges on the wire */
 	char *resp;
 	size_t resp_len, resp_cap;
 	char location[4096], retry_after[64], request_id[64], crid[37];
@@ -61,6 +62,7 @@ struct graph {
 	/* requests waiting for a slot or a token */
 	struct greq *queue, *queue_tail;
 	struct greq *parked; /* waiting on their retry timers */
+	struct greq *wire;   /* exchanges in libcurl's hands */
 	int pending, stopped;
 	struct graph_stats stats;
 };
@@ -353,6 +355,8 @@ start_easy(struct greq *r)
 	} else if (strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
 	}
+	r->wire_next = g->wire;
+	g->wire = r;
 	g->stats.attempts++;
 	g->stats.in_flight++;
 	if (g->stats.in_flight > g->stats.max_in_flight)
@@ -363,8 +367,14 @@ start_easy(struct greq *r)
 static void
 end_easy(struct greq *r)
 {
+	struct greq **pp = &r->g->wire;
+
 	if (!r->easy)
 		return;
+	while (*pp && *pp != r)
+		pp = &(*pp)->wire_next;
+	if (*pp)
+		*pp = r->wire_next;
 	curl_multi_remove_handle(r->g->multi, r->easy);
 	curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->hdrs);
@@ -924,11 +934,19 @@ graph_free(struct graph *g)
 {
 	if (!g)
 		return;
+	/* at exit: what is still queued, parked or on the wire is dropped unanswered */
 	while (g->queue) {
 		struct greq *next = g->queue->next;
 		req_free(g->queue);
 		g->queue = next;
 	}
+	while (g->parked) {
+		struct greq *next = g->parked->parked_next;
+		req_free(g->parked);
+		g->parked = next;
+	}
+	while (g->wire)
+		req_free(g->wire); /* end_easy takes it off the list */
 	if (g->multi)
 		curl_multi_cleanup(g->multi);
 	if (g->timer)

@@ -66,8 +66,9 @@ def test_systemd_notification(sim, tmp_path):
     rx.settimeout(20)
     d = Numprovd(sim, tmp_path)
     env = dict(os.environ, NOTIFY_SOCKET=path)
+    log = open(tmp_path / "numprovd.log", "w")
     d.proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(d.conf)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=log, stderr=subprocess.STDOUT)
     try:
         assert rx.recv(256) == b"READY=1"
         d.proc.send_signal(signal.SIGHUP)
@@ -75,7 +76,7 @@ def test_systemd_notification(sim, tmp_path):
         assert rx.recv(256) == b"READY=1"
         d.proc.send_signal(signal.SIGTERM)
         assert rx.recv(256) == b"STOPPING=1"
-        assert d.proc.wait(timeout=40) == 0
+        assert d.proc.wait(timeout=40) == 0, (tmp_path / "numprovd.log").read_text()[-3000:]
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
