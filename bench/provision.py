@@ -519,6 +519,7 @@ def run_steady(args, root, certs, tag=""):
                 change()
             time.sleep(0.5)           # let the control calls' threads settle
             hwm_reset = reset_hwm(pid)
+            rss_before = status_kb(pid, "VmRSS")
             n = len(d.syncs)
             a = probe.sample()
             t_sig = time.time()
@@ -534,7 +535,7 @@ def run_steady(args, root, certs, tag=""):
                  "duration_ms": int(ev.get("duration_ms", 0)),
                  "wall_from_signal_ms": (stamp - t_sig) * 1000 if stamp else None,
                  "hwm_kb": status_kb(pid, "VmHWM") if hwm_reset else None,
-                 "rss_kb": status_kb(pid, "VmRSS"), "reqs": reqs,
+                 "rss_before_kb": rss_before, "rss_kb": status_kb(pid, "VmRSS"), "reqs": reqs,
                  "ideal_ms": 1000 * (reqs["serial"] * lat +
                                      (max(reqs["parallel"] * lat / args.big_parallel,
                                           2 * lat + 0.5) if reqs["parallel"] else 0)),
@@ -545,7 +546,6 @@ def run_steady(args, root, certs, tag=""):
         truth = sim.ctl.truth()
         out["holders"] = sum(1 for nums in truth["users"].values() if nums)
         out["retained"] = len(d.events("retain"))
-        out["hwm_kb_run"] = None   # VmHWM was reset between rounds; the initial one is the peak
         return out
     finally:
         if d:
@@ -594,13 +594,13 @@ def report_b(b):
           f"load before {i['load_before']:.2f}")
     print("| round | users in round | assigned | Graph requests | wall (duration_ms) |"
           " wall from SIGUSR1 | ideal | numprovd CPU (stat) | numprovd CPU (schedstat) |"
-          " peak RSS in round | load before |")
+          " RSS before / peak in round | load before |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in b["rounds"]:
         print(f"| {r['round']} | {r['users']} | {r['assigned']} | {r['reqs']['graph']} |"
               f" {r['duration_ms']} ms | {r['wall_from_signal_ms']:.0f} ms | {r['ideal_ms']:.0f} ms |"
               f" {r['numprovd_cpu_s'] * 1000:.0f} ms | {r['numprovd_sched_ms']:.0f} ms |"
-              f" {mib(r['hwm_kb'])} MiB | {r['load_before']:.2f} |")
+              f" {mib(r['rss_before_kb'])} / {mib(r['hwm_kb'])} MiB | {r['load_before']:.2f} |")
     for r in b["rounds"]:
         print(f"  {r['round']}: full={r['full']} result={r['result']} kinds={r['reqs']['kinds']} "
               f"errors={r['reqs']['errors']} graphsim CPU {r['graphsim_cpu_s'] * 1000:.0f} ms, "
