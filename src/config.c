@@ -320,7 +320,7 @@ static void
 load_sync(struct loader *ld, const config_setting_t *root, struct config *c)
 {
 	static const char *const known[] = { "mode", "interval", "full_interval", "parallel",
-		"retry_min", "retry_max", NULL };
+		"retry_min", "retry_max", "operation_timeout", NULL };
 	static const char *const modes[] = { "enforce", "dry-run", "off", NULL };
 	const config_setting_t *g = get_group(ld, root, "sync");
 	const char *w = "sync.";
@@ -336,6 +336,7 @@ load_sync(struct loader *ld, const config_setting_t *root, struct config *c)
 	get_int(ld, g, w, "parallel", 1, 64, &c->sync.parallel);
 	get_int(ld, g, w, "retry_min", 1, 7 * 86400, &c->sync.retry_min);
 	get_int(ld, g, w, "retry_max", 1, 30 * 86400, &c->sync.retry_max);
+	get_int(ld, g, w, "operation_timeout", 1, 86400, &c->sync.operation_timeout);
 	if (c->sync.retry_max < c->sync.retry_min)
 		cfg_error(ld, config_setting_get_member(g, "retry_max"),
 		    "sync.retry_max (%d) is shorter than sync.retry_min (%d)", c->sync.retry_max,
@@ -631,6 +632,7 @@ set_defaults(struct config *c)
 	c->sync.parallel = 8;
 	c->sync.retry_min = 60;
 	c->sync.retry_max = 14400;
+	c->sync.operation_timeout = 600;
 	c->policy.release_on_delete = true;
 	c->policy.release_on_unlicense = true;
 	c->policy.release_on_disable = false;
@@ -680,6 +682,12 @@ config_load(const char *file, char *err, size_t errlen)
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "%s: out of memory", file);
+		config_destroy(&lc);
+		return NULL;
+	}
+	c->refs = 1;
 	c->file = strdup(file);
 	set_defaults(c);
 	load_root(&ld, config_root_setting(&lc), c);
@@ -708,10 +716,18 @@ range_free(struct cfg_range *r)
 	free(r->reserved);
 }
 
+struct config *
+config_ref(struct config *c)
+{
+	if (c)
+		c->refs++;
+	return c;
+}
+
 void
 config_free(struct config *c)
 {
-	if (!c)
+	if (!c || --c->refs > 0)
 		return;
 	free(c->file);
 	free(c->tenant.id);

@@ -33,6 +33,7 @@ struct cfg_range {
 };
 
 struct config {
+	int refs; /* config_ref / config_free: the last reference frees it */
 	char *file;
 	struct {
 		char *id, *client_id;
@@ -49,6 +50,7 @@ struct config {
 	struct {
 		enum sync_mode mode;
 		int interval, full_interval, parallel, retry_min, retry_max;
+		int operation_timeout; /* seconds a Teams operation is polled; then settled later */
 	} sync;
 	struct {
 		bool release_on_delete, release_on_unlicense, release_on_disable;
@@ -77,6 +79,12 @@ struct config {
  * "FILE:LINE: what is wrong" line per problem found (newline-separated).
  */
 struct config *config_load(const char *file, char *err, size_t errlen);
+/*
+ * A config is shared by reference: a reload swaps the daemon's current config,
+ * while a sync round or an administrator's change in flight keeps the one it
+ * started with until it ends. config_free drops one reference.
+ */
+struct config *config_ref(struct config *cfg);
 void config_free(struct config *cfg);
 
 const char *config_range_type_name(enum range_type t);

@@ -536,37 +536,39 @@ engine_refused(struct client *cl, struct waiter *w)
 }
 
 static void
-assign_error(struct client *cl, int rc, const char *user, const char *number)
-{
-	char canon[E164_STRLEN], err[256];
-
-	if (rc == -1)
-		reply_err(cl, "unknown user '%s'", user);
-	else if (canonical(number, canon, err, sizeof(err)) < 0)
-		reply_err(cl, "%s", err);
-	else if (rc == -3)
-		reply_err(cl, "%s is in no configured range", canon);
-	else if (rc == -4)
-		holder_error(cl, canon);
-	else
-		reply_err(cl, "cannot assign %s to %s (see the log)", canon, user);
-}
-
-static void
 cmd_assign(struct client *cl, int argc, const char **argv)
 {
-	struct waiter *w = wait_for_engine(cl, argv[0]);
-	int rc;
+	const char *pos[2] = { NULL, NULL };
+	struct waiter *w;
+	char err[512];
+	int force = 0, n = 0, rc;
 
-	(void)argc;
-	if (!w) {
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0)
+			force = 1;
+		else if (n < 2)
+			pos[n++] = argv[i];
+		else
+			n++;
+	}
+	if (n != 2) {
+		reply_err(cl, "%s", "usage: assign UPN NUMBER [--force]");
+		return;
+	}
+	if (!(w = wait_for_engine(cl, pos[0]))) {
 		reply_err(cl, "%s", "out of memory");
 		return;
 	}
-	log_info("control", "uid %ld: assign %s %s", cl->uid, argv[0], argv[1]);
-	if ((rc = prov_manual_assign(cl->ctl->prov, argv[0], argv[1], on_engine_reply, w)) != 0) {
+	log_info("control", "uid %ld: assign %s %s%s", cl->uid, pos[0], pos[1],
+	    force ? " --force" : "");
+	rc = prov_manual_assign(cl->ctl->prov, pos[0], pos[1], force, on_engine_reply, w, err,
+	    sizeof(err));
+	if (rc != 0) {
 		engine_refused(cl, w);
-		assign_error(cl, rc, argv[0], argv[1]);
+		if (rc == -4)
+			holder_error(cl, pos[1]);
+		else
+			reply_err(cl, "%s", err[0] ? err : "cannot assign (see the log)");
 	}
 }
 
@@ -574,7 +576,7 @@ static void
 cmd_unassign(struct client *cl, int argc, const char **argv)
 {
 	struct waiter *w = wait_for_engine(cl, argv[0]);
-	cJSON *known;
+	char err[512];
 	int rc;
 
 	(void)argc;
@@ -583,20 +585,29 @@ cmd_unassign(struct client *cl, int argc, const char **argv)
 		return;
 	}
 	log_info("control", "uid %ld: unassign %s", cl->uid, argv[0]);
-	if ((rc = prov_manual_unassign(cl->ctl->prov, argv[0], on_engine_reply, w)) == 0)
+	if ((rc = prov_manual_unassign(cl->ctl->prov, argv[0], on_engine_reply, w, err,
+		 sizeof(err))) == 0)
 		return;
 	engine_refused(cl, w);
-	if (rc != -1) {
-		reply_err(cl, "cannot unassign the number of %s (see the log)", argv[0]);
+	reply_err(cl, "%s", err[0] ? err : "cannot unassign (see the log)");
+}
+
+static void
+cmd_auto(struct client *cl, int argc, const char **argv)
+{
+	char err[512];
+	cJSON *r;
+
+	(void)argc;
+	log_info("control", "uid %ld: auto %s", cl->uid, argv[0]);
+	if (prov_manual_auto(cl->ctl->prov, argv[0], err, sizeof(err)) != 0) {
+		reply_err(cl, "%s", err);
 		return;
 	}
-	/* -1 is either case; the operator needs to know which */
-	known = prov_explain_user(cl->ctl->prov, argv[0]);
-	if (known)
-		reply_err(cl, "%s holds no number", argv[0]);
-	else
-		reply_err(cl, "unknown user '%s'", argv[0]);
-	cJSON_Delete(known);
+	r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "user", argv[0]);
+	cJSON_AddStringToObject(r, "state", "automatic");
+	reply_ok(cl, r);
 }
 
 static cJSON *
@@ -698,8 +709,9 @@ static const struct command {
 	{ "range", 1, 1, 0, "range NAME", cmd_range },
 	{ "users", 0, 1, 1, "users [--pending|--unmatched]", cmd_users },
 	{ "user", 1, 1, 1, "user UPN|ID", cmd_user },
-	{ "assign", 2, 2, 1, "assign UPN NUMBER", cmd_assign },
+	{ "assign", 2, 3, 1, "assign UPN NUMBER [--force]", cmd_assign },
 	{ "unassign", 1, 1, 1, "unassign UPN", cmd_unassign },
+	{ "auto", 1, 1, 1, "auto UPN", cmd_auto },
 	{ "reserve", 1, 1, 0, "reserve NUMBER", cmd_reserve },
 	{ "unreserve", 1, 1, 0, "unreserve NUMBER", cmd_unreserve },
 	{ "sync", 0, 1, 1, "sync [--full]", cmd_sync },

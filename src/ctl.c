@@ -46,8 +46,10 @@ usage(FILE *out)
 	    "  range NAME                     the numbers of one range that are not available\n"
 	    "  users [--pending|--unmatched]  the users numprovd knows\n"
 	    "  user UPN|ID                    one user: attributes, licence, matching ranges\n"
-	    "  assign UPN NUMBER              give the user this number (Teams and inventory)\n"
-	    "  unassign UPN                   take the user's number back\n"
+	    "  assign UPN NUMBER [--force]    give the user this number (Teams and inventory);\n"
+	    "                                 --force: even if it does not suit their licence\n"
+	    "  unassign UPN                   take the user's number back and hold them without one\n"
+	    "  auto UPN                       a held user back to automatic assignment\n"
 	    "  reserve NUMBER                 keep a number out of the pool\n"
 	    "  unreserve NUMBER               put a reserved number back in the pool\n"
 	    "  sync [--full]                  start a sync now\n"
@@ -225,12 +227,20 @@ print_users(const cJSON *arr)
 	}
 }
 
+/* A yes/no of the user view (true/false, or 1/0). */
+static int
+jflag(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsTrue(v) || (cJSON_IsNumber(v) && v->valuedouble != 0);
+}
+
 static const char *
 licence_class(const cJSON *rec)
 {
-	if (jnum(rec, "teams_phone") == 0)
+	if (!jflag(rec, "teams_phone"))
 		return "no Teams Phone licence";
-	if (jnum(rec, "calling_plan") != 0)
+	if (jflag(rec, "calling_plan"))
 		return "Teams Phone with a Calling Plan (calling-plan ranges)";
 	return "Teams Phone without a Calling Plan (direct-routing and operator-connect ranges)";
 }
@@ -253,12 +263,12 @@ static void
 print_user(const cJSON *u)
 {
 	const cJSON *rec = cJSON_GetObjectItemCaseSensitive(u, "record");
-	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(rec, "attrs"), *a;
+	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(rec, "attributes"), *a;
 
 	kv("user:", "%s", jstr(rec, "upn"));
 	kv("id:", "%s", jstr(u, "id"));
 	kv("name:", "%s", jstr(rec, "name"));
-	kv("enabled:", "%s", jnum(rec, "enabled") != 0 ? "yes" : "no");
+	kv("enabled:", "%s", jflag(rec, "enabled") ? "yes" : "no");
 	kv("licence:", "%s", licence_class(rec));
 	kv("state:", "%s", jstr(rec, "state"));
 	if (cJSON_GetObjectItemCaseSensitive(u, "number"))
@@ -306,7 +316,18 @@ print_assign(const cJSON *r)
 static void
 print_unassign(const cJSON *r)
 {
-	printf("unassigned %s from %s\n", jstr(r, "number"), jstr(r, "user"));
+	if (*jstr(r, "number"))
+		printf("unassigned %s from %s; they are held without a number until "
+		    "numprovctl assign or auto\n", jstr(r, "number"), jstr(r, "user"));
+	else
+		printf("%s holds no number; they are held without one until numprovctl assign or "
+		    "auto\n", jstr(r, "user"));
+}
+
+static void
+print_auto(const cJSON *r)
+{
+	printf("%s is back to automatic assignment; the next sync decides\n", jstr(r, "user"));
 }
 
 static void
@@ -346,8 +367,9 @@ static const struct command {
 	{ "range", 1, 1, 1, NULL, print_range },
 	{ "users", 0, 1, 0, "--pending|--unmatched", print_users },
 	{ "user", 1, 1, 0, NULL, print_user },
-	{ "assign", 2, 2, 0, NULL, print_assign },
+	{ "assign", 2, 3, 0, "--force", print_assign },
 	{ "unassign", 1, 1, 0, NULL, print_unassign },
+	{ "auto", 1, 1, 0, NULL, print_auto },
 	{ "reserve", 1, 1, 0, NULL, print_reserve },
 	{ "unreserve", 1, 1, 0, NULL, print_unreserve },
 	{ "sync", 0, 1, 0, "--full", print_sync },
@@ -378,8 +400,14 @@ find_command(int argc, char **argv)
 
 		if (strcmp(argv[0], c->name) != 0 || argc - 1 < c->min || argc - 1 > c->max)
 			continue;
-		if (c->flag && argc == 2 && !flag_ok(c->flag, argv[1]))
-			return NULL;
+		if (c->flag && argc - 1 > c->min) {
+			/* the arguments beyond the required ones are the command's flags */
+			int flags = 0;
+			for (int k = 1; k < argc; k++)
+				flags += flag_ok(c->flag, argv[k]);
+			if (flags != argc - 1 - c->min)
+				return NULL;
+		}
 		return c;
 	}
 	return NULL;

@@ -23,6 +23,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "provision.h"
+#include "teams.h"
 
 #define EXPIRE_EVERY 60     /* seconds between quarantine sweeps */
 #define CHECKPOINT_EVERY 300 /* seconds between database checkpoints */
@@ -110,6 +111,25 @@ log_ranges(struct daemon *d)
 	}
 }
 
+/*
+ * Teams operations are polled after 0.5 s, then at doubling waits up to 30 s,
+ * until sync.operation_timeout has passed; an operation still running then is
+ * left pending and settled from Teams' numberAssignments at the next rounds.
+ */
+static void
+tune_operations(const struct config *cfg)
+{
+	struct teams_tuning t = { 500, 30000, 0 };
+	long waited = 0, wait = t.poll_first_ms, limit = (long)cfg->sync.operation_timeout * 1000;
+
+	while (waited < limit) {
+		waited += wait;
+		t.poll_max++;
+		wait = wait * 2 > t.poll_cap_ms ? t.poll_cap_ms : wait * 2;
+	}
+	teams_tune(&t);
+}
+
 /* SIGHUP: the new file is tested first; a bad one leaves the old in force. */
 static void
 reload(struct daemon *d)
@@ -139,6 +159,7 @@ reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = cfg;
 	log_set_level(cfg->log.level);
+	tune_operations(cfg);
 	log_notice("main", "configuration reloaded from %s (%zu ranges)", d->conf_file,
 	    cfg->n_ranges);
 	log_ranges(d);
@@ -224,6 +245,7 @@ start_engine(struct daemon *d)
 {
 	char err[1024];
 
+	tune_operations(d->cfg);
 	if (!(d->graph = graph_new(d->base, d->cfg, err, sizeof(err)))) {
 		log_err("main", "cannot start the Graph client: %s", err);
 		return -1;

@@ -1038,7 +1038,9 @@ inv_meta_put(struct inventory *inv, const char *key, const char *value)
 
 struct dir_batch {
 	size_t n;
-	const char *const *ids, *const *records;
+	const char *const *ids;
+	const void *const *records;
+	const size_t *lens;
 };
 
 static int
@@ -1049,22 +1051,22 @@ dir_batch_body(struct inventory *inv, DB_TXN *txn, void *arg)
 
 	for (size_t i = 0; rc == INV_OK && i < b->n; i++)
 		rc = db_put_fixed(inv->dir, txn, b->ids[i], strlen(b->ids[i]), b->records[i],
-		    strlen(b->records[i]) + 1);
+		    b->lens[i]);
 	return rc;
 }
 
 int
 inv_dir_put_batch(struct inventory *inv, size_t n, const char *const *ids,
-    const char *const *records)
+    const void *const *records, const size_t *lens)
 {
-	struct dir_batch b = { n, ids, records };
+	struct dir_batch b = { n, ids, records, lens };
 	return n ? run_txn(inv, dir_batch_body, &b) : INV_OK;
 }
 
 int
-inv_dir_put(struct inventory *inv, const char *id, const char *record)
+inv_dir_put(struct inventory *inv, const char *id, const void *record, size_t len)
 {
-	return inv_dir_put_batch(inv, 1, &id, &record);
+	return inv_dir_put_batch(inv, 1, &id, &record, &len);
 }
 
 static int
@@ -1080,7 +1082,7 @@ inv_dir_del(struct inventory *inv, const char *id)
 }
 
 int
-inv_dir_get(struct inventory *inv, const char *id, char **out)
+inv_dir_get(struct inventory *inv, const char *id, void **out, size_t *len)
 {
 	DBT key, data;
 	int ret;
@@ -1094,11 +1096,8 @@ inv_dir_get(struct inventory *inv, const char *id, char **out)
 		return INV_E_NOTFOUND;
 	if (ret)
 		return db_fail(ret, "directory get");
-	if (data.size == 0 || ((char *)data.data)[data.size - 1] != '\0') {
-		free(data.data);
-		return INV_E_DB;
-	}
 	*out = data.data;
+	*len = data.size;
 	return INV_OK;
 }
 
@@ -1115,11 +1114,11 @@ inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg)
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
 	while (!stop && (ret = cur->get(cur, &key, &data, DB_NEXT)) == 0) {
-		if (key.size >= sizeof(id) || !data.size || ((char *)data.data)[data.size - 1])
+		if (key.size >= sizeof(id))
 			continue;
 		memcpy(id, key.data, key.size);
 		id[key.size] = '\0';
-		stop = cb(id, data.data, arg);
+		stop = cb(id, data.data, data.size, arg);
 	}
 	cur->close(cur);
 	if (ret != 0 && ret != DB_NOTFOUND)

@@ -16,6 +16,9 @@
 #include "config.h"
 #include "e164.h"
 
+/* A state-changing call whose result must be looked at. */
+#define NP_MUST_CHECK __attribute__((warn_unused_result))
+
 #define INV_ID_MAX 64   /* Entra object id (GUID) and room to spare */
 #define INV_UPN_MAX 256
 
@@ -89,26 +92,26 @@ const char *inv_state_name(int state);
  * no longer configured are kept (removed = 1) with their numbers, config
  * reservations are applied (and lifted when no longer listed).
  */
-int inv_sync_ranges(struct inventory *inv, const struct config *cfg, time_t now);
+int inv_sync_ranges(struct inventory *inv, const struct config *cfg, time_t now) NP_MUST_CHECK;
 
 /* Lowest free number of a range, pending for the user (one transaction). */
 int inv_allocate(struct inventory *inv, const char *range, const char *user_id, const char *upn,
-    time_t now, struct inv_number *out);
+    time_t now, struct inv_number *out) NP_MUST_CHECK;
 /* Teams confirmed: pending -> assigned. */
-int inv_confirm(struct inventory *inv, const char *number, const char *user_id, time_t now);
+int inv_confirm(struct inventory *inv, const char *number, const char *user_id, time_t now) NP_MUST_CHECK;
 /* Teams refused: pending -> available. */
-int inv_fail(struct inventory *inv, const char *number, const char *user_id);
+int inv_fail(struct inventory *inv, const char *number, const char *user_id) NP_MUST_CHECK;
 /* The user's number goes back: quarantined until now + days, or available. */
 int inv_release(struct inventory *inv, const char *user_id, int quarantine_days, time_t now,
-    struct inv_number *out);
-int inv_reserve(struct inventory *inv, const char *number, time_t now);
-int inv_unreserve(struct inventory *inv, const char *number);
+    struct inv_number *out) NP_MUST_CHECK;
+int inv_reserve(struct inventory *inv, const char *number, time_t now) NP_MUST_CHECK;
+int inv_unreserve(struct inventory *inv, const char *number) NP_MUST_CHECK;
 /* A number Teams already shows on the user: recorded as assigned to them. */
 int inv_adopt(struct inventory *inv, const char *number, const char *user_id, const char *upn,
-    time_t now);
+    time_t now) NP_MUST_CHECK;
 /* An administrator's pick: a given number pending for the user (available, reserved or quarantined). */
 int inv_claim(struct inventory *inv, const char *number, const char *user_id, const char *upn,
-    time_t now);
+    time_t now) NP_MUST_CHECK;
 /* Quarantines that have ended go back to the pool; returns how many, or -1. */
 int inv_expire(struct inventory *inv, time_t now);
 
@@ -125,16 +128,16 @@ int inv_foreach_number(struct inventory *inv, inv_number_cb cb, void *arg);
 int inv_foreach_user(struct inventory *inv, inv_user_cb cb, void *arg);
 
 /*
- * The directory as last seen: user id -> a small JSON record (attributes,
- * licence class, provisioning state). A batch is one transaction.
+ * The directory as last seen: user id -> the user's stored record (user.h,
+ * docs/record-format.md). A batch is one transaction.
  */
 int inv_dir_put_batch(struct inventory *inv, size_t n, const char *const *ids,
-    const char *const *records);
-int inv_dir_put(struct inventory *inv, const char *id, const char *record);
-int inv_dir_del(struct inventory *inv, const char *id);
+    const void *const *records, const size_t *lens) NP_MUST_CHECK;
+int inv_dir_put(struct inventory *inv, const char *id, const void *record, size_t len) NP_MUST_CHECK;
+int inv_dir_del(struct inventory *inv, const char *id) NP_MUST_CHECK;
 /* *out is malloc'd; INV_E_NOTFOUND when the user was never seen. */
-int inv_dir_get(struct inventory *inv, const char *id, char **out);
-typedef int (*inv_dir_cb)(const char *id, const char *record, void *arg);
+int inv_dir_get(struct inventory *inv, const char *id, void **out, size_t *len);
+typedef int (*inv_dir_cb)(const char *id, const void *record, size_t len, void *arg);
 int inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg);
 
 /* The number inv_allocate would hand out now, without taking it (dry-run, plan). */
@@ -142,7 +145,7 @@ int inv_peek(struct inventory *inv, const char *range, time_t now, struct inv_nu
 
 /* Small named values: the delta link, counters. */
 int inv_meta_get(struct inventory *inv, const char *key, char *buf, size_t len);
-int inv_meta_put(struct inventory *inv, const char *key, const char *value);
+int inv_meta_put(struct inventory *inv, const char *key, const char *value) NP_MUST_CHECK;
 
 /*
  * Check every invariant by a full scan: per-range counts, occupancy bits, the

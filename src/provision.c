@@ -4,759 +4,928 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 
 #include "config.h"
+#include "decide.h"
 #include "directory.h"
+#include "events.h"
 #include "graph.h"
+#include "idmap.h"
 #include "inventory.h"
 #include "log.h"
 #include "rule.h"
 #include "teams.h"
+#include "user.h"
 
 #define META_DELTA "delta_link"
+#define META_LAST_FULL "last_full"
 
-/* One user to look at in this cycle. */
-struct work {
-	char id[INV_ID_MAX];
-	int moved; /* city, office or usage location changed */
-	int gone;  /* deleted (@removed, or absent from a full sync) */
-	enum dir_removed removed;
+/*
+ * One sync round. It holds a reference to the configuration it started with,
+ * so a reload while it runs changes nothing under it (docs/architecture.md).
+ */
+struct round {
+	struct prov *p;
+	struct config *cfg;
+	int full;
+	int failed;        /* the round's changes could not all be recorded: the link stays */
+	int errors;        /* things that went wrong; the round is partial */
+	char error[256];
+	int outstanding;   /* Graph calls of this round in flight */
+	int deciding;      /* the directory part is done; ends when outstanding reaches 0 */
+	struct idmap seen; /* full sync: users in the directory */
+	struct idmap teams_by_user; /* full sync: user id -> the number Teams shows on them */
+	int teams_known;   /* teams_by_user was read this round */
+	unsigned long users, assigned, released;
+	struct timespec t0;
 };
 
 struct prov {
 	struct event_base *base;
-	struct config *cfg;
+	struct config *cfg; /* the current configuration (a reference) */
 	struct inventory *inv;
 	struct graph *graph;
-	struct dir_licensing *lic;
+	struct dir_licensing *lic; /* replaced only between rounds */
+	int lic_stale;
 	struct event *tick, *kick;
-	/* the cycle */
-	int running, again, again_full, draining, full;
+	struct round *round; /* NULL when idle */
+	int again, again_full, draining;
 	time_t last_full;
-	struct work *work;
-	size_t n_work, cap_work;
-	char **seen; /* ids seen in a full sync, sorted at the end */
-	size_t n_seen, cap_seen;
-	int outstanding; /* Graph operations of this cycle still in flight */
-	int errors;
-	char error[256];
-	unsigned long c_assigned, c_released;
-	struct timespec t0;
-	/* Teams' numbers by holder, from the last full reconciliation */
-	cJSON *teams_by_user;
+	struct idmap due;      /* users to decide: id -> not before (unix time) */
+	struct idmap busy;     /* users with a Teams change in flight */
+	struct idmap inflight; /* numbers with a Teams change in flight */
+	int manual;            /* administrators' changes in flight */
+	unsigned long count[US__MAX];
+	struct prov_stats st;
 	void (*drained)(void *);
 	void *drained_arg;
-	struct prov_stats st;
 };
 
-static void cycle_step_done(struct prov *p);
+static void round_step_done(struct round *r);
 
-/* ---- syslog event lines ------------------------------------------------- */
-
-/* Append key=value, quoting values with spaces, quotes or '='. */
-static void
-kv(char *buf, size_t len, const char *key, const char *value)
-{
-	size_t used = strlen(buf);
-	int quote = !value || !*value || strpbrk(value, " \t\"=\\") != NULL;
-
-	if (!value)
-		value = "";
-	used += (size_t)snprintf(buf + used, len > used ? len - used : 0, "%s%s=%s", used ? " " : "",
-	    key, quote ? "\"" : "");
-	for (; *value && used + 3 < len; value++) {
-		if (*value == '"' || *value == '\\')
-			buf[used++] = '\\';
-		buf[used++] = (*value == '\n' || *value == '\r') ? ' ' : *value;
-	}
-	if (quote && used + 1 < len)
-		buf[used++] = '"';
-	buf[used < len ? used : len - 1] = '\0';
-}
+/* ---- small helpers ------------------------------------------------------ */
 
 static void
-event_line(int prio, const char *line)
-{
-	log_event(prio, "%s", line);
-}
-
-/* ---- directory records -------------------------------------------------- */
-
-static cJSON *
-dir_record(struct prov *p, const char *id)
-{
-	char *text = NULL;
-	cJSON *r = NULL;
-
-	if (inv_dir_get(p->inv, id, &text) == INV_OK)
-		r = cJSON_Parse(text);
-	free(text);
-	return r;
-}
+round_error(struct round *r, const char *fmt, ...) NP_PRINTF(2, 3);
 
 static void
-dir_save(struct prov *p, const char *id, cJSON *rec)
+round_error(struct round *r, const char *fmt, ...)
 {
-	char *text = cJSON_PrintUnformatted(rec);
+	va_list ap;
 
-	if (!text || inv_dir_put(p->inv, id, text) != INV_OK)
-		log_err("provision", "cannot record user %s", id);
-	free(text);
-}
-
-static const char *
-rec_str(const cJSON *rec, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
-	return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static double
-rec_num(const cJSON *rec, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static void
-rec_set_str(cJSON *rec, const char *key, const char *v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
-	cJSON_AddStringToObject(rec, key, v ? v : "");
-}
-
-static void
-rec_set_num(cJSON *rec, const char *key, double v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
-	cJSON_AddNumberToObject(rec, key, v);
-}
-
-/* The user's attributes as the rules see them, from a record. */
-static void
-rec_attrs(const cJSON *rec, struct rule_attrs *a)
-{
-	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(rec, "attrs");
-
-	memset(a, 0, sizeof(*a));
-	for (int i = 0; i < RA__MAX; i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(attrs, rule_attr_name((enum rule_attr)i));
-		if (cJSON_IsString(v))
-			a->v[i] = v->valuestring;
-	}
-}
-
-/* A user from a delta page as a record; the previous record keeps the state. */
-static cJSON *
-record_from_user(struct prov *p, const struct dir_user *u, cJSON *old)
-{
-	cJSON *rec = old ? cJSON_Duplicate(old, 1) : cJSON_CreateObject();
-	cJSON *attrs = cJSON_CreateObject();
-	struct dir_licence l;
-
-	dir_classify(p->lic, u, &l);
-	if (u->upn)
-		rec_set_str(rec, "upn", u->upn);
-	if (u->display_name)
-		rec_set_str(rec, "name", u->display_name);
-	if (u->account_enabled >= 0)
-		rec_set_num(rec, "enabled", u->account_enabled);
-	else if (!cJSON_GetObjectItem(rec, "enabled"))
-		rec_set_num(rec, "enabled", 1);
-	if (u->has_plans || !old) {
-		rec_set_num(rec, "teams_phone", l.teams_phone);
-		rec_set_num(rec, "calling_plan", l.calling_plan);
-	}
-	for (int i = 0; i < RA__MAX; i++)
-		if (u->attr[i])
-			cJSON_AddStringToObject(attrs, rule_attr_name((enum rule_attr)i), u->attr[i]);
-	cJSON_DeleteItemFromObjectCaseSensitive(rec, "attrs");
-	cJSON_AddItemToObject(rec, "attrs", attrs);
-	return rec;
-}
-
-static int
-moved(const cJSON *old, const cJSON *rec)
-{
-	static const enum rule_attr where[] = { RA_CITY, RA_OFFICE, RA_USAGE_LOCATION };
-	struct rule_attrs a, b;
-
-	if (!old)
-		return 0;
-	rec_attrs(old, &a);
-	rec_attrs(rec, &b);
-	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++)
-		if (!rule_text_equal(a.v[where[i]] ? a.v[where[i]] : "", b.v[where[i]] ? b.v[where[i]] : ""))
-			return 1;
-	return 0;
-}
-
-/* ---- the work list ------------------------------------------------------ */
-
-static struct work *
-add_work(struct prov *p, const char *id)
-{
-	struct work *w;
-
-	for (size_t i = 0; i < p->n_work; i++)
-		if (strcmp(p->work[i].id, id) == 0)
-			return &p->work[i];
-	if (p->n_work == p->cap_work) {
-		size_t cap = p->cap_work ? 2 * p->cap_work : 256;
-		struct work *g = realloc(p->work, cap * sizeof(*g));
-		if (!g)
-			return NULL;
-		p->work = g;
-		p->cap_work = cap;
-	}
-	w = &p->work[p->n_work++];
-	memset(w, 0, sizeof(*w));
-	snprintf(w->id, sizeof(w->id), "%s", id);
-	return w;
-}
-
-static void
-add_seen(struct prov *p, const char *id)
-{
-	if (p->n_seen == p->cap_seen) {
-		size_t cap = p->cap_seen ? 2 * p->cap_seen : 1024;
-		char **g = realloc(p->seen, cap * sizeof(*g));
-		if (!g)
-			return;
-		p->seen = g;
-		p->cap_seen = cap;
-	}
-	p->seen[p->n_seen++] = strdup(id);
-}
-
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void
-clear_round(struct prov *p)
-{
-	for (size_t i = 0; i < p->n_seen; i++)
-		free(p->seen[i]);
-	p->n_seen = 0;
-	p->n_work = 0;
-}
-
-/* ---- releases ----------------------------------------------------------- */
-
-struct change_ctx {
-	struct prov *p;
-	char id[INV_ID_MAX], upn[INV_UPN_MAX], number[E164_STRLEN], range[RANGE_NAME_MAX + 1];
-	char reason[32];
-	prov_reply reply;
-	void *reply_arg;
-};
-
-static const struct cfg_range *
-range_of(struct prov *p, const char *name)
-{
-	return name && *name ? config_range_find(p->cfg, name) : NULL;
+	r->errors++;
+	va_start(ap, fmt);
+	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	va_end(ap);
 }
 
 static enum teams_number_type
-number_type(const struct cfg_range *r)
+number_type_of(struct prov *p, const char *range)
 {
-	if (!r)
-		return TNT_DIRECT_ROUTING;
-	switch (r->type) {
-	case RT_CALLING_PLAN:
-		return TNT_CALLING_PLAN;
-	case RT_OPERATOR_CONNECT:
-		return TNT_OPERATOR_CONNECT;
-	case RT_DIRECT_ROUTING:
-		return TNT_DIRECT_ROUTING;
-	}
+	struct inv_range ir;
+
+	if (range && *range && inv_get_range(p->inv, range, &ir) == INV_OK)
+		return range_type_graph((enum range_type)ir.type);
 	return TNT_DIRECT_ROUTING;
 }
 
-static void
-reply_json(struct change_ctx *c, int ok, const char *error, const char *number)
+static int
+quarantine_of(const struct config *cfg, const char *range)
 {
-	cJSON *r;
+	const struct cfg_range *cr = range && *range ? config_range_find(cfg, range) : NULL;
+	return cr ? config_range_quarantine(cfg, cr) : cfg->policy.quarantine_days;
+}
+
+/* ---- the user store: records, and the counts by state ------------------- */
+
+static int
+user_load(struct prov *p, const char *id, struct user *u)
+{
+	void *rec = NULL;
+	size_t len = 0;
+	int rc = inv_dir_get(p->inv, id, &rec, &len);
+
+	if (rc != INV_OK) {
+		user_init(u, id);
+		return rc == INV_E_NOTFOUND ? 1 : -1;
+	}
+	rc = user_decode(id, rec, len, u);
+	free(rec);
+	if (rc < 0) {
+		log_warnx("provision", "the stored record of user %s cannot be read: decided afresh", id);
+		user_init(u, id);
+		return 1;
+	}
+	return 0;
+}
+
+/* Store u; old_state is what the counts hold for them (-1: not counted yet). */
+static int
+user_store(struct prov *p, struct user *u, int old_state)
+{
+	unsigned char *rec;
+	size_t len;
+	int rc;
+
+	if (user_encode(u, &rec, &len) < 0)
+		return INV_E_DB;
+	rc = inv_dir_put(p->inv, u->id, rec, len);
+	free(rec);
+	if (rc != INV_OK)
+		return rc;
+	if (old_state >= 0 && old_state < US__MAX && p->count[old_state])
+		p->count[old_state]--;
+	p->count[u->state]++;
+	return INV_OK;
+}
+
+static int
+user_forget(struct prov *p, const struct user *u)
+{
+	int rc = inv_dir_del(p->inv, u->id);
+
+	if (rc == INV_OK || rc == INV_E_NOTFOUND) {
+		if (p->count[u->state])
+			p->count[u->state]--;
+		return INV_OK;
+	}
+	return rc;
+}
+
+static void
+due_now(struct prov *p, const char *id, time_t when)
+{
+	if (idmap_put(&p->due, id, (int64_t)when, NULL) < 0)
+		log_err("provision", "out of memory: user %s is decided at the next start", id);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void
+ev_user(enum np_event_kind k, const struct user *u, const char *number, const char *range,
+    const char *reason)
+{
+	struct np_event e = { .kind = k, .user = u->upn, .id = u->id, .number = number,
+		.range = range, .reason = reason };
+	np_event_emit(&e);
+}
+
+static void
+ev_unmatched(const struct user *u, const char *reason)
+{
+	struct np_event e = { .kind = NPE_UNMATCHED, .user = u->upn, .id = u->id,
+		.city = u->attr[RA_CITY] ? u->attr[RA_CITY] : "",
+		.office = u->attr[RA_OFFICE] ? u->attr[RA_OFFICE] : "",
+		.usage_location = u->attr[RA_USAGE_LOCATION] ? u->attr[RA_USAGE_LOCATION] : "",
+		.reason = reason };
+	np_event_emit(&e);
+}
+
+static void
+ev_drift(struct prov *p, const char *number, const char *range, const char *inv_user,
+    const char *teams_user, const char *reason)
+{
+	struct np_event e = { .kind = NPE_DRIFT, .number = number, .range = range,
+		.inventory_user = inv_user, .teams_user = teams_user, .reason = reason };
+	np_event_emit(&e);
+	p->st.drift++;
+}
+
+/* Exhaustion is logged once per change of state; the flag lives in the inventory. */
+static void
+exhausted(struct prov *p, const struct cfg_range *r, int full)
+{
+	char key[96], seen[8] = "";
+	int was;
+
+	snprintf(key, sizeof(key), "exhausted:%s", r->name);
+	was = inv_meta_get(p->inv, key, seen, sizeof(seen)) == INV_OK && seen[0] == '1';
+	if (was == full)
+		return;
+	if (inv_meta_put(p->inv, key, full ? "1" : "0") != INV_OK)
+		log_warnx("provision", "cannot record the exhaustion of range %s", r->name);
+	if (full) {
+		struct np_event e = { .kind = NPE_EXHAUSTED, .range = r->name };
+		np_event_emit(&e);
+	}
+}
+
+/* ---- Teams changes of the cycle ----------------------------------------- */
+
+struct change {
+	struct prov *p;
+	struct round *r;    /* the round it belongs to; NULL for an administrator's change */
+	struct config *cfg; /* the configuration it started with */
+	char id[INV_ID_MAX], upn[INV_UPN_MAX], number[E164_STRLEN], range[RANGE_NAME_MAX + 1];
+	char old_number[E164_STRLEN], old_range[RANGE_NAME_MAX + 1];
+	enum reason reason;
+	int policy_only;
+	/* an administrator's change */
+	prov_reply reply;
+	void *reply_arg;
+	int step;
+	char why[320];
+	struct change *next_free;
+};
+
+/* Users with Teams changes in flight, counted: the cycle leaves them alone meanwhile. */
+static void
+busy_add(struct prov *p, const char *id, int d)
+{
+	struct idmap_entry *e = idmap_get(&p->busy, id);
+
+	if (e) {
+		e->v += d;
+		if (e->v <= 0)
+			idmap_del(&p->busy, id);
+	} else if (d > 0 && idmap_put(&p->busy, id, d, NULL) < 0) {
+		log_warnx("provision", "out of memory marking %s busy", id);
+	}
+}
+
+static struct change *
+change_new(struct prov *p, struct round *r, const char *id)
+{
+	struct change *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->p = p;
+	c->r = r;
+	c->cfg = config_ref(r ? r->cfg : p->cfg);
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	if (r)
+		r->outstanding++;
+	else
+		p->manual++;
+	busy_add(p, id, 1);
+	return c;
+}
+
+static void
+change_done(struct change *c)
+{
+	struct prov *p = c->p;
+	struct round *r = c->r;
+
+	busy_add(p, c->id, -1);
+	config_free(c->cfg);
+	free(c);
+	if (r) {
+		r->outstanding--;
+		round_step_done(r);
+	} else {
+		p->manual--;
+		if (p->draining && !p->round && p->manual == 0 && p->drained)
+			p->drained(p->drained_arg);
+	}
+}
+
+static void
+reply(struct change *c, int ok, const char *error, const char *number)
+{
+	cJSON *o;
 
 	if (!c->reply)
 		return;
-	r = cJSON_CreateObject();
-	cJSON_AddBoolToObject(r, "ok", ok);
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", ok);
 	if (error)
-		cJSON_AddStringToObject(r, "error", error);
+		cJSON_AddStringToObject(o, "error", error);
 	if (number)
-		cJSON_AddStringToObject(r, "number", number);
-	c->reply(r, c->reply_arg);
+		cJSON_AddStringToObject(o, "number", number);
+	c->reply(o, c->reply_arg);
+	c->reply = NULL;
 }
+
+/* A failure that leaves it open whether Teams did it. */
+static int
+unsettled(const struct teams_result *t)
+{
+	return !t->ok && !t->refused;
+}
+
+static int
+not_assigned(const struct teams_result *t)
+{
+	return !t->ok && t->refused && strcasestr(t->detail, "not assigned");
+}
+
+/* ---- release ------------------------------------------------------------ */
 
 static void
 released(const struct teams_result *t, void *arg)
 {
-	struct change_ctx *c = arg;
+	struct change *c = arg;
 	struct prov *p = c->p;
-	const struct cfg_range *r = range_of(p, c->range);
-	int days = r ? config_range_quarantine(p->cfg, r) : 0;
+	struct round *r = c->r;
 	struct inv_number n;
-	char line[1024] = "", until[32] = "";
+	struct user u;
+	int rc, had;
 
-	/* "is not assigned": Teams has already let it go; the inventory follows */
-	if (!t->ok && !strstr(t->detail, "not assigned")) {
-		p->errors++;
-		snprintf(p->error, sizeof(p->error), "unassign %s: %.200s", c->number, t->detail);
-		reply_json(c, 0, t->detail[0] ? t->detail : t->error, NULL);
-	} else if (inv_release(p->inv, c->id, days, time(NULL), &n) == INV_OK) {
-		if (n.state == INV_QUARANTINED) {
-			time_t u = (time_t)n.until;
-			struct tm tm;
-			strftime(until, sizeof(until), "%Y-%m-%d", gmtime_r(&u, &tm));
-		}
-		kv(line, sizeof(line), "event", "release");
-		kv(line, sizeof(line), "user", c->upn);
-		kv(line, sizeof(line), "id", c->id);
-		kv(line, sizeof(line), "number", c->number);
-		kv(line, sizeof(line), "range", c->range[0] ? c->range : "-");
-		kv(line, sizeof(line), "reason", c->reason);
-		if (until[0])
-			kv(line, sizeof(line), "quarantine_until", until);
-		event_line(LOG_NOTICE, line);
-		p->c_released++;
-		p->st.releases++;
-		reply_json(c, 1, NULL, c->number);
-	} else {
-		log_err("provision", "%s was unassigned in Teams but cannot be released in the "
-		    "inventory", c->number);
-		reply_json(c, 0, "the inventory could not record the release", NULL);
+	idmap_del(&p->inflight, c->number);
+	if (!t->ok && !not_assigned(t)) {
+		if (r)
+			round_error(r, "unassign %s: %.200s", c->number, t->detail[0] ? t->detail : t->error);
+		due_now(p, c->id, time(NULL)); /* tried again next round */
+		change_done(c);
+		return;
 	}
-	free(c);
-	p->outstanding--;
-	cycle_step_done(p);
+	rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), time(NULL), &n);
+	if (rc != INV_OK) {
+		/* Teams let it go; the inventory follows at the next round (unassign is idempotent) */
+		log_err("provision", "%s was unassigned in Teams but the inventory cannot record it: %s",
+		    c->number, inv_strerror(rc));
+		if (r)
+			round_error(r, "release %s: %s", c->number, inv_strerror(rc));
+		due_now(p, c->id, time(NULL));
+		change_done(c);
+		return;
+	}
+	{
+		struct np_event e = { .kind = NPE_RELEASE, .user = c->upn, .id = c->id,
+			.number = c->number, .range = c->range, .reason = reason_name(c->reason),
+			.quarantine_until = n.state == INV_QUARANTINED ? (time_t)n.until : 0 };
+		np_event_emit(&e);
+	}
+	if (r)
+		r->released++;
+	p->st.releases++;
+	had = user_load(p, c->id, &u);
+	if (had >= 0) {
+		int old = had == 0 ? u.state : -1;
+		u.flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
+		if (u.state == US_GONE) {
+			rc = had == 0 ? user_forget(p, &u) : INV_OK;
+		} else {
+			u.state = c->reason == RSN_DISABLED ? US_DISABLED : US_UNLICENSED;
+			rc = user_store(p, &u, old);
+		}
+		if (rc != INV_OK && r)
+			round_error(r, "record of %s: %s", c->id, inv_strerror(rc));
+		user_clear(&u);
+	}
+	idmap_del(&p->due, c->id);
+	change_done(c);
 }
 
 static int
-release_user(struct prov *p, const char *id, const char *upn, const char *reason,
-    prov_reply reply, void *reply_arg)
+start_release(struct round *r, const struct user *u, const struct inv_user *held, enum reason why)
 {
-	struct inv_user u;
+	struct prov *p = r->p;
 	struct inv_number n;
-	struct change_ctx *c;
-	char line[1024] = "";
+	struct change *c;
 
-	if (inv_get_user(p->inv, id, &u) != INV_OK)
-		return -1;
-	inv_get_number(p->inv, u.number, &n);
-	if (p->cfg->sync.mode == SYNC_DRY_RUN && !reply) {
-		kv(line, sizeof(line), "event", "release");
-		kv(line, sizeof(line), "user", upn[0] ? upn : u.upn);
-		kv(line, sizeof(line), "id", id);
-		kv(line, sizeof(line), "number", u.number);
-		kv(line, sizeof(line), "range", n.range[0] ? n.range : "-");
-		kv(line, sizeof(line), "reason", reason);
-		kv(line, sizeof(line), "dry_run", "yes");
-		event_line(LOG_NOTICE, line);
+	if (inv_get_number(p->inv, held->number, &n) != INV_OK)
+		memset(&n, 0, sizeof(n));
+	if (r->cfg->sync.mode == SYNC_DRY_RUN) {
+		struct np_event e = { .kind = NPE_RELEASE, .user = u->upn[0] ? u->upn : held->upn,
+			.id = u->id, .number = held->number, .range = n.range,
+			.reason = reason_name(why), .dry_run = 1 };
+		np_event_emit(&e);
 		return 0;
 	}
-	if (!(c = calloc(1, sizeof(*c))))
+	if (!(c = change_new(p, r, u->id)))
 		return -1;
-	c->p = p;
-	snprintf(c->id, sizeof(c->id), "%s", id);
-	snprintf(c->upn, sizeof(c->upn), "%s", upn[0] ? upn : u.upn);
-	snprintf(c->number, sizeof(c->number), "%s", u.number);
+	snprintf(c->upn, sizeof(c->upn), "%s", u->upn[0] ? u->upn : held->upn);
+	snprintf(c->number, sizeof(c->number), "%s", held->number);
 	snprintf(c->range, sizeof(c->range), "%s", n.range);
-	snprintf(c->reason, sizeof(c->reason), "%s", reason);
-	c->reply = reply;
-	c->reply_arg = reply_arg;
-	p->outstanding++;
-	if (teams_unassign(p->graph, u.number, number_type(range_of(p, n.range)), released, c) < 0) {
-		p->outstanding--;
-		free(c);
+	c->reason = why;
+	if (idmap_put(&p->inflight, c->number, 0, NULL) < 0)
+		log_warnx("provision", "out of memory marking %s in flight", c->number);
+	if (teams_unassign(p->graph, c->number, number_type_of(p, n.range), released, c) < 0) {
+		idmap_del(&p->inflight, c->number);
+		round_error(r, "cannot send the unassignment of %s", c->number);
+		change_done(c);
 		return -1;
 	}
 	return 0;
 }
 
-/* ---- assignments -------------------------------------------------------- */
-
-/* Log a state once: a user's state that did not change is not logged again. */
-static int
-state_changed(cJSON *rec, const char *state)
-{
-	if (strcmp(rec_str(rec, "state"), state) == 0)
-		return 0;
-	rec_set_str(rec, "state", state);
-	return 1;
-}
-
-static void
-log_unmatched(struct prov *p, const char *id, cJSON *rec, const char *reason)
-{
-	struct rule_attrs a;
-	char line[1024] = "";
-
-	if (!state_changed(rec, reason))
-		return;
-	rec_attrs(rec, &a);
-	kv(line, sizeof(line), "event", "unmatched");
-	kv(line, sizeof(line), "user", rec_str(rec, "upn"));
-	kv(line, sizeof(line), "id", id);
-	kv(line, sizeof(line), "city", a.v[RA_CITY]);
-	kv(line, sizeof(line), "office", a.v[RA_OFFICE]);
-	kv(line, sizeof(line), "usage_location", a.v[RA_USAGE_LOCATION]);
-	kv(line, sizeof(line), "reason", reason);
-	event_line(LOG_WARNING, line);
-	(void)p;
-}
-
-static void
-log_exhausted(struct prov *p, const struct cfg_range *r)
-{
-	char key[96], line[256] = "", seen[8] = "";
-
-	/* once per state change: the flag lives in the inventory's meta */
-	snprintf(key, sizeof(key), "exhausted:%s", r->name);
-	if (inv_meta_get(p->inv, key, seen, sizeof(seen)) == INV_OK && seen[0] == '1')
-		return;
-	inv_meta_put(p->inv, key, "1");
-	kv(line, sizeof(line), "event", "exhausted");
-	kv(line, sizeof(line), "range", r->name);
-	event_line(LOG_ERR, line);
-}
-
-static void
-clear_exhausted(struct prov *p, const char *range)
-{
-	char key[96], seen[8] = "";
-
-	snprintf(key, sizeof(key), "exhausted:%s", range);
-	if (inv_meta_get(p->inv, key, seen, sizeof(seen)) == INV_OK && seen[0] == '1')
-		inv_meta_put(p->inv, key, "0");
-}
-
-/* Candidate ranges for a user: by licence, rule, then priority and config order. */
-static size_t
-candidates(struct prov *p, const cJSON *rec, const struct cfg_range **out, size_t max)
-{
-	int cp = rec_num(rec, "calling_plan") != 0;
-	struct rule_attrs a;
-	size_t n = 0;
-
-	rec_attrs(rec, &a);
-	for (size_t i = 0; i < p->cfg->n_ranges && n < max; i++) {
-		const struct cfg_range *r = &p->cfg->ranges[i];
-		if ((r->type == RT_CALLING_PLAN) != cp)
-			continue;
-		if (r->match && !rule_eval(r->match, &a))
-			continue;
-		out[n++] = r;
-	}
-	/* insertion sort keeps config order among equal priorities */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && out[j - 1]->priority > out[j]->priority; j--) {
-			const struct cfg_range *t = out[j];
-			out[j] = out[j - 1];
-			out[j - 1] = t;
-		}
-	return n;
-}
-
-struct assign_ctx {
-	struct change_ctx c;
-	int manual;
-};
-
-static void
-retry_later(struct prov *p, cJSON *rec, const char *reason)
-{
-	double backoff = rec_num(rec, "backoff");
-
-	backoff = backoff ? backoff * 2 : p->cfg->sync.retry_min;
-	if (backoff > p->cfg->sync.retry_max)
-		backoff = p->cfg->sync.retry_max;
-	rec_set_num(rec, "backoff", backoff);
-	rec_set_num(rec, "retry_at", (double)(time(NULL) + (time_t)backoff));
-	if (state_changed(rec, "waiting")) {
-		char line[512] = "", secs[24];
-		snprintf(secs, sizeof(secs), "%.0f", backoff);
-		kv(line, sizeof(line), "event", "waiting");
-		kv(line, sizeof(line), "user", rec_str(rec, "upn"));
-		kv(line, sizeof(line), "reason", reason);
-		kv(line, sizeof(line), "retry_in", secs);
-		event_line(LOG_NOTICE, line);
-	}
-}
+/* ---- assignment --------------------------------------------------------- */
 
 static void policy_done(const struct teams_result *t, void *arg);
 
 static void
-assigned_ok(struct prov *p, struct change_ctx *c, cJSON *rec, const struct cfg_range *r)
+apply_policy(struct change *c)
 {
-	char line[1024] = "";
+	const struct cfg_range *cr = config_range_find(c->cfg, c->range);
+	struct change *pc;
 
-	inv_confirm(p->inv, c->number, c->id, time(NULL));
-	kv(line, sizeof(line), "event", "assign");
-	kv(line, sizeof(line), "user", c->upn);
-	kv(line, sizeof(line), "id", c->id);
-	kv(line, sizeof(line), "number", c->number);
-	kv(line, sizeof(line), "range", c->range);
-	kv(line, sizeof(line), "type", r ? config_range_type_name(r->type) : "-");
-	event_line(LOG_NOTICE, line);
-	p->c_assigned++;
-	p->st.assignments++;
-	if (rec) {
-		state_changed(rec, "assigned");
-		rec_set_num(rec, "backoff", 0);
-		rec_set_num(rec, "retry_at", 0);
-	}
-	if (r && r->voice_routing_policy && *r->voice_routing_policy) {
-		struct change_ctx *pc = malloc(sizeof(*pc));
-		if (pc) {
-			*pc = *c;
-			pc->reply = NULL;
-			p->outstanding++;
-			if (teams_assign_policy(p->graph, c->id, "OnlineVoiceRoutingPolicy",
-				r->voice_routing_policy, policy_done, pc) < 0) {
-				p->outstanding--;
-				free(pc);
-			}
-		}
+	if (!cr || !cr->voice_routing_policy || !*cr->voice_routing_policy)
+		return;
+	if (!(pc = change_new(c->p, c->r, c->id)))
+		return;
+	snprintf(pc->upn, sizeof(pc->upn), "%s", c->upn);
+	pc->policy_only = 1;
+	if (teams_assign_policy(c->p->graph, c->id, "OnlineVoiceRoutingPolicy",
+		cr->voice_routing_policy, policy_done, pc) < 0) {
+		log_warnx("provision", "cannot send the voice routing policy for %s", c->upn);
+		change_done(pc);
 	}
 }
 
 static void
 policy_done(const struct teams_result *t, void *arg)
 {
-	struct change_ctx *c = arg;
-	struct prov *p = c->p;
+	struct change *c = arg;
 
-	if (!t->ok)
+	if (!t->ok) {
 		log_warnx("provision", "voice routing policy for %s: %s %s", c->upn, t->error, t->detail);
-	free(c);
-	p->outstanding--;
-	cycle_step_done(p);
+		if (c->r)
+			round_error(c->r, "voice routing policy for %s: %.200s", c->upn, t->detail);
+	}
+	change_done(c);
+}
+
+/* The user's record after the assignment: assigned, no retry pending. */
+static void
+user_assigned(struct prov *p, struct round *r, const char *id)
+{
+	struct user u;
+	int had = user_load(p, id, &u), rc;
+
+	if (had < 0)
+		return;
+	{
+		int old = had == 0 ? u.state : -1;
+		u.state = US_ASSIGNED;
+		u.flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
+		u.backoff = 0;
+		u.retry_at = 0;
+		if ((rc = user_store(p, &u, old)) != INV_OK && r)
+			round_error(r, "record of %s: %s", id, inv_strerror(rc));
+	}
+	user_clear(&u);
+	idmap_del(&p->due, id);
+}
+
+/* Refused for now (licence not visible in Teams yet...): retried with a growing wait. */
+static void
+user_retry_later(struct prov *p, struct round *r, const char *id, const char *why,
+    const struct config *cfg)
+{
+	struct user u;
+	int had = user_load(p, id, &u), rc;
+	time_t now = time(NULL);
+
+	if (had < 0)
+		return;
+	{
+		int old = had == 0 ? u.state : -1;
+		uint32_t b = u.backoff ? u.backoff * 2 : (uint32_t)cfg->sync.retry_min;
+		if (b > (uint32_t)cfg->sync.retry_max)
+			b = (uint32_t)cfg->sync.retry_max;
+		u.backoff = b;
+		u.retry_at = now + b;
+		u.flags &= (uint8_t)~USER_F_DUE;
+		if (u.state != US_WAITING) {
+			struct np_event e = { .kind = NPE_WAITING, .user = u.upn, .id = u.id,
+				.reason = why, .retry_in = (long)b };
+			np_event_emit(&e);
+		}
+		u.state = US_WAITING;
+		if ((rc = user_store(p, &u, old)) != INV_OK && r)
+			round_error(r, "record of %s: %s", id, inv_strerror(rc));
+		due_now(p, id, (time_t)u.retry_at);
+	}
+	user_clear(&u);
 }
 
 static void
 assigned(const struct teams_result *t, void *arg)
 {
-	struct assign_ctx *a = arg;
-	struct change_ctx *c = &a->c;
+	struct change *c = arg;
 	struct prov *p = c->p;
-	const struct cfg_range *r = range_of(p, c->range);
-	cJSON *rec = dir_record(p, c->id);
+	struct round *r = c->r;
+	int rc;
 
+	idmap_del(&p->inflight, c->number);
 	if (t->ok) {
-		assigned_ok(p, c, rec, r);
-		reply_json(c, 1, NULL, c->number);
-	} else if (strcmp(t->error, "stopping") == 0) {
-		/* Teams may still do it: left pending, settled with Teams at the next start */
-		log_notice("provision", "%s for %s left pending: numprovd is stopping", c->number, c->upn);
-		reply_json(c, 0, "numprovd is stopping", NULL);
-	} else {
-		inv_fail(p->inv, c->number, c->id);
-		p->st.assign_failures++;
-		if (strstr(t->detail, "already been assigned to another user")) {
-			/* someone holds it in Teams: keep it out of the pool, never overwrite it */
-			char line[512] = "";
-			inv_reserve(p->inv, c->number, time(NULL));
-			p->st.drift++;
-			kv(line, sizeof(line), "event", "drift");
-			kv(line, sizeof(line), "number", c->number);
-			kv(line, sizeof(line), "range", c->range);
-			kv(line, sizeof(line), "reason", "held-in-teams");
-			event_line(LOG_WARNING, line);
-		} else if (rec) {
-			retry_later(p, rec, strstr(t->detail, "not licensed") ? "licence-not-ready"
-									  : "assign-failed");
+		if ((rc = inv_confirm(p->inv, c->number, c->id, time(NULL))) != INV_OK) {
+			/* Teams has it; the number stays pending and is settled from Teams next round */
+			log_err("provision", "%s was assigned to %s in Teams but the inventory cannot "
+			    "record it: %s", c->number, c->upn, inv_strerror(rc));
+			if (r)
+				round_error(r, "confirm %s: %s", c->number, inv_strerror(rc));
+			reply(c, 0, "Teams assigned it, the inventory could not record it yet", NULL);
+			change_done(c);
+			return;
 		}
-		if (!strstr(t->detail, "not licensed")) {
-			p->errors++;
-			snprintf(p->error, sizeof(p->error), "assign %s: %.200s", c->number, t->detail);
+		{
+			struct np_event e = { .kind = NPE_ASSIGN, .user = c->upn, .id = c->id,
+				.number = c->number, .range = c->range };
+			const struct cfg_range *cr = config_range_find(c->cfg, c->range);
+			e.type = cr ? config_range_type_name(cr->type) : "-";
+			e.by = c->reply ? "administrator" : NULL;
+			np_event_emit(&e);
 		}
-		reply_json(c, 0, t->detail[0] ? t->detail : t->error, NULL);
+		if (r)
+			r->assigned++;
+		p->st.assignments++;
+		user_assigned(p, r, c->id);
+		apply_policy(c);
+		reply(c, 1, NULL, c->number);
+		change_done(c);
+		return;
 	}
-	if (rec) {
-		dir_save(p, c->id, rec);
-		cJSON_Delete(rec);
+	if (unsettled(t)) {
+		/* Teams may still do it: the number stays pending, settled from Teams each round */
+		log_notice("provision", "%s for %s is unsettled (%s %s): it stays pending and is "
+		    "settled from Teams", c->number, c->upn, t->error, t->detail);
+		if (r && strcmp(t->error, "stopping") != 0)
+			round_error(r, "assign %s: unsettled: %.200s", c->number, t->detail);
+		reply(c, 0, t->detail[0] ? t->detail : t->error, NULL);
+		change_done(c);
+		return;
 	}
-	free(a);
-	p->outstanding--;
-	cycle_step_done(p);
+	/* Teams refused: nothing was done */
+	p->st.assign_failures++;
+	if ((rc = inv_fail(p->inv, c->number, c->id)) != INV_OK) {
+		log_err("provision", "%s: cannot return it to the pool: %s", c->number, inv_strerror(rc));
+		if (r)
+			round_error(r, "fail %s: %s", c->number, inv_strerror(rc));
+	} else if (strcasestr(t->detail, "assigned to another user")) {
+		/* someone holds it in Teams: kept out of the pool, never overwritten */
+		if (inv_reserve(p->inv, c->number, time(NULL)) != INV_OK)
+			log_warnx("provision", "cannot keep %s out of the pool", c->number);
+		ev_drift(p, c->number, c->range, NULL, NULL, "held-in-teams");
+		due_now(p, c->id, time(NULL));
+	} else if (!c->reply) {
+		int licence = strcasestr(t->detail, "not licensed") != NULL ||
+		    strcasestr(t->detail, "licen") != NULL;
+		user_retry_later(p, r, c->id, licence ? "licence-not-ready" : "assign-failed", c->cfg);
+		if (!licence && r)
+			round_error(r, "assign %s: %.200s", c->number, t->detail);
+	}
+	reply(c, 0, t->detail[0] ? t->detail : t->error, NULL);
+	change_done(c);
 }
 
 static int
-start_assign(struct prov *p, const char *id, const char *upn, const struct inv_number *n,
-    const struct cfg_range *r, prov_reply reply, void *reply_arg)
+send_assign(struct change *c)
 {
-	struct assign_ctx *a = calloc(1, sizeof(*a));
+	const struct cfg_range *cr = config_range_find(c->cfg, c->range);
 
-	if (!a)
-		return -1;
-	a->c.p = p;
-	a->c.reply = reply;
-	a->c.reply_arg = reply_arg;
-	snprintf(a->c.id, sizeof(a->c.id), "%s", id);
-	snprintf(a->c.upn, sizeof(a->c.upn), "%s", upn);
-	snprintf(a->c.number, sizeof(a->c.number), "%s", n->number);
-	snprintf(a->c.range, sizeof(a->c.range), "%s", r ? r->name : "");
-	p->outstanding++;
-	if (teams_assign(p->graph, id, n->number, number_type(r), r ? r->location_id : NULL, assigned,
-		a) < 0) {
-		p->outstanding--;
-		inv_fail(p->inv, n->number, id);
-		free(a);
+	if (idmap_put(&c->p->inflight, c->number, 0, NULL) < 0)
+		log_warnx("provision", "out of memory marking %s in flight", c->number);
+	if (teams_assign(c->p->graph, c->id, c->number, cr ? range_type_graph(cr->type) :
+	    number_type_of(c->p, c->range), cr ? cr->location_id : NULL, assigned, c) < 0) {
+		idmap_del(&c->p->inflight, c->number);
 		return -1;
 	}
 	return 0;
 }
 
+/* Allocate from the first candidate range with room (written ahead), then ask Teams. */
 static void
-log_dry_assign(const char *id, const char *upn, const char *number, const struct cfg_range *r)
+start_assign(struct round *r, struct user *u, const struct decision *d)
 {
-	char line[1024] = "";
-
-	kv(line, sizeof(line), "event", "assign");
-	kv(line, sizeof(line), "user", upn);
-	kv(line, sizeof(line), "id", id);
-	kv(line, sizeof(line), "number", number);
-	kv(line, sizeof(line), "range", r->name);
-	kv(line, sizeof(line), "type", config_range_type_name(r->type));
-	kv(line, sizeof(line), "dry_run", "yes");
-	event_line(LOG_NOTICE, line);
-}
-
-/* A licensed, enabled user without a number: the first matching range with room. */
-static void
-assign_new(struct prov *p, const char *id, cJSON *rec)
-{
-	const struct cfg_range *cand[64];
-	size_t n = candidates(p, rec, cand, 64);
-	const char *upn = rec_str(rec, "upn");
+	struct prov *p = r->p;
 	time_t now = time(NULL);
+	int old = u->state;
 
-	if (n == 0) {
-		log_unmatched(p, id, rec, "no-match");
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < d->n_cand; i++) {
 		struct inv_number num;
-		int rc = p->cfg->sync.mode == SYNC_DRY_RUN ? inv_peek(p->inv, cand[i]->name, now, &num)
-							    : inv_allocate(p->inv, cand[i]->name, id, upn, now, &num);
+		int rc = r->cfg->sync.mode == SYNC_DRY_RUN
+		    ? inv_peek(p->inv, d->cand[i]->name, now, &num)
+		    : inv_allocate(p->inv, d->cand[i]->name, u->id, u->upn, now, &num);
+		struct change *c;
+
 		if (rc == INV_E_FULL) {
-			log_exhausted(p, cand[i]);
+			exhausted(p, d->cand[i], 1);
 			continue;
 		}
 		if (rc != INV_OK) {
-			log_err("provision", "range %s: cannot allocate for %s: %s", cand[i]->name, upn,
+			round_error(r, "range %s: cannot allocate for %s: %s", d->cand[i]->name, u->upn,
 			    inv_strerror(rc));
+			due_now(p, u->id, now);
 			return;
 		}
-		clear_exhausted(p, cand[i]->name);
-		if (p->cfg->sync.mode == SYNC_DRY_RUN)
-			log_dry_assign(id, upn, num.number, cand[i]);
-		else
-			start_assign(p, id, upn, &num, cand[i], NULL, NULL);
-		state_changed(rec, "assigning");
+		exhausted(p, d->cand[i], 0);
+		if (r->cfg->sync.mode == SYNC_DRY_RUN) {
+			struct np_event e = { .kind = NPE_ASSIGN, .user = u->upn, .id = u->id,
+				.number = num.number, .range = d->cand[i]->name,
+				.type = config_range_type_name(d->cand[i]->type), .dry_run = 1 };
+			np_event_emit(&e);
+			idmap_del(&p->due, u->id);
+			return;
+		}
+		u->state = US_ASSIGNING;
+		u->flags &= (uint8_t)~USER_F_DUE;
+		if ((rc = user_store(p, u, old)) != INV_OK)
+			/* the number is pending: settled from Teams; the user is decided again */
+			round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
+		idmap_del(&p->due, u->id);
+		if (!(c = change_new(p, r, u->id))) {
+			round_error(r, "out of memory");
+			return;
+		}
+		snprintf(c->upn, sizeof(c->upn), "%s", u->upn);
+		snprintf(c->number, sizeof(c->number), "%s", num.number);
+		snprintf(c->range, sizeof(c->range), "%s", d->cand[i]->name);
+		if (send_assign(c) < 0) {
+			round_error(r, "cannot send the assignment of %s", num.number);
+			change_done(c);
+		}
 		return;
 	}
-	log_unmatched(p, id, rec, "ranges-full");
+	if (u->state != US_RANGES_FULL)
+		ev_unmatched(u, "ranges-full");
+	u->state = US_RANGES_FULL;
+	u->flags &= (uint8_t)~USER_F_DUE;
+	if (r->cfg->sync.mode != SYNC_DRY_RUN) {
+		int rc = user_store(p, u, old);
+		if (rc != INV_OK)
+			round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
+	}
+	due_now(p, u->id, 0); /* retried next round */
 }
 
-/* ---- one user's decision ------------------------------------------------ */
+static void act_on(struct round *r, struct user *u, const char *teams);
 
-static const char *
-teams_number_of(struct prov *p, const char *id)
+/* Before any assignNumber: what does Teams show on the user now? (B10) */
+static void
+checked_user(const struct teams_result *t, const struct teams_number *v, size_t n, void *arg)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(p->teams_by_user, id);
-	return cJSON_IsString(v) ? v->valuestring : NULL;
+	struct change *c = arg;
+	struct round *r = c->r;
+	struct prov *p = c->p;
+	struct user u;
+
+	if (!t->ok) {
+		round_error(r, "numbers of %s: %.200s", c->upn, t->detail[0] ? t->detail : t->error);
+		due_now(p, c->id, time(NULL));
+	} else if (user_load(p, c->id, &u) == 0) {
+		const char *held = "";
+		for (size_t i = 0; i < n; i++)
+			if (v[i].target[0] && strcmp(v[i].target, c->id) == 0) {
+				held = v[i].number;
+				break;
+			}
+		act_on(r, &u, held);
+		user_clear(&u);
+	}
+	change_done(c);
 }
 
 static void
-adopt(struct prov *p, const char *id, cJSON *rec, const char *number)
+start_check(struct round *r, struct user *u)
 {
-	char line[1024] = "";
+	struct change *c = change_new(r->p, r, u->id);
+
+	if (!c) {
+		round_error(r, "out of memory");
+		return;
+	}
+	snprintf(c->upn, sizeof(c->upn), "%s", u->upn);
+	if (teams_user_numbers(r->p->graph, u->id, checked_user, c) < 0) {
+		round_error(r, "cannot ask Teams for the numbers of %s", u->upn);
+		due_now(r->p, u->id, time(NULL));
+		change_done(c);
+	}
+}
+
+static void
+adopt(struct round *r, struct user *u, const char *number)
+{
+	struct prov *p = r->p;
+	int old = u->state, rc;
 	struct inv_number n;
-	int rc;
 
-	if (p->cfg->sync.mode == SYNC_DRY_RUN)
+	if (r->cfg->sync.mode == SYNC_DRY_RUN)
 		return;
-	rc = inv_adopt(p->inv, number, id, rec_str(rec, "upn"), time(NULL));
+	rc = inv_adopt(p->inv, number, u->id, u->upn, time(NULL));
+	if (rc == INV_E_TAKEN || rc == INV_E_USER_HAS || rc == INV_E_STATE) {
+		ev_drift(p, number, NULL, NULL, u->id, "held-in-teams");
+		idmap_del(&p->due, u->id);
+		return;
+	}
 	if (rc != INV_OK) {
-		log_warnx("provision", "%s holds %s in Teams; cannot record it: %s", rec_str(rec, "upn"),
-		    number, inv_strerror(rc));
-		p->st.drift += rc == INV_E_TAKEN;
+		round_error(r, "adopt %s for %s: %s", number, u->upn, inv_strerror(rc));
+		due_now(p, u->id, time(NULL));
 		return;
 	}
-	inv_get_number(p->inv, number, &n);
-	kv(line, sizeof(line), "event", "adopt");
-	kv(line, sizeof(line), "user", rec_str(rec, "upn"));
-	kv(line, sizeof(line), "id", id);
-	kv(line, sizeof(line), "number", number);
-	kv(line, sizeof(line), "range", n.range[0] ? n.range : "-");
-	event_line(LOG_NOTICE, line);
-	state_changed(rec, "assigned");
+	if (inv_get_number(p->inv, number, &n) != INV_OK)
+		n.range[0] = '\0';
+	ev_user(NPE_ADOPT, u, number, n.range, NULL);
+	u->state = US_ASSIGNED;
+	u->flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
+	u->backoff = 0;
+	u->retry_at = 0;
+	if ((rc = user_store(p, u, old)) != INV_OK)
+		round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
+	idmap_del(&p->due, u->id);
 }
 
+/* Store the user's new state (no Teams call needed); false when the write failed. */
 static void
-retain(const char *id, cJSON *rec, const struct inv_user *u, const char *reason)
+settle_state(struct round *r, struct user *u, int state)
 {
-	char line[1024] = "";
+	struct prov *p = r->p;
+	int old = u->state, rc;
 
-	kv(line, sizeof(line), "event", "retain");
-	kv(line, sizeof(line), "user", rec_str(rec, "upn"));
-	kv(line, sizeof(line), "id", id);
-	kv(line, sizeof(line), "number", u->number);
-	kv(line, sizeof(line), "reason", reason);
-	event_line(LOG_INFO, line);
-}
-
-static void
-decide(struct prov *p, const struct work *w)
-{
-	cJSON *rec = dir_record(p, w->id);
-	struct inv_user u;
-	int holds = inv_get_user(p->inv, w->id, &u) == INV_OK;
-	const char *upn = rec ? rec_str(rec, "upn") : (holds ? u.upn : "");
-	int automatic = p->cfg->sync.mode != SYNC_OFF;
-
-	if (w->gone) {
-		if (holds && automatic && p->cfg->policy.release_on_delete)
-			release_user(p, w->id, upn, "deleted", NULL, NULL);
-		inv_dir_del(p->inv, w->id);
-	} else if (!rec) {
-		/* nothing known */
-	} else if (!rec_num(rec, "teams_phone")) {
-		if (holds && automatic && p->cfg->policy.release_on_unlicense)
-			release_user(p, w->id, upn, "unlicensed", NULL, NULL);
-		state_changed(rec, "unlicensed");
-	} else if (!rec_num(rec, "enabled")) {
-		if (holds && automatic && p->cfg->policy.release_on_disable)
-			release_user(p, w->id, upn, "disabled", NULL, NULL);
-		else if (holds && state_changed(rec, "disabled"))
-			retain(w->id, rec, &u, "disabled");
-	} else if (holds) {
-		if (w->moved)
-			retain(w->id, rec, &u, "moved");
-		if (u.state == INV_ASSIGNED)
-			state_changed(rec, "assigned");
-	} else if (!automatic) {
-		/* off: nothing is given automatically */
-	} else if (teams_number_of(p, w->id)) {
-		adopt(p, w->id, rec, teams_number_of(p, w->id));
-	} else if (rec_num(rec, "retry_at") <= (double)time(NULL)) {
-		assign_new(p, w->id, rec);
+	if (r->cfg->sync.mode == SYNC_DRY_RUN)
+		return;
+	u->state = (uint8_t)state;
+	u->flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
+	if ((rc = user_store(p, u, old)) != INV_OK) {
+		round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
+		due_now(p, u->id, time(NULL));
 	}
-	if (rec && !w->gone)
-		dir_save(p, w->id, rec);
-	cJSON_Delete(rec);
 }
 
-/* ---- the cycle ---------------------------------------------------------- */
+/* One user: the decision, then its side effects. */
+static void
+act_on(struct round *r, struct user *u, const char *teams)
+{
+	struct prov *p = r->p;
+	struct inv_user held;
+	int holds = inv_get_user(p->inv, u->id, &held) == INV_OK;
+	struct decision d;
+	time_t now = time(NULL);
+
+	decide(r->cfg, u, holds ? &held : NULL, teams, now, &d);
+	switch (d.act) {
+	case ACT_NOTHING:
+		idmap_del(&p->due, u->id);
+		switch (d.reason) {
+		case RSN_HAS_NUMBER:
+			settle_state(r, u, held.state == INV_ASSIGNED ? US_ASSIGNED : US_ASSIGNING);
+			break;
+		case RSN_UNLICENSED:
+			settle_state(r, u, US_UNLICENSED);
+			break;
+		case RSN_DISABLED:
+			settle_state(r, u, US_DISABLED);
+			break;
+		case RSN_EXTERNAL:
+			if (u->state != US_EXTERNAL)
+				ev_drift(p, d.number, NULL, NULL, u->id, "number-outside-ranges");
+			settle_state(r, u, US_EXTERNAL);
+			break;
+		default: /* pending, held, mode off, policy: the state stays */
+			if (u->flags & (USER_F_DUE | USER_F_MOVED))
+				settle_state(r, u, u->state);
+			break;
+		}
+		break;
+	case ACT_FORGET:
+		idmap_del(&p->due, u->id);
+		if (r->cfg->sync.mode != SYNC_DRY_RUN) {
+			int rc = user_forget(p, u);
+			if (rc != INV_OK) {
+				round_error(r, "forget %s: %s", u->id, inv_strerror(rc));
+				due_now(p, u->id, now);
+			}
+		}
+		break;
+	case ACT_RETAIN:
+		ev_user(NPE_RETAIN, u, held.number, NULL, reason_name(d.reason));
+		settle_state(r, u, d.reason == RSN_DISABLED ? US_DISABLED : US_ASSIGNED);
+		idmap_del(&p->due, u->id);
+		break;
+	case ACT_RELEASE:
+		if (start_release(r, u, &held, d.reason) < 0)
+			due_now(p, u->id, now);
+		else if (r->cfg->sync.mode == SYNC_DRY_RUN)
+			idmap_del(&p->due, u->id);
+		break;
+	case ACT_WAIT:
+		due_now(p, u->id, d.until);
+		if (u->flags & USER_F_DUE)
+			settle_state(r, u, u->state);
+		break;
+	case ACT_UNMATCHED:
+		if (u->state != US_NO_MATCH)
+			ev_unmatched(u, "no-match");
+		settle_state(r, u, US_NO_MATCH);
+		due_now(p, u->id, 0); /* retried next round */
+		break;
+	case ACT_CHECK:
+		start_check(r, u);
+		break;
+	case ACT_ASSIGN:
+		start_assign(r, u, &d);
+		break;
+	case ACT_ADOPT:
+		adopt(r, u, d.number);
+		break;
+	}
+}
+
+/* ---- settling unsettled assignments (pending numbers) ------------------- */
+
+struct settle {
+	struct round *r;
+	char number[E164_STRLEN], user[INV_ID_MAX], range[RANGE_NAME_MAX + 1];
+};
+
+static void
+settled(const struct teams_result *t, const struct teams_number *n, int found, void *arg)
+{
+	struct settle *s = arg;
+	struct round *r = s->r;
+	struct prov *p = r->p;
+	struct inv_number cur;
+	int rc = INV_OK;
+
+	idmap_del(&p->inflight, s->number);
+	if (!t->ok) {
+		round_error(r, "cannot settle pending %s: %.200s", s->number, t->detail[0] ? t->detail : t->error);
+	} else if (inv_get_number(p->inv, s->number, &cur) != INV_OK || cur.state != INV_PENDING ||
+	    strcmp(cur.user_id, s->user) != 0) {
+		/* settled meanwhile */
+	} else if (found && strcmp(n->target, s->user) == 0) {
+		if ((rc = inv_confirm(p->inv, s->number, s->user, time(NULL))) == INV_OK) {
+			struct user u;
+			if (user_load(p, s->user, &u) >= 0) {
+				struct np_event e = { .kind = NPE_ASSIGN, .user = u.upn, .id = s->user,
+					.number = s->number, .range = s->range, .reason = "settled" };
+				np_event_emit(&e);
+				user_clear(&u);
+			}
+			r->assigned++;
+			p->st.assignments++;
+			user_assigned(p, r, s->user);
+		}
+	} else if (found && n->target[0]) {
+		/* someone else holds it in Teams: out of the pool, never overwritten */
+		if ((rc = inv_fail(p->inv, s->number, s->user)) == INV_OK &&
+		    (rc = inv_reserve(p->inv, s->number, time(NULL))) == INV_OK)
+			ev_drift(p, s->number, s->range, s->user, n->target, "held-in-teams");
+		due_now(p, s->user, time(NULL));
+	} else {
+		if ((rc = inv_fail(p->inv, s->number, s->user)) == INV_OK)
+			log_notice("provision", "%s was not assigned in Teams: back in the pool", s->number);
+		due_now(p, s->user, time(NULL));
+	}
+	if (rc != INV_OK)
+		round_error(r, "settle %s: %s", s->number, inv_strerror(rc));
+	free(s);
+	r->outstanding--;
+	round_step_done(r);
+}
+
+static int
+settle_cb(const struct inv_number *n, void *arg)
+{
+	struct round *r = arg;
+	struct prov *p = r->p;
+	struct settle *s;
+
+	if (n->state != INV_PENDING || idmap_get(&p->inflight, n->number) ||
+	    idmap_get(&p->busy, n->user_id))
+		return 0;
+	if (!(s = calloc(1, sizeof(*s))))
+		return 1;
+	s->r = r;
+	snprintf(s->number, sizeof(s->number), "%s", n->number);
+	snprintf(s->user, sizeof(s->user), "%s", n->user_id);
+	snprintf(s->range, sizeof(s->range), "%s", n->range);
+	if (idmap_put(&p->inflight, s->number, 0, NULL) < 0) {
+		free(s);
+		return 1;
+	}
+	r->outstanding++;
+	if (teams_find_number(p->graph, s->number, settled, s) < 0) {
+		idmap_del(&p->inflight, s->number);
+		r->outstanding--;
+		free(s);
+		round_error(r, "cannot ask Teams about pending %s", n->number);
+	}
+	return 0;
+}
+
+static int
+sum_pending(const struct inv_range *ir, void *arg)
+{
+	*(uint64_t *)arg += ir->count[INV_PENDING];
+	return 0;
+}
+
+/* Every round, every pending number nobody is working on is settled from Teams. */
+static void
+settle_pending(struct round *r)
+{
+	struct prov *p = r->p;
+	uint64_t pending = 0;
+
+	if (r->cfg->sync.mode == SYNC_DRY_RUN)
+		return;
+	if (inv_foreach_range(p->inv, sum_pending, &pending) != INV_OK)
+		round_error(r, "cannot read the ranges");
+	if (pending && inv_foreach_number(p->inv, settle_cb, r) < 0)
+		round_error(r, "cannot read the pending numbers");
+}
+
+/* ---- the round ---------------------------------------------------------- */
 
 static long
 ms_since(const struct timespec *t0)
@@ -765,22 +934,6 @@ ms_since(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-struct counter_ctx {
-	unsigned long users, pending, unmatched;
-};
-
-static int
-count_dir(const char *id, const char *text, void *arg)
-{
-	struct counter_ctx *c = arg;
-
-	(void)id;
-	c->users++;
-	c->unmatched += strstr(text, "\"state\":\"no-match\"") || strstr(text, "\"state\":\"ranges-full\"");
-	c->pending += strstr(text, "\"state\":\"waiting\"") != NULL;
-	return 0;
 }
 
 static void
@@ -793,45 +946,49 @@ schedule(struct prov *p, int seconds)
 }
 
 static void
-cycle_end(struct prov *p)
+stats_counts(struct prov *p)
 {
-	struct counter_ctx cc = { 0, 0, 0 };
-	char line[512] = "", v[32];
-	const char *result;
+	unsigned long all = 0;
 
-	p->running = 0;
+	for (int i = 0; i < US__MAX; i++)
+		all += p->count[i];
+	p->st.users_tracked = all - p->count[US_GONE];
+	p->st.users_pending = p->count[US_WAITING] + p->count[US_ASSIGNING];
+	p->st.users_unmatched = p->count[US_NO_MATCH] + p->count[US_RANGES_FULL];
+}
+
+static void
+round_end(struct round *r)
+{
+	struct prov *p = r->p;
+	struct np_event e = { .kind = NPE_SYNC };
+	enum prov_result res = r->failed ? PR_FAILED : r->errors ? PR_PARTIAL : PR_SUCCESS;
+
+	stats_counts(p);
 	p->st.running = 0;
 	p->st.last_end = time(NULL);
-	p->st.last_duration_ms = ms_since(&p->t0);
+	p->st.last_duration_ms = ms_since(&r->t0);
 	p->st.syncs++;
-	p->st.last_result = p->errors ? PR_PARTIAL : PR_SUCCESS;
-	if (p->error[0] && p->errors && p->n_work == 0)
-		p->st.last_result = PR_FAILED;
-	if (p->st.last_result != PR_SUCCESS)
+	p->st.last_result = res;
+	if (res != PR_SUCCESS)
 		p->st.failures++;
-	snprintf(p->st.last_error, sizeof(p->st.last_error), "%s", p->errors ? p->error : "");
-	inv_dir_foreach(p->inv, count_dir, &cc);
-	p->st.users_tracked = cc.users;
-	p->st.users_pending = cc.pending;
-	p->st.users_unmatched = cc.unmatched;
-	result = p->st.last_result == PR_SUCCESS ? "success" : p->st.last_result == PR_PARTIAL ? "partial" : "failed";
-	kv(line, sizeof(line), "event", "sync");
-	kv(line, sizeof(line), "result", result);
-	kv(line, sizeof(line), "full", p->full ? "yes" : "no");
-	snprintf(v, sizeof(v), "%zu", p->n_work);
-	kv(line, sizeof(line), "users", v);
-	snprintf(v, sizeof(v), "%lu", p->c_assigned);
-	kv(line, sizeof(line), "assigned", v);
-	snprintf(v, sizeof(v), "%lu", p->c_released);
-	kv(line, sizeof(line), "released", v);
-	snprintf(v, sizeof(v), "%ld", p->st.last_duration_ms);
-	kv(line, sizeof(line), "duration_ms", v);
-	if (p->errors)
-		kv(line, sizeof(line), "error", p->error);
-	event_line(p->errors ? LOG_WARNING : LOG_INFO, line);
-	clear_round(p);
+	snprintf(p->st.last_error, sizeof(p->st.last_error), "%s", res != PR_SUCCESS ? r->error : "");
+	e.result = res == PR_SUCCESS ? "success" : res == PR_PARTIAL ? "partial" : "failed";
+	e.priority = res == PR_SUCCESS ? LOG_INFO : LOG_WARNING;
+	e.full = r->full;
+	e.users = r->users;
+	e.assigned = r->assigned;
+	e.released = r->released;
+	e.duration_ms = p->st.last_duration_ms;
+	e.error = res != PR_SUCCESS ? r->error : NULL;
+	np_event_emit(&e);
+	p->round = NULL;
+	idmap_clear(&r->seen);
+	idmap_clear(&r->teams_by_user);
+	config_free(r->cfg);
+	free(r);
 	if (p->draining) {
-		if (p->drained)
+		if (p->manual == 0 && p->drained)
 			p->drained(p->drained_arg);
 		return;
 	}
@@ -844,156 +1001,383 @@ cycle_end(struct prov *p)
 }
 
 static void
-cycle_step_done(struct prov *p)
+round_step_done(struct round *r)
 {
-	if (p->running == 2 && p->outstanding == 0)
-		cycle_end(p);
-	else if (!p->running && p->draining && p->outstanding == 0 && p->drained)
-		p->drained(p->drained_arg);
+	if (r->deciding && r->outstanding == 0)
+		round_end(r);
 }
 
-/* Users held back earlier (licence not visible yet, no room) whose time has come. */
+/* Full sync: a teams lookup for one user ("" when Teams shows none on them). */
+static const char *
+teams_of(struct round *r, const char *id)
+{
+	struct idmap_entry *e;
+
+	if (!r->teams_known)
+		return NULL;
+	e = idmap_get(&r->teams_by_user, id);
+	return e && e->s ? e->s : "";
+}
+
+struct due_item {
+	uint64_t seq;
+	char *id;
+};
+
 static int
-due_cb(const char *id, const char *text, void *arg)
+by_seq(const void *a, const void *b)
 {
-	struct prov *p = arg;
-	cJSON *rec;
-
-	if (!strstr(text, "\"state\":\"waiting\"") && !strstr(text, "\"state\":\"no-match\"") &&
-	    !strstr(text, "\"state\":\"ranges-full\"") && !strstr(text, "\"state\":\"assigning\""))
-		return 0;
-	rec = cJSON_Parse(text);
-	if (rec && rec_num(rec, "retry_at") <= (double)time(NULL))
-		add_work(p, id);
-	cJSON_Delete(rec);
-	return 0;
+	const struct due_item *x = a, *y = b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Number holders that a full sync did not see are gone from the directory. */
-static int
-gone_cb(const struct inv_user *u, void *arg)
+/* Decide every user that is due now, in the order they became due. */
+static void
+decide_all(struct round *r)
 {
-	struct prov *p = arg;
-	const char *key = u->id;
-	struct work *w;
+	struct prov *p = r->p;
+	time_t now = time(NULL);
+	struct idmap_entry *e;
+	struct due_item *ids;
+	size_t n = 0, i = 0, cap = idmap_count(&p->due);
 
-	if (bsearch(&key, p->seen, p->n_seen, sizeof(*p->seen), cmp_str))
-		return 0;
-	if ((w = add_work(p, u->id)))
-		w->gone = 1;
-	return 0;
+	r->deciding = 1;
+	r->outstanding++;
+	ids = cap ? calloc(cap, sizeof(*ids)) : NULL;
+	if (cap && !ids)
+		round_error(r, "out of memory");
+	while (ids && n < cap && (e = idmap_next(&p->due, &i))) {
+		if (e->v > now || idmap_get(&p->busy, e->key))
+			continue;
+		if (!(ids[n].id = strdup(e->key))) {
+			round_error(r, "out of memory");
+			break;
+		}
+		ids[n++].seq = e->seq;
+	}
+	if (n)
+		qsort(ids, n, sizeof(*ids), by_seq);
+	for (i = 0; i < n; i++) {
+		struct user u;
+		int rc = user_load(p, ids[i].id, &u);
+		if (rc == 0 && !p->draining)
+			act_on(r, &u, teams_of(r, ids[i].id));
+		else if (rc > 0)
+			idmap_del(&p->due, ids[i].id); /* no record: nothing to decide */
+		user_clear(&u);
+		free(ids[i].id);
+	}
+	free(ids);
+	r->outstanding--;
+	round_step_done(r);
 }
 
-static void adopt_held(struct prov *p, const char *number, const char *holder);
+struct batch {
+	const char **ids;
+	unsigned char **recs;
+	size_t *lens;
+	int *old, *state;
+	size_t n;
+};
 
 static void
-decide_all(struct prov *p)
+batch_free(struct batch *b)
 {
-	const cJSON *t;
-
-	/* a number of ours that someone holds in Teams is never handed out again */
-	if (p->full && p->cfg->sync.mode != SYNC_DRY_RUN)
-		cJSON_ArrayForEach(t, p->teams_by_user)
-			adopt_held(p, t->valuestring, t->string);
-	if (p->full) {
-		qsort(p->seen, p->n_seen, sizeof(*p->seen), cmp_str);
-		inv_foreach_user(p->inv, gone_cb, p);
-	}
-	inv_dir_foreach(p->inv, due_cb, p);
-	p->running = 2; /* deciding: the cycle ends when the last Graph call returns */
-	p->outstanding++;
-	for (size_t i = 0; i < p->n_work; i++)
-		decide(p, &p->work[i]);
-	p->outstanding--;
-	cycle_step_done(p);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->recs[i]);
+	free(b->ids);
+	free(b->recs);
+	free(b->lens);
+	free(b->old);
+	free(b->state);
+	memset(b, 0, sizeof(*b));
 }
 
+static int
+batch_alloc(struct batch *b, size_t n)
+{
+	memset(b, 0, sizeof(*b));
+	b->ids = calloc(n + 1, sizeof(*b->ids));
+	b->recs = calloc(n + 1, sizeof(*b->recs));
+	b->lens = calloc(n + 1, sizeof(*b->lens));
+	b->old = calloc(n + 1, sizeof(*b->old));
+	b->state = calloc(n + 1, sizeof(*b->state));
+	return b->ids && b->recs && b->lens && b->old && b->state ? 0 : -1;
+}
+
+static int
+batch_add(struct batch *b, const struct user *u, int old)
+{
+	if (user_encode(u, &b->recs[b->n], &b->lens[b->n]) < 0)
+		return -1;
+	b->ids[b->n] = u->id; /* the caller keeps u alive until the batch is written */
+	b->old[b->n] = old;
+	b->state[b->n] = u->state;
+	b->n++;
+	return 0;
+}
+
+/* One transaction; the counts follow only once it is committed. */
+static int
+batch_write(struct prov *p, struct batch *b)
+{
+	int rc = inv_dir_put_batch(p->inv, b->n, b->ids, (const void *const *)b->recs, b->lens);
+
+	if (rc != INV_OK)
+		return rc;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->old[i] >= 0 && p->count[b->old[i]])
+			p->count[b->old[i]]--;
+		p->count[b->state[i]]++;
+	}
+	return INV_OK;
+}
+
+/*
+ * A page of users: each recorded with what the round still has to do for them
+ * (USER_F_DUE), all in one transaction, before anything is acted on.
+ */
 static void
 on_page(const struct dir_page *pg, int full, void *arg)
 {
-	struct prov *p = arg;
-	const char **ids = calloc(pg->n_users + 1, sizeof(*ids));
-	char **texts = calloc(pg->n_users + 1, sizeof(*texts));
-	size_t n = 0;
+	struct round *r = arg;
+	struct prov *p = r->p;
+	struct user *users = calloc(pg->n_users + 1, sizeof(*users));
+	struct batch b;
+	time_t now = time(NULL);
+	int rc;
 
-	if (full && !p->full) { /* the link was refused: this became a full sync */
-		p->full = 1;
-		clear_round(p);
+	if (full && !r->full) /* the link was refused: this became a full sync */
+		r->full = 1;
+	if (!users || batch_alloc(&b, pg->n_users) < 0) {
+		r->failed = 1;
+		round_error(r, "out of memory recording a page of %zu users", pg->n_users);
+		free(users);
+		batch_free(&b);
+		return;
 	}
-	for (size_t i = 0; ids && texts && i < pg->n_users; i++) {
-		const struct dir_user *u = &pg->users[i];
-		struct work *w = add_work(p, u->id);
-		cJSON *old, *rec;
+	for (size_t i = 0; i < pg->n_users; i++) {
+		const struct dir_user *du = &pg->users[i];
+		struct user old, *u = &users[i];
+		struct inv_user held;
+		struct decision d;
+		struct dir_licence lic;
+		int had = user_load(p, du->id, &old), holds;
 
-		if (!w)
-			continue;
-		if (u->removed != DIR_PRESENT) {
-			w->gone = 1;
-			w->removed = u->removed;
+		r->users++;
+		if (had < 0) {
+			r->failed = 1;
+			round_error(r, "cannot read the record of %s", du->id);
+			user_init(u, du->id);
 			continue;
 		}
-		if (p->full)
-			add_seen(p, u->id);
-		old = dir_record(p, u->id);
-		rec = record_from_user(p, u, old);
-		w->moved |= moved(old, rec);
-		ids[n] = u->id;
-		texts[n++] = cJSON_PrintUnformatted(rec);
-		cJSON_Delete(old);
-		cJSON_Delete(rec);
+		if (r->full && idmap_put(&r->seen, du->id, 0, NULL) < 0) {
+			r->failed = 1;
+			round_error(r, "out of memory");
+		}
+		holds = inv_get_user(p->inv, du->id, &held) == INV_OK;
+		if (du->removed != DIR_PRESENT) {
+			user_clear(&old);
+			if (had > 0 && !holds) { /* never seen, holds nothing: nothing to remember */
+				user_init(u, du->id);
+				continue;
+			}
+			user_init(u, du->id);
+			if (had == 0 && user_load(p, du->id, u) != 0)
+				user_init(u, du->id);
+			if (!u->upn[0] && holds)
+				snprintf(u->upn, sizeof(u->upn), "%s", held.upn);
+			u->state = US_GONE;
+			u->flags |= USER_F_DUE;
+		} else {
+			dir_classify(p->lic, du, &lic);
+			if (user_from_dir(u, had == 0 ? &old : NULL, du, &lic) < 0) {
+				r->failed = 1;
+				round_error(r, "out of memory recording %s", du->id);
+				user_clear(&old);
+				user_init(u, du->id);
+				continue;
+			}
+			if (u->state == US_GONE) /* restored from the deleted items */
+				u->state = US_NEW;
+			user_clear(&old);
+			/* what is left to do is recorded with the page; pure state changes at once */
+			decide(r->cfg, u, holds ? &held : NULL, teams_of(r, du->id), now, &d);
+			if (d.act != ACT_NOTHING && d.act != ACT_WAIT)
+				u->flags |= USER_F_DUE;
+			else if (d.act == ACT_WAIT && d.until > now)
+				due_now(p, u->id, d.until);
+			if (d.act == ACT_NOTHING) {
+				if (d.reason == RSN_UNLICENSED)
+					u->state = US_UNLICENSED;
+				else if (d.reason == RSN_DISABLED)
+					u->state = US_DISABLED;
+				else if (d.reason == RSN_HAS_NUMBER && held.state == INV_ASSIGNED)
+					u->state = US_ASSIGNED;
+			}
+		}
+		if (batch_add(&b, u, had == 0 ? (int)old.state : -1) < 0) {
+			r->failed = 1;
+			round_error(r, "out of memory recording %s", du->id);
+		}
+		/* old.state above is still valid: user_clear frees only the attributes */
 	}
-	/*
-	 * One transaction per page: the round's changes are recorded before its link.
-	 * dry-run records the directory too (plan and user need it), never numbers.
-	 */
-	if (inv_dir_put_batch(p->inv, n, ids, (const char *const *)texts) != INV_OK)
-		p->errors++;
-	for (size_t i = 0; i < n; i++)
-		free(texts[i]);
-	free(ids);
-	free(texts);
+	if (!r->failed && (rc = batch_write(p, &b)) != INV_OK) {
+		r->failed = 1;
+		round_error(r, "cannot record a page of %zu users: %s", b.n, inv_strerror(rc));
+	}
+	if (!r->failed)
+		for (size_t i = 0; i < b.n; i++)
+			if (users[i].flags & USER_F_DUE)
+				due_now(p, users[i].id, 0);
+	for (size_t i = 0; i < pg->n_users; i++)
+		user_clear(&users[i]);
+	batch_free(&b);
+	free(users);
+}
+
+/* Full sync: users the directory no longer has are gone (recorded before the link). */
+struct absent_ctx {
+	struct round *r;
+	struct idmap gone;
+};
+
+static int
+absent_dir(const char *id, const void *rec, size_t len, void *arg)
+{
+	struct absent_ctx *a = arg;
+
+	(void)rec;
+	(void)len;
+	if (!idmap_get(&a->r->seen, id) && idmap_put(&a->gone, id, 0, NULL) < 0)
+		return 1;
+	return 0;
+}
+
+static int
+absent_holder(const struct inv_user *u, void *arg)
+{
+	struct absent_ctx *a = arg;
+
+	if (!idmap_get(&a->r->seen, u->id) && idmap_put(&a->gone, u->id, 0, u->upn) < 0)
+		return 1;
+	return 0;
+}
+
+static int
+mark_absent(struct round *r)
+{
+	struct prov *p = r->p;
+	struct absent_ctx a = { r, { 0 } };
+	struct idmap_entry *e;
+	struct user *users;
+	struct batch b;
+	size_t i = 0, n = 0;
+	int rc = INV_OK;
+
+	if (inv_dir_foreach(p->inv, absent_dir, &a) != INV_OK ||
+	    inv_foreach_user(p->inv, absent_holder, &a) != INV_OK) {
+		idmap_clear(&a.gone);
+		return INV_E_DB;
+	}
+	if (!idmap_count(&a.gone)) {
+		idmap_clear(&a.gone);
+		return INV_OK;
+	}
+	users = calloc(idmap_count(&a.gone), sizeof(*users));
+	if (!users || batch_alloc(&b, idmap_count(&a.gone)) < 0) {
+		free(users);
+		idmap_clear(&a.gone);
+		return INV_E_DB;
+	}
+	while ((e = idmap_next(&a.gone, &i))) {
+		struct user *u = &users[n];
+		int had = user_load(p, e->key, u);
+		if (had < 0) {
+			rc = INV_E_DB;
+			break;
+		}
+		if (!u->upn[0] && e->s)
+			snprintf(u->upn, sizeof(u->upn), "%s", e->s);
+		if (had == 0 && u->state == US_GONE && (u->flags & USER_F_DUE)) {
+			user_clear(u);
+			continue; /* already recorded as gone */
+		}
+		{
+			int old = had == 0 ? u->state : -1;
+			u->state = US_GONE;
+			u->flags |= USER_F_DUE;
+			if (batch_add(&b, u, old) < 0) {
+				rc = INV_E_DB;
+				break;
+			}
+		}
+		n++;
+	}
+	if (rc == INV_OK && (rc = batch_write(p, &b)) == INV_OK)
+		for (size_t k = 0; k < b.n; k++)
+			due_now(p, b.ids[k], 0);
+	for (size_t k = 0; k < idmap_count(&a.gone); k++)
+		user_clear(&users[k]);
+	batch_free(&b);
+	free(users);
+	idmap_clear(&a.gone);
+	return rc;
 }
 
 static void
 on_delta_done(const struct delta_done *d, void *arg)
 {
-	struct prov *p = arg;
+	struct round *r = arg;
+	struct prov *p = r->p;
+	int rc;
 
+	r->outstanding--;
 	if (d->status != DELTA_OK) {
-		p->errors++;
-		snprintf(p->error, sizeof(p->error), "%.250s", d->error);
-		p->n_work = 0; /* decide nothing on half a round */
-		p->running = 2;
-		cycle_step_done(p);
-		return;
+		r->failed = 1;
+		round_error(r, "%.250s", d->error);
 	}
+	r->full |= d->full;
 	/* dry-run keeps no link: switched to enforce, it must see every user again */
-	if (p->cfg->sync.mode != SYNC_DRY_RUN)
-		inv_meta_put(p->inv, META_DELTA, d->delta_link);
-	if (d->full && p->cfg->sync.mode != SYNC_DRY_RUN) {
-		char when[32];
-		p->last_full = time(NULL);
-		/* a restart continues from the link; the full sync stays on its own schedule */
-		snprintf(when, sizeof(when), "%lld", (long long)p->last_full);
-		inv_meta_put(p->inv, "last_full", when);
+	if (!r->failed && r->cfg->sync.mode != SYNC_DRY_RUN) {
+		if (r->full && (rc = mark_absent(r)) != INV_OK) {
+			r->failed = 1;
+			round_error(r, "cannot record the users who left: %s", inv_strerror(rc));
+		} else if ((rc = inv_meta_put(p->inv, META_DELTA, d->delta_link)) != INV_OK) {
+			r->failed = 1;
+			round_error(r, "cannot record the delta link: %s", inv_strerror(rc));
+		} else if (r->full) {
+			char when[32];
+			time_t now = time(NULL);
+			snprintf(when, sizeof(when), "%lld", (long long)now);
+			if ((rc = inv_meta_put(p->inv, META_LAST_FULL, when)) != INV_OK) {
+				r->failed = 1;
+				round_error(r, "cannot record the full sync's time: %s", inv_strerror(rc));
+			} else {
+				p->last_full = now;
+			}
+		}
 	}
-	decide_all(p);
+	decide_all(r);
 }
 
 static void
-start_delta(struct prov *p)
+start_delta(struct round *r)
 {
+	struct prov *p = r->p;
 	char link[8192] = "";
 
-	if (!p->full)
-		inv_meta_get(p->inv, META_DELTA, link, sizeof(link));
+	if (!r->full && inv_meta_get(p->inv, META_DELTA, link, sizeof(link)) != INV_OK)
+		link[0] = '\0';
 	if (!link[0])
-		p->full = 1;
-	if (teams_delta(p->graph, link[0] ? link : NULL, on_page, on_delta_done, p) < 0) {
-		p->errors++;
-		snprintf(p->error, sizeof(p->error), "cannot start the users delta");
-		p->running = 2;
-		cycle_step_done(p);
+		r->full = 1;
+	r->outstanding++;
+	if (teams_delta(p->graph, link[0] ? link : NULL, on_page, on_delta_done, r) < 0) {
+		r->outstanding--;
+		r->failed = 1;
+		round_error(r, "cannot start the users delta");
+		r->deciding = 1;
+		round_step_done(r);
 	}
 }
 
@@ -1002,148 +1386,154 @@ start_delta(struct prov *p)
 static void
 on_numbers(const struct teams_number *v, size_t n, void *arg)
 {
-	struct prov *p = arg;
+	struct round *r = arg;
 
 	for (size_t i = 0; i < n; i++)
-		if (v[i].target[0] && !cJSON_GetObjectItemCaseSensitive(p->teams_by_user, v[i].target))
-			cJSON_AddStringToObject(p->teams_by_user, v[i].target, v[i].number);
+		if (v[i].target[0] && !idmap_get(&r->teams_by_user, v[i].target) &&
+		    idmap_put(&r->teams_by_user, v[i].target, 0, v[i].number) < 0)
+			r->failed = 1;
 }
 
 struct drift_ctx {
-	struct prov *p;
-	cJSON *by_number;
+	struct round *r;
+	struct idmap by_number;
 };
-
-static void
-log_drift(struct prov *p, const char *number, const char *inv_user, const char *teams_user)
-{
-	char line[512] = "";
-
-	kv(line, sizeof(line), "event", "drift");
-	kv(line, sizeof(line), "number", number);
-	kv(line, sizeof(line), "inventory_user", inv_user);
-	kv(line, sizeof(line), "teams_user", teams_user[0] ? teams_user : "-");
-	event_line(LOG_WARNING, line);
-	p->st.drift++;
-}
 
 static int
 drift_cb(const struct inv_number *n, void *arg)
 {
 	struct drift_ctx *d = arg;
-	const cJSON *t;
+	struct idmap_entry *t;
 
 	if (n->state != INV_ASSIGNED)
 		return 0;
-	t = cJSON_GetObjectItemCaseSensitive(d->by_number, n->number);
-	if (!cJSON_IsString(t) || strcmp(t->valuestring, n->user_id) != 0)
-		log_drift(d->p, n->number, n->user_id, cJSON_IsString(t) ? t->valuestring : "");
+	t = idmap_get(&d->by_number, n->number);
+	if (!t || strcmp(t->s ? t->s : "", n->user_id) != 0)
+		ev_drift(d->r->p, n->number, NULL, n->user_id, t && t->s ? t->s : "", NULL);
 	return 0;
 }
 
-static int
-in_our_ranges(struct prov *p, const char *number)
-{
-	struct e164 n;
-	uint64_t off;
-	char err[160];
-
-	if (e164_parse(number, &n, err, sizeof(err)) < 0)
-		return 0;
-	for (size_t i = 0; i < p->cfg->n_ranges; i++)
-		if (e164_range_contains(&p->cfg->ranges[i].span, &n, &off))
-			return 1;
-	return 0;
-}
-
+/* A number of ours that someone holds in Teams is never handed out again. */
 static void
-adopt_held(struct prov *p, const char *number, const char *holder)
+keep_held_numbers(struct round *r)
 {
-	struct inv_number n;
-	cJSON *rec;
+	struct prov *p = r->p;
+	struct idmap_entry *e;
+	size_t i = 0;
 
-	if (!in_our_ranges(p, number) || inv_get_number(p->inv, number, &n) != INV_OK ||
-	    n.state != INV_AVAILABLE)
-		return;
-	rec = dir_record(p, holder);
-	/*
-	 * Ours and free in the inventory. On a user we provision it is recorded as
-	 * theirs; on anyone else (a resource account, an unlicensed user) a person put
-	 * it there: it is kept out of the pool and left alone.
-	 */
-	if (rec && rec_num(rec, "teams_phone") && rec_num(rec, "enabled"))
-		adopt(p, holder, rec, number);
-	if (inv_get_number(p->inv, number, &n) == INV_OK && n.state == INV_AVAILABLE) {
-		inv_reserve(p->inv, number, time(NULL));
-		log_notice("provision", "%s is held in Teams by %s, who numprov does not provision: "
-		    "kept out of the pool", number, holder);
-	}
-	if (rec) {
-		dir_save(p, holder, rec);
-		cJSON_Delete(rec);
+	while ((e = idmap_next(&r->teams_by_user, &i))) {
+		struct inv_number n;
+		struct user u;
+		int rc;
+
+		if (!range_of_number(r->cfg, e->s) || inv_get_number(p->inv, e->s, &n) != INV_OK ||
+		    n.state != INV_AVAILABLE)
+			continue;
+		/* a user we provision gets it recorded when their page is decided (adopt) */
+		if (user_load(p, e->key, &u) == 0 && u.teams_phone && u.enabled && u.state != US_GONE) {
+			user_clear(&u);
+			continue;
+		}
+		user_clear(&u);
+		if ((rc = inv_reserve(p->inv, e->s, time(NULL))) != INV_OK)
+			round_error(r, "cannot keep %s out of the pool: %s", e->s, inv_strerror(rc));
+		else
+			log_notice("provision", "%s is held in Teams by %s, who numprov does not "
+			    "provision: kept out of the pool", e->s, e->key);
 	}
 }
 
 static void
 on_numbers_done(int ok, size_t total, const char *error, void *arg)
 {
-	struct prov *p = arg;
-	struct drift_ctx d = { p, cJSON_CreateObject() };
-	cJSON *u;
+	struct round *r = arg;
+	struct prov *p = r->p;
+	struct drift_ctx d = { r, { 0 } };
+	struct idmap_entry *e;
+	size_t i = 0;
 
-	if (!ok) {
-		p->errors++;
-		snprintf(p->error, sizeof(p->error), "%s", error ? error : "numberAssignments");
-		p->running = 2;
-		cycle_step_done(p);
-		cJSON_Delete(d.by_number);
+	r->outstanding--;
+	if (!ok || r->failed) {
+		r->failed = 1;
+		round_error(r, "%s", error ? error : "numberAssignments");
+		r->deciding = 1;
+		round_step_done(r);
 		return;
 	}
-	cJSON_ArrayForEach(u, p->teams_by_user)
-		cJSON_AddStringToObject(d.by_number, u->valuestring, u->string);
+	r->teams_known = 1;
+	while ((e = idmap_next(&r->teams_by_user, &i)))
+		if (idmap_put(&d.by_number, e->s, 0, e->key) < 0)
+			break;
 	/* an inventory assignment Teams does not show: logged and counted, never rewritten */
 	inv_foreach_number(p->inv, drift_cb, &d);
-	cJSON_Delete(d.by_number);
+	idmap_clear(&d.by_number);
+	if (r->cfg->sync.mode != SYNC_DRY_RUN)
+		keep_held_numbers(r);
 	log_debug("provision", "reconciled with %zu numbers in Teams", total);
-	start_delta(p);
+	start_delta(r);
 }
 
 static void
 on_skus(const struct teams_result *t, void *arg)
 {
-	struct prov *p = arg;
+	struct round *r = arg;
 
+	r->outstanding--;
 	if (!t->ok)
 		log_warnx("provision", "subscribedSkus: %s %s; the built-in plan list is used", t->error,
 		    t->detail);
-	cJSON_Delete(p->teams_by_user);
-	p->teams_by_user = cJSON_CreateObject();
-	if (teams_list_numbers(p->graph, on_numbers, on_numbers_done, p) < 0)
-		start_delta(p);
+	if (r->p->draining) {
+		r->deciding = 1;
+		round_step_done(r);
+		return;
+	}
+	r->outstanding++;
+	if (teams_list_numbers(r->p->graph, on_numbers, on_numbers_done, r) < 0) {
+		r->outstanding--;
+		start_delta(r);
+	}
 }
 
 static void
 cycle_start(struct prov *p, int full)
 {
-	if (p->running || p->draining)
+	struct round *r;
+	int rc;
+
+	if (p->round || p->draining)
 		return;
-	p->running = 1;
+	if (!(r = calloc(1, sizeof(*r)))) {
+		log_err("provision", "out of memory: sync postponed");
+		schedule(p, p->cfg->sync.interval);
+		return;
+	}
+	if (p->lic_stale) {
+		struct dir_licensing *l = dir_licensing_from_config(p->cfg);
+		if (l) {
+			dir_licensing_free(p->lic);
+			p->lic = l;
+			p->lic_stale = 0;
+		}
+	}
+	r->p = p;
+	r->cfg = config_ref(p->cfg);
+	p->round = r;
 	p->st.running = 1;
-	p->errors = 0;
-	p->error[0] = '\0';
-	p->c_assigned = p->c_released = 0;
-	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	p->st.last_start = time(NULL);
-	clear_round(p);
 	evtimer_del(p->tick);
-	inv_expire(p->inv, time(NULL));
-	p->full = full || !p->last_full || time(NULL) - p->last_full >= p->cfg->sync.full_interval;
-	p->st.last_full = p->full;
-	if (p->full) {
-		if (teams_load_skus(p->graph, p->lic, on_skus, p) < 0)
-			on_skus(&(struct teams_result){ 0 }, p);
+	if ((rc = inv_expire(p->inv, time(NULL))) < 0)
+		round_error(r, "cannot end quarantines");
+	r->full = full || !p->last_full || time(NULL) - p->last_full >= r->cfg->sync.full_interval ||
+	    time(NULL) < p->last_full; /* the clock went back: reconcile */
+	p->st.last_full = r->full;
+	settle_pending(r);
+	if (r->full) {
+		r->outstanding++;
+		if (teams_load_skus(p->graph, p->lic, on_skus, r) < 0)
+			on_skus(&(struct teams_result){ 0 }, r);
 	} else {
-		start_delta(p);
+		start_delta(r);
 	}
 }
 
@@ -1159,11 +1549,12 @@ static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
 	struct prov *p = arg;
+	int full = p->again_full;
 
 	(void)fd;
 	(void)what;
-	cycle_start(p, p->again_full);
 	p->again_full = 0;
+	cycle_start(p, full);
 }
 
 void
@@ -1171,12 +1562,12 @@ prov_trigger(struct prov *p, int full)
 {
 	struct timeval now = { 0, 0 };
 
-	if (p->running) {
+	if (p->round) {
 		p->again = 1;
 		p->again_full |= full;
 		return;
 	}
-	p->again_full = full;
+	p->again_full |= full;
 	evtimer_add(p->kick, &now);
 }
 
@@ -1186,80 +1577,54 @@ struct prov *
 prov_new(struct event_base *base, struct config *cfg, struct inventory *inv, struct graph *graph)
 {
 	struct prov *p = calloc(1, sizeof(*p));
+	char when[32];
 
 	if (!p)
 		return NULL;
 	p->base = base;
-	p->cfg = cfg;
+	p->cfg = config_ref(cfg);
 	p->inv = inv;
 	p->graph = graph;
 	p->lic = dir_licensing_from_config(cfg);
 	p->tick = evtimer_new(base, on_tick, p);
 	p->kick = evtimer_new(base, on_kick, p);
-	p->teams_by_user = cJSON_CreateObject();
-	{
-		char when[32];
-		if (inv_meta_get(inv, "last_full", when, sizeof(when)) == INV_OK)
-			p->last_full = (time_t)atoll(when);
+	if (!p->lic || !p->tick || !p->kick) {
+		prov_free(p);
+		return NULL;
 	}
+	if (inv_meta_get(inv, META_LAST_FULL, when, sizeof(when)) == INV_OK)
+		p->last_full = (time_t)atoll(when);
 	return p;
 }
 
 void
 prov_set_config(struct prov *p, struct config *cfg)
 {
-	dir_licensing_free(p->lic);
-	p->cfg = cfg;
-	p->lic = dir_licensing_from_config(cfg);
+	/* a round in flight keeps its own reference; the next one takes this */
+	config_free(p->cfg);
+	p->cfg = config_ref(cfg);
+	p->lic_stale = 1;
 }
 
-/*
- * After a crash a number may be pending: written ahead, its assignNumber sent or
- * not. Teams says which: on the user (confirm) or not (give it back).
- */
-struct pending_ctx {
-	struct prov *p;
-	char number[E164_STRLEN], user[INV_ID_MAX];
-};
-
-static void
-pending_checked(const struct teams_result *t, const struct teams_number *n, int found, void *arg)
-{
-	struct pending_ctx *c = arg;
-	struct prov *p = c->p;
-
-	if (!t->ok) {
-		log_warnx("provision", "cannot check pending %s: %s", c->number, t->error);
-	} else if (found && strcmp(n->target, c->user) == 0) {
-		inv_confirm(p->inv, c->number, c->user, time(NULL));
-		log_notice("provision", "%s was assigned to %s before the restart: recorded", c->number,
-		    c->user);
-	} else {
-		inv_fail(p->inv, c->number, c->user);
-		log_notice("provision", "%s was not assigned in Teams before the restart: back in the pool",
-		    c->number);
-	}
-	free(c);
-	if (--p->outstanding == 0)
-		prov_trigger(p, 0);
-}
-
+/* At start: the counts by state, and every user a round left something to do for. */
 static int
-pending_cb(const struct inv_number *n, void *arg)
+startup_scan(const char *id, const void *rec, size_t len, void *arg)
 {
 	struct prov *p = arg;
-	struct pending_ctx *c;
+	struct user u;
 
-	if (n->state != INV_PENDING || !(c = calloc(1, sizeof(*c))))
+	if (user_decode(id, rec, len, &u) < 0) {
+		log_warnx("provision", "the stored record of user %s cannot be read: decided again", id);
+		due_now(p, id, 0);
 		return 0;
-	c->p = p;
-	snprintf(c->number, sizeof(c->number), "%s", n->number);
-	snprintf(c->user, sizeof(c->user), "%s", n->user_id);
-	p->outstanding++;
-	if (teams_find_number(p->graph, n->number, pending_checked, c) < 0) {
-		p->outstanding--;
-		free(c);
 	}
+	p->count[u.state]++;
+	if ((u.flags & USER_F_DUE) || u.state == US_NEW || u.state == US_NO_MATCH ||
+	    u.state == US_RANGES_FULL || u.state == US_GONE)
+		due_now(p, id, 0);
+	else if (u.state == US_WAITING)
+		due_now(p, id, (time_t)u.retry_at);
+	user_clear(&u);
 	return 0;
 }
 
@@ -1268,10 +1633,13 @@ prov_start(struct prov *p)
 {
 	if (p->cfg->sync.mode == SYNC_OFF)
 		log_notice("provision", "sync.mode is off: no automatic provisioning");
-	p->outstanding++;
-	inv_foreach_number(p->inv, pending_cb, p);
-	if (--p->outstanding == 0)
-		prov_trigger(p, 0);
+	if (inv_dir_foreach(p->inv, startup_scan, p) != INV_OK)
+		log_err("provision", "cannot read the stored users; they are decided at the next full sync");
+	if (idmap_count(&p->due))
+		log_info("provision", "%zu users have something left to do from before the start",
+		    idmap_count(&p->due));
+	stats_counts(p);
+	prov_trigger(p, 0);
 }
 
 void
@@ -1284,7 +1652,7 @@ prov_drain(struct prov *p, void (*done)(void *arg), void *arg)
 	evtimer_del(p->kick);
 	/* what waits for a retry is given up; what is on the wire is answered */
 	graph_stop(p->graph);
-	if (!p->running && p->outstanding == 0)
+	if (!p->round && p->manual == 0)
 		done(arg);
 }
 
@@ -1292,6 +1660,7 @@ void
 prov_get_stats(struct prov *p, struct prov_stats *out)
 {
 	*out = p->st;
+	out->running = p->round != NULL;
 }
 
 void
@@ -1299,13 +1668,15 @@ prov_free(struct prov *p)
 {
 	if (!p)
 		return;
-	clear_round(p);
-	free(p->seen);
-	free(p->work);
-	event_free(p->tick);
-	event_free(p->kick);
-	cJSON_Delete(p->teams_by_user);
+	if (p->tick)
+		event_free(p->tick);
+	if (p->kick)
+		event_free(p->kick);
+	idmap_clear(&p->due);
+	idmap_clear(&p->busy);
+	idmap_clear(&p->inflight);
 	dir_licensing_free(p->lic);
+	config_free(p->cfg);
 	free(p);
 }
 
@@ -1317,59 +1688,91 @@ struct find_ctx {
 };
 
 static int
-find_upn(const char *id, const char *text, void *arg)
+find_upn(const char *id, const void *rec, size_t len, void *arg)
 {
 	struct find_ctx *f = arg;
-	cJSON *rec = cJSON_Parse(text);
-	int hit = rec && strcasecmp(rec_str(rec, "upn"), f->key) == 0;
+	struct user u;
+	int hit;
 
+	if (user_decode(id, rec, len, &u) < 0)
+		return 0;
+	hit = strcasecmp(u.upn, f->key) == 0;
 	if (hit)
 		snprintf(f->id, sizeof(f->id), "%s", id);
-	cJSON_Delete(rec);
+	user_clear(&u);
 	return hit;
 }
 
-/* A user id from an id or a UPN; "" when unknown. */
-static void
-resolve_user(struct prov *p, const char *key, char *id, size_t len)
+/*
+ * A user from an id or a UPN: 0 with the user loaded, -1 when unknown. A UPN
+ * is found by a scan of the stored users (about 50 ms at 100,000 users).
+ */
+static int
+resolve_user(struct prov *p, const char *key, struct user *u)
 {
 	struct find_ctx f = { key, "" };
-	char *text = NULL;
 
-	if (inv_dir_get(p->inv, key, &text) == INV_OK) {
-		snprintf(id, len, "%s", key);
-		free(text);
-		return;
-	}
-	inv_dir_foreach(p->inv, find_upn, &f);
-	snprintf(id, len, "%s", f.id);
+	if (strlen(key) < INV_ID_MAX && user_load(p, key, u) == 0)
+		return 0;
+	if (inv_dir_foreach(p->inv, find_upn, &f) < 0 || !f.id[0])
+		return -1;
+	return user_load(p, f.id, u) == 0 ? 0 : -1;
+}
+
+static cJSON *
+decision_json(const struct decision *d, struct prov *p)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "action", action_name(d->act));
+	cJSON_AddStringToObject(o, "reason", reason_name(d->reason));
+	if (d->act == ACT_CHECK)
+		cJSON_AddBoolToObject(o, "checks_teams_first", 1);
+	if (d->number)
+		cJSON_AddStringToObject(o, "number", d->number);
+	if (d->act == ACT_WAIT)
+		cJSON_AddNumberToObject(o, "until", (double)d->until);
+	if (d->act == ACT_ASSIGN || d->act == ACT_CHECK)
+		for (size_t i = 0; i < d->n_cand; i++) {
+			struct inv_number num;
+			if (inv_peek(p->inv, d->cand[i]->name, time(NULL), &num) == INV_OK) {
+				cJSON_AddStringToObject(o, "would_get", num.number);
+				cJSON_AddStringToObject(o, "range", d->cand[i]->name);
+				break;
+			}
+		}
+	return o;
 }
 
 cJSON *
 prov_explain_user(struct prov *p, const char *key)
 {
-	char id[INV_ID_MAX], why[1024];
-	cJSON *rec, *out, *ranges;
+	char why[1024];
+	cJSON *out, *ranges, *dj;
 	struct rule_attrs a;
-	struct inv_user u;
-	const struct cfg_range *cand[64];
-	size_t n;
+	struct inv_user held;
+	struct decision d;
+	struct user u;
+	int holds;
 
-	resolve_user(p, key, id, sizeof(id));
-	if (!id[0] || !(rec = dir_record(p, id)))
+	if (resolve_user(p, key, &u) < 0) {
+		user_clear(&u);
 		return NULL;
-	out = cJSON_CreateObject();
-	cJSON_AddStringToObject(out, "id", id);
-	cJSON_AddItemToObject(out, "record", cJSON_Duplicate(rec, 1));
-	if (inv_get_user(p->inv, id, &u) == INV_OK) {
-		cJSON_AddStringToObject(out, "number", u.number);
-		cJSON_AddStringToObject(out, "number_state", inv_state_name(u.state));
 	}
-	rec_attrs(rec, &a);
+	out = cJSON_CreateObject();
+	cJSON_AddStringToObject(out, "id", u.id);
+	cJSON_AddItemToObject(out, "record", user_to_json(&u));
+	holds = inv_get_user(p->inv, u.id, &held) == INV_OK;
+	if (holds) {
+		cJSON_AddStringToObject(out, "number", held.number);
+		cJSON_AddStringToObject(out, "number_state", inv_state_name(held.state));
+	}
+	cJSON_AddStringToObject(out, "state", user_state_name((enum user_state)u.state));
+	user_attrs(&u, &a);
 	ranges = cJSON_AddArrayToObject(out, "ranges");
 	for (size_t i = 0; i < p->cfg->n_ranges; i++) {
 		const struct cfg_range *r = &p->cfg->ranges[i];
-		int type_ok = (r->type == RT_CALLING_PLAN) == (rec_num(rec, "calling_plan") != 0);
+		int type_ok = range_type_suits(r->type, u.calling_plan);
 		int match = r->match ? rule_explain(r->match, &a, why, sizeof(why)) : 1;
 		cJSON *o = cJSON_CreateObject();
 
@@ -1379,16 +1782,14 @@ prov_explain_user(struct prov *p, const char *key)
 		cJSON_AddStringToObject(o, "why", r->match ? why : "no rule: every user of its type");
 		cJSON_AddItemToArray(ranges, o);
 	}
-	n = candidates(p, rec, cand, 64);
-	for (size_t i = 0; i < n; i++) {
-		struct inv_number num;
-		if (inv_peek(p->inv, cand[i]->name, time(NULL), &num) == INV_OK) {
-			cJSON_AddStringToObject(out, "would_get", num.number);
-			cJSON_AddStringToObject(out, "would_get_range", cand[i]->name);
-			break;
-		}
+	decide(p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
+	dj = decision_json(&d, p);
+	cJSON_AddItemToObject(out, "decision", dj);
+	if (cJSON_GetObjectItem(dj, "would_get")) {
+		cJSON_AddStringToObject(out, "would_get", cJSON_GetObjectItem(dj, "would_get")->valuestring);
+		cJSON_AddStringToObject(out, "would_get_range", cJSON_GetObjectItem(dj, "range")->valuestring);
 	}
-	cJSON_Delete(rec);
+	user_clear(&u);
 	return out;
 }
 
@@ -1396,233 +1797,439 @@ struct users_ctx {
 	struct prov *p;
 	const char *filter;
 	cJSON *arr;
+	int plan;
 };
 
 static int
-users_cb(const char *id, const char *text, void *arg)
+users_cb(const char *id, const void *rec, size_t len, void *arg)
 {
 	struct users_ctx *c = arg;
-	cJSON *rec = cJSON_Parse(text), *o;
-	const char *state = rec ? rec_str(rec, "state") : "";
-	struct inv_user u;
+	struct inv_user held;
+	struct user u;
+	int holds;
+	cJSON *o;
 
-	if (!rec)
+	if (user_decode(id, rec, len, &u) < 0)
 		return 0;
-	if (c->filter && strcmp(c->filter, "pending") == 0 && strcmp(state, "waiting") != 0 &&
-	    strcmp(state, "assigning") != 0) {
-		cJSON_Delete(rec);
+	holds = inv_get_user(c->p->inv, id, &held) == INV_OK;
+	if (c->plan) {
+		struct decision d;
+		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
+		if (d.act != ACT_NOTHING && d.act != ACT_WAIT) {
+			o = decision_json(&d, c->p);
+			cJSON_AddStringToObject(o, "user", u.upn);
+			cJSON_AddStringToObject(o, "id", id);
+			if (!cJSON_GetObjectItem(o, "number") && cJSON_GetObjectItem(o, "would_get"))
+				cJSON_AddStringToObject(o, "number",
+				    cJSON_GetObjectItem(o, "would_get")->valuestring);
+			cJSON_AddItemToArray(c->arr, o);
+		}
+		user_clear(&u);
 		return 0;
 	}
-	if (c->filter && strcmp(c->filter, "unmatched") == 0 && strcmp(state, "no-match") != 0 &&
-	    strcmp(state, "ranges-full") != 0) {
-		cJSON_Delete(rec);
+	if (c->filter && strcmp(c->filter, "pending") == 0 && u.state != US_WAITING &&
+	    u.state != US_ASSIGNING && !(holds && held.state == INV_PENDING)) {
+		user_clear(&u);
+		return 0;
+	}
+	if (c->filter && strcmp(c->filter, "unmatched") == 0 && u.state != US_NO_MATCH &&
+	    u.state != US_RANGES_FULL) {
+		user_clear(&u);
 		return 0;
 	}
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", id);
-	cJSON_AddStringToObject(o, "upn", rec_str(rec, "upn"));
-	cJSON_AddStringToObject(o, "state", state);
-	if (inv_get_user(c->p->inv, id, &u) == INV_OK)
-		cJSON_AddStringToObject(o, "number", u.number);
+	cJSON_AddStringToObject(o, "upn", u.upn);
+	cJSON_AddStringToObject(o, "state", user_state_name((enum user_state)u.state));
+	if (holds)
+		cJSON_AddStringToObject(o, "number", held.number);
 	cJSON_AddItemToArray(c->arr, o);
-	cJSON_Delete(rec);
+	user_clear(&u);
 	return 0;
 }
 
 cJSON *
 prov_users(struct prov *p, const char *filter)
 {
-	struct users_ctx c = { p, filter, cJSON_CreateArray() };
+	struct users_ctx c = { p, filter, cJSON_CreateArray(), 0 };
 
 	inv_dir_foreach(p->inv, users_cb, &c);
 	return c.arr;
 }
 
-struct plan_ctx {
-	struct prov *p;
-	cJSON *arr;
-};
-
-static int
-plan_cb(const char *id, const char *text, void *arg)
-{
-	struct plan_ctx *c = arg;
-	cJSON *rec = cJSON_Parse(text), *o;
-	const struct cfg_range *cand[64];
-	struct inv_user u;
-	size_t n;
-
-	if (!rec)
-		return 0;
-	if (inv_get_user(c->p->inv, id, &u) == INV_OK || !rec_num(rec, "teams_phone") ||
-	    !rec_num(rec, "enabled")) {
-		int release = inv_get_user(c->p->inv, id, &u) == INV_OK && !rec_num(rec, "teams_phone") &&
-		    c->p->cfg->policy.release_on_unlicense;
-		if (release) {
-			o = cJSON_CreateObject();
-			cJSON_AddStringToObject(o, "action", "release");
-			cJSON_AddStringToObject(o, "user", rec_str(rec, "upn"));
-			cJSON_AddStringToObject(o, "number", u.number);
-			cJSON_AddItemToArray(c->arr, o);
-		}
-		cJSON_Delete(rec);
-		return 0;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "user", rec_str(rec, "upn"));
-	cJSON_AddStringToObject(o, "id", id);
-	n = candidates(c->p, rec, cand, 64);
-	cJSON_AddStringToObject(o, "action", n ? "assign" : "unmatched");
-	for (size_t i = 0; i < n; i++) {
-		struct inv_number num;
-		if (inv_peek(c->p->inv, cand[i]->name, time(NULL), &num) == INV_OK) {
-			cJSON_AddStringToObject(o, "number", num.number);
-			cJSON_AddStringToObject(o, "range", cand[i]->name);
-			break;
-		}
-	}
-	cJSON_AddItemToArray(c->arr, o);
-	cJSON_Delete(rec);
-	return 0;
-}
-
 cJSON *
 prov_plan(struct prov *p)
 {
-	struct plan_ctx c = { p, cJSON_CreateArray() };
+	struct users_ctx c = { p, NULL, cJSON_CreateArray(), 1 };
 
-	inv_dir_foreach(p->inv, plan_cb, &c);
+	inv_dir_foreach(p->inv, users_cb, &c);
 	return c.arr;
 }
 
-struct manual {
-	struct prov *p;
-	char id[INV_ID_MAX], upn[INV_UPN_MAX], number[E164_STRLEN];
-	const struct cfg_range *r;
-	prov_reply reply;
-	void *arg;
-};
+/* ---- administrators' changes -------------------------------------------- */
+
+static void manual_restored(const struct teams_result *t, void *arg);
 
 static void
-manual_fail(struct manual *m, const char *error)
+manual_fail(struct change *c, const char *why)
 {
-	cJSON *r = cJSON_CreateObject();
-
-	cJSON_AddBoolToObject(r, "ok", 0);
-	cJSON_AddStringToObject(r, "error", error);
-	m->reply(r, m->arg);
-	free(m);
+	reply(c, 0, why, NULL);
+	change_done(c);
 }
 
-/* The number is written ahead (pending) before Teams is asked, as in the cycle. */
+/* Step 2 of a change of number: the new number in Teams. */
 static void
-manual_claim(struct manual *m)
+manual_new_assigned(const struct teams_result *t, void *arg)
 {
+	struct change *c = arg;
+	struct prov *p = c->p;
 	struct inv_number n;
-	int rc = inv_claim(m->p->inv, m->number, m->id, m->upn, time(NULL));
+	time_t now = time(NULL);
+	int rc;
 
-	if (rc != INV_OK) {
-		manual_fail(m, inv_strerror(rc));
+	idmap_del(&p->inflight, c->number);
+	if (!t->ok) {
+		/* refused (or unknown): the old number goes back on the user */
+		snprintf(c->why, sizeof(c->why), "%s", t->detail[0] ? t->detail : t->error);
+		log_warnx("provision", "assign %s to %s refused by Teams (%s): restoring %s", c->number,
+		    c->upn, c->why, c->old_number);
+		if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
+			log_warnx("provision", "out of memory");
+		if (teams_assign(p->graph, c->id, c->old_number, number_type_of(p, c->old_range), NULL,
+			manual_restored, c) < 0)
+			manual_restored(&(struct teams_result){ .error = "internal" }, c);
 		return;
 	}
-	inv_get_number(m->p->inv, m->number, &n);
-	if (start_assign(m->p, m->id, m->upn, &n, m->r, m->reply, m->arg) < 0)
-		manual_fail(m, "cannot send the assignment to Teams");
-	else
-		free(m);
+	/* Teams holds the new number: the inventory follows (old released, new assigned) */
+	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->old_range), now, &n)) != INV_OK ||
+	    (rc = inv_claim(p->inv, c->number, c->id, c->upn, now)) != INV_OK ||
+	    (rc = inv_confirm(p->inv, c->number, c->id, now)) != INV_OK) {
+		log_err("provision", "%s holds %s in Teams but the inventory cannot record it (%s): "
+		    "the next full sync adopts it", c->upn, c->number, inv_strerror(rc));
+		manual_fail(c, "Teams made the change; the inventory could not record it yet");
+		return;
+	}
+	{
+		struct np_event e = { .kind = NPE_RELEASE, .user = c->upn, .id = c->id,
+			.number = c->old_number, .range = c->old_range, .reason = "changed",
+			.by = "administrator",
+			.quarantine_until = n.state == INV_QUARANTINED ? (time_t)n.until : 0 };
+		const struct cfg_range *cr = config_range_find(c->cfg, c->range);
+		struct np_event a = { .kind = NPE_ASSIGN, .user = c->upn, .id = c->id,
+			.number = c->number, .range = c->range,
+			.type = cr ? config_range_type_name(cr->type) : "-", .by = "administrator" };
+		np_event_emit(&e);
+		np_event_emit(&a);
+	}
+	p->st.releases++;
+	p->st.assignments++;
+	user_assigned(p, NULL, c->id);
+	apply_policy(c);
+	reply(c, 1, NULL, c->number);
+	change_done(c);
 }
 
 static void
-manual_released(cJSON *reply, void *arg)
+manual_restored(const struct teams_result *t, void *arg)
 {
-	struct manual *m = arg;
-	const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+	struct change *c = arg;
+	char msg[1024];
 
-	if (cJSON_IsTrue(ok)) {
-		cJSON_Delete(reply);
-		manual_claim(m);
+	idmap_del(&c->p->inflight, c->old_number);
+	if (t->ok) {
+		snprintf(msg, sizeof(msg), "Teams refused %s: %s (the user keeps %s)", c->number,
+		    c->why, c->old_number);
+	} else {
+		log_err("provision", "%s could not be given back %s in Teams (%s %s): the next full "
+		    "sync reports it as drift", c->upn, c->old_number, t->error, t->detail);
+		snprintf(msg, sizeof(msg), "Teams refused %s: %s; restoring %s failed too (%s)",
+		    c->number, c->why, c->old_number, t->detail[0] ? t->detail : t->error);
+	}
+	manual_fail(c, msg);
+}
+
+/* Step 1 of a change of number: the old one is taken off in Teams (inventory unchanged). */
+static void
+manual_old_unassigned(const struct teams_result *t, void *arg)
+{
+	struct change *c = arg;
+	struct prov *p = c->p;
+
+	idmap_del(&p->inflight, c->old_number);
+	if (!t->ok && !not_assigned(t)) {
+		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
 	}
-	m->reply(reply, m->arg);
-	free(m);
+	if (idmap_put(&p->inflight, c->number, 0, NULL) < 0)
+		log_warnx("provision", "out of memory");
+	{
+		const struct cfg_range *cr = config_range_find(c->cfg, c->range);
+		if (teams_assign(p->graph, c->id, c->number, cr ? range_type_graph(cr->type) :
+		    TNT_DIRECT_ROUTING, cr ? cr->location_id : NULL, manual_new_assigned, c) < 0)
+			manual_new_assigned(&(struct teams_result){ .error = "internal",
+			    .detail = "cannot send the assignment" }, c);
+	}
 }
 
 int
-prov_manual_assign(struct prov *p, const char *key, const char *number, prov_reply cb, void *arg)
+prov_manual_assign(struct prov *p, const char *key, const char *number, int force,
+    prov_reply cb, void *arg, char *err, size_t errlen)
 {
-	char id[INV_ID_MAX], err[160];
-	const struct cfg_range *r = NULL;
-	struct inv_user u;
+	const struct cfg_range *r;
+	struct inv_user held;
 	struct inv_number n;
-	struct manual *m;
+	struct change *c;
 	struct e164 num;
-	uint64_t off;
-	cJSON *rec;
+	char canon[E164_STRLEN], why[160];
+	struct user u;
+	int rc;
 
-	resolve_user(p, key, id, sizeof(id));
-	if (!id[0])
+	err[0] = '\0';
+	if (resolve_user(p, key, &u) < 0) {
+		user_clear(&u);
+		snprintf(err, errlen, "unknown user '%s'", key);
 		return -1;
-	if (e164_parse(number, &num, err, sizeof(err)) < 0)
+	}
+	if (e164_parse(number, &num, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "'%s' is not a phone number: %s", number, why);
+		user_clear(&u);
 		return -2;
-	for (size_t i = 0; i < p->cfg->n_ranges && !r; i++)
-		if (e164_range_contains(&p->cfg->ranges[i].span, &num, &off))
-			r = &p->cfg->ranges[i];
-	if (!r)
+	}
+	e164_format(&num, canon, sizeof(canon));
+	if (!(r = range_of_number(p->cfg, canon))) {
+		snprintf(err, errlen, "%s is in no configured range", canon);
+		user_clear(&u);
 		return -3;
-	if (!(m = calloc(1, sizeof(*m))))
-		return -5;
-	*m = (struct manual){ p, "", "", "", r, cb, arg };
-	snprintf(m->id, sizeof(m->id), "%s", id);
-	e164_format(&num, m->number, sizeof(m->number));
-	rec = dir_record(p, id);
-	snprintf(m->upn, sizeof(m->upn), "%s", rec ? rec_str(rec, "upn") : key);
-	cJSON_Delete(rec);
-	if (inv_get_number(p->inv, m->number, &n) == INV_OK &&
-	    (n.state == INV_PENDING || n.state == INV_ASSIGNED) && strcmp(n.user_id, id) != 0) {
-		free(m);
+	}
+	if (!force && !range_type_suits(r->type, u.calling_plan)) {
+		snprintf(err, errlen, "%s is a %s number and %s %s a Calling Plan: refused (--force "
+		    "to assign it anyway)", canon, config_range_type_name(r->type), u.upn,
+		    u.calling_plan ? "has" : "has no");
+		user_clear(&u);
+		return -6;
+	}
+	if (inv_get_number(p->inv, canon, &n) == INV_OK &&
+	    (n.state == INV_PENDING || n.state == INV_ASSIGNED) && strcmp(n.user_id, u.id) != 0) {
+		snprintf(err, errlen, "%s is held by %s", canon, n.user_id);
+		user_clear(&u);
 		return -4;
 	}
-	/* the administrator's change replaces the user's number: the old one goes back first */
-	if (inv_get_user(p->inv, id, &u) == INV_OK && strcmp(u.number, m->number) != 0) {
-		if (release_user(p, id, m->upn, "changed", manual_released, m) < 0) {
-			free(m);
+	if (idmap_get(&p->busy, u.id) || idmap_get(&p->inflight, canon)) {
+		snprintf(err, errlen, "a change for %s is in flight; try again in a moment", u.upn);
+		user_clear(&u);
+		return -7;
+	}
+	if (!(c = change_new(p, NULL, u.id))) {
+		user_clear(&u);
+		snprintf(err, errlen, "out of memory");
+		return -5;
+	}
+	c->reply = cb;
+	c->reply_arg = arg;
+	snprintf(c->upn, sizeof(c->upn), "%s", u.upn[0] ? u.upn : key);
+	snprintf(c->number, sizeof(c->number), "%s", canon);
+	snprintf(c->range, sizeof(c->range), "%s", r->name);
+	user_clear(&u);
+	if (inv_get_user(p->inv, c->id, &held) == INV_OK && strcmp(held.number, canon) != 0) {
+		if (held.state != INV_ASSIGNED) {
+			snprintf(err, errlen, "%s has an unsettled assignment of %s; try again after "
+			    "the next sync", c->upn, held.number);
+			c->reply = NULL;
+			change_done(c);
+			return -7;
+		}
+		/* a change of number: the old one off, the new one on, the old one back if refused */
+		snprintf(c->old_number, sizeof(c->old_number), "%s", held.number);
+		if (inv_get_number(p->inv, held.number, &n) == INV_OK)
+			snprintf(c->old_range, sizeof(c->old_range), "%s", n.range);
+		if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
+			log_warnx("provision", "out of memory");
+		if (teams_unassign(p->graph, c->old_number, number_type_of(p, c->old_range),
+			manual_old_unassigned, c) < 0) {
+			idmap_del(&p->inflight, c->old_number);
+			snprintf(err, errlen, "cannot send the change to Teams");
+			c->reply = NULL;
+			change_done(c);
 			return -5;
 		}
-	} else {
-		manual_claim(m);
+		return 0;
+	}
+	/* no number yet (or the same one again): written ahead, then Teams, as in the cycle */
+	rc = inv_claim(p->inv, canon, c->id, c->upn, time(NULL));
+	if (rc != INV_OK && !(rc == INV_E_USER_HAS || rc == INV_E_TAKEN)) {
+		snprintf(err, errlen, "%s", inv_strerror(rc));
+		c->reply = NULL;
+		change_done(c);
+		return -5;
+	}
+	if (send_assign(c) < 0) {
+		if (rc == INV_OK && inv_fail(p->inv, canon, c->id) != INV_OK)
+			log_warnx("provision", "%s stays pending; settled from Teams next round", canon);
+		snprintf(err, errlen, "cannot send the assignment to Teams");
+		c->reply = NULL;
+		change_done(c);
+		return -5;
+	}
+	return 0;
+}
+
+/* numprovctl unassign: released, and the user held out of automatic assignment. */
+static void
+manual_unassigned(const struct teams_result *t, void *arg)
+{
+	struct change *c = arg;
+	struct prov *p = c->p;
+	struct inv_number n;
+	struct user u;
+	int rc, had;
+
+	idmap_del(&p->inflight, c->number);
+	if (!t->ok && !not_assigned(t)) {
+		manual_fail(c, t->detail[0] ? t->detail : t->error);
+		return;
+	}
+	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), time(NULL), &n)) !=
+	    INV_OK) {
+		log_err("provision", "%s was unassigned in Teams but the inventory cannot record it: %s",
+		    c->number, inv_strerror(rc));
+		manual_fail(c, "Teams made the change; the inventory could not record it yet");
+		return;
+	}
+	{
+		struct np_event e = { .kind = NPE_RELEASE, .user = c->upn, .id = c->id,
+			.number = c->number, .range = c->range, .reason = "administrator",
+			.by = "administrator",
+			.quarantine_until = n.state == INV_QUARANTINED ? (time_t)n.until : 0 };
+		np_event_emit(&e);
+	}
+	p->st.releases++;
+	had = user_load(p, c->id, &u);
+	if (had >= 0) {
+		int old = had == 0 ? u.state : -1;
+		u.state = US_HELD;
+		u.flags &= (uint8_t)~USER_F_DUE;
+		if (user_store(p, &u, old) != INV_OK)
+			log_err("provision", "cannot record that %s is held without a number", c->upn);
+		ev_user(NPE_HOLD, &u, NULL, NULL, "administrator");
+		user_clear(&u);
+	}
+	idmap_del(&p->due, c->id);
+	reply(c, 1, NULL, c->number);
+	change_done(c);
+}
+
+int
+prov_manual_unassign(struct prov *p, const char *key, prov_reply cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct inv_user held;
+	struct inv_number n;
+	struct change *c;
+	struct user u;
+	int known = resolve_user(p, key, &u) == 0;
+
+	err[0] = '\0';
+	if (!known) {
+		user_clear(&u);
+		if (inv_get_user(p->inv, key, &held) != INV_OK) {
+			snprintf(err, errlen, "unknown user '%s'", key);
+			return -1;
+		}
+		user_init(&u, key);
+		snprintf(u.upn, sizeof(u.upn), "%s", held.upn);
+	}
+	if (idmap_get(&p->busy, u.id)) {
+		snprintf(err, errlen, "a change for %s is in flight; try again in a moment", u.upn);
+		user_clear(&u);
+		return -7;
+	}
+	if (inv_get_user(p->inv, u.id, &held) != INV_OK && u.state == US_HELD) {
+		snprintf(err, errlen, "%s holds no number", u.upn[0] ? u.upn : key);
+		user_clear(&u);
+		return -1;
+	}
+	if (inv_get_user(p->inv, u.id, &held) != INV_OK) {
+		/* no number: held from now on, so the cycle gives them none */
+		int old = u.state, rc;
+		u.state = US_HELD;
+		u.flags &= (uint8_t)~USER_F_DUE;
+		rc = user_store(p, &u, known ? old : -1);
+		if (rc != INV_OK) {
+			snprintf(err, errlen, "cannot record the hold: %s", inv_strerror(rc));
+			user_clear(&u);
+			return -5;
+		}
+		ev_user(NPE_HOLD, &u, NULL, NULL, "administrator");
+		idmap_del(&p->due, u.id);
+		user_clear(&u);
+		{
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddBoolToObject(o, "ok", 1);
+			cJSON_AddStringToObject(o, "state", user_state_name(US_HELD));
+			cb(o, arg);
+		}
+		return 0;
+	}
+	if (held.state != INV_ASSIGNED) {
+		snprintf(err, errlen, "%s has an unsettled assignment of %s; try again after the next "
+		    "sync", u.upn, held.number);
+		user_clear(&u);
+		return -7;
+	}
+	if (!(c = change_new(p, NULL, u.id))) {
+		user_clear(&u);
+		snprintf(err, errlen, "out of memory");
+		return -5;
+	}
+	c->reply = cb;
+	c->reply_arg = arg;
+	snprintf(c->upn, sizeof(c->upn), "%s", u.upn);
+	snprintf(c->number, sizeof(c->number), "%s", held.number);
+	if (inv_get_number(p->inv, held.number, &n) == INV_OK)
+		snprintf(c->range, sizeof(c->range), "%s", n.range);
+	user_clear(&u);
+	if (idmap_put(&p->inflight, c->number, 0, NULL) < 0)
+		log_warnx("provision", "out of memory");
+	if (teams_unassign(p->graph, c->number, number_type_of(p, c->range), manual_unassigned, c) < 0) {
+		idmap_del(&p->inflight, c->number);
+		snprintf(err, errlen, "cannot send the change to Teams");
+		c->reply = NULL;
+		change_done(c);
+		return -5;
 	}
 	return 0;
 }
 
 int
-prov_manual_unassign(struct prov *p, const char *key, prov_reply cb, void *arg)
+prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 {
-	char id[INV_ID_MAX];
-	struct inv_user u;
-	struct inv_number n;
-	struct change_ctx *c;
+	struct user u;
+	int old, rc;
 
-	resolve_user(p, key, id, sizeof(id));
-	if (!id[0] && inv_get_user(p->inv, key, &u) == INV_OK)
-		snprintf(id, sizeof(id), "%s", key);
-	if (!id[0] || inv_get_user(p->inv, id, &u) != INV_OK)
+	err[0] = '\0';
+	if (resolve_user(p, key, &u) < 0) {
+		user_clear(&u);
+		snprintf(err, errlen, "unknown user '%s'", key);
 		return -1;
-	inv_get_number(p->inv, u.number, &n);
-	if (!(c = calloc(1, sizeof(*c))))
-		return -5;
-	c->p = p;
-	c->reply = cb;
-	c->reply_arg = arg;
-	snprintf(c->id, sizeof(c->id), "%s", id);
-	snprintf(c->upn, sizeof(c->upn), "%s", u.upn);
-	snprintf(c->number, sizeof(c->number), "%s", u.number);
-	snprintf(c->range, sizeof(c->range), "%s", n.range);
-	snprintf(c->reason, sizeof(c->reason), "administrator");
-	p->outstanding++;
-	if (teams_unassign(p->graph, u.number, number_type(range_of(p, n.range)), released, c) < 0) {
-		p->outstanding--;
-		free(c);
+	}
+	if (u.state != US_HELD) {
+		snprintf(err, errlen, "%s is not held (state %s): nothing to do", u.upn,
+		    user_state_name((enum user_state)u.state));
+		user_clear(&u);
+		return -2;
+	}
+	old = u.state;
+	u.state = US_NEW;
+	u.flags |= USER_F_DUE;
+	u.retry_at = 0;
+	u.backoff = 0;
+	if ((rc = user_store(p, &u, old)) != INV_OK) {
+		snprintf(err, errlen, "cannot record it: %s", inv_strerror(rc));
+		user_clear(&u);
 		return -5;
 	}
+	ev_user(NPE_AUTO, &u, NULL, NULL, "administrator");
+	due_now(p, u.id, 0); /* the next round decides, as for any user */
+	user_clear(&u);
 	return 0;
 }

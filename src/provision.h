@@ -7,6 +7,7 @@
 #ifndef NUMPROV_PROVISION_H
 #define NUMPROV_PROVISION_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -52,9 +53,20 @@ struct cJSON *prov_explain_user(struct prov *p, const char *id_or_upn);
 /* What the next cycle would do for every known user, changing nothing. */
 struct cJSON *prov_plan(struct prov *p);
 /* numprovctl assign / unassign: in Teams and the inventory; reply when done. */
-int prov_manual_assign(struct prov *p, const char *id_or_upn, const char *number, prov_reply cb,
-    void *arg);
-int prov_manual_unassign(struct prov *p, const char *id_or_upn, prov_reply cb, void *arg);
+/*
+ * They return 0 and reply through cb later, or a negative code with err filled
+ * and no reply: -1 unknown user, -2 bad number, -3 in no range, -4 held by
+ * someone else, -5 cannot record or send, -6 does not suit the user's licence
+ * (assign without force), -7 a change for the user is in flight.
+ * assign: the new number first, the old one restored if Teams refuses it.
+ * unassign: the user is then held without a number until assign or auto.
+ */
+int prov_manual_assign(struct prov *p, const char *id_or_upn, const char *number, int force,
+    prov_reply cb, void *arg, char *err, size_t errlen);
+int prov_manual_unassign(struct prov *p, const char *id_or_upn, prov_reply cb, void *arg,
+    char *err, size_t errlen);
+/* numprovctl auto: a held user back to automatic assignment (0, or -1/-2/-5 with err). */
+int prov_manual_auto(struct prov *p, const char *id_or_upn, char *err, size_t errlen);
 /* Users known to the directory, filtered ("pending", "unmatched" or NULL). */
 struct cJSON *prov_users(struct prov *p, const char *filter);
 

@@ -315,7 +315,7 @@ struct change {
 	char user[64], number[E164_STRLEN];
 	teams_cb cb;
 	void *arg;
-	int assign, polls, resent;
+	int assign, polls, resent, refused;
 	int checking; /* the timer checks numberAssignments instead of polling an operation */
 	long wait_ms;
 	struct event *timer;
@@ -336,6 +336,7 @@ change_end(struct change *c, int ok, long status, const char *err, const char *d
 	t.ok = ok;
 	t.status = status;
 	t.resent = c->resent;
+	t.refused = c->refused;
 	snprintf(t.error, sizeof(t.error), "%s", err ? err : "");
 	snprintf(t.detail, sizeof(t.detail), "%s", detail ? detail : "");
 	memcpy(t.client_request_id, c->crid, sizeof(t.client_request_id));
@@ -405,6 +406,7 @@ change_polled(const struct graph_result *r, void *arg)
 		change_end(c, 1, r->status, NULL, detail);
 		break;
 	case TOP_FAILED:
+		c->refused = 1;
 		change_end(c, 0, r->status, "failed", detail[0] ? detail : "the operation failed");
 		break;
 	case TOP_RUNNING:
@@ -487,10 +489,13 @@ change_sent(const struct graph_result *r, void *arg)
 		poll_later(c);
 		return;
 	}
-	if (r->status >= 200 && r->status < 300) /* done at once, no operation to follow */
+	if (r->status >= 200 && r->status < 300) { /* done at once, no operation to follow */
 		change_end(c, 1, r->status, NULL, NULL);
-	else
-		change_end(c, 0, r->status, r->error_code, r->error_message);
+		return;
+	}
+	/* a 4xx answer to the POST (not a timeout or throttling) refuses it outright */
+	c->refused = r->status >= 400 && r->status < 500 && r->status != 408 && r->status != 429;
+	change_end(c, 0, r->status, r->error_code, r->error_message);
 }
 
 static char *
@@ -600,6 +605,132 @@ teams_find_number(struct graph *g, const char *number, number_cb cb, void *arg)
 	curl_free(quoted);
 	if (graph_get(g, url, found_number, f) < 0) {
 		free(f);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- a user's numbers ---------------------------------------------------- */
+
+#define USER_NUMBERS_MAX_PAGES 20
+
+struct user_numbers {
+	struct graph *g;
+	user_numbers_cb cb;
+	void *arg;
+	char user[64];
+	struct teams_number *v;
+	size_t n, pages, others;
+};
+
+static void user_numbers_got(const struct graph_result *r, void *arg);
+
+static void
+user_numbers_end(struct user_numbers *u, const struct graph_result *r, int ok, const char *error,
+    const char *detail)
+{
+	struct teams_result t;
+
+	result_from(&t, r);
+	t.ok = ok;
+	if (error)
+		snprintf(t.error, sizeof(t.error), "%s", error);
+	if (detail)
+		snprintf(t.detail, sizeof(t.detail), "%s", detail);
+	if (!ok)
+		log_warnx("teams", "numbers of user %s: HTTP %ld %s %s (client-request-id %s)", u->user,
+		    t.status, t.error, t.detail, t.client_request_id);
+	else if (u->others)
+		log_warnx("teams", "numbers of user %s: Graph also gave %zu numbers of other targets "
+				   "(ignored)", u->user, u->others);
+	u->cb(&t, ok ? u->v : NULL, ok ? u->n : 0, u->arg);
+	free(u->v);
+	free(u);
+}
+
+static void
+user_numbers_got(const struct graph_result *r, void *arg)
+{
+	struct user_numbers *u = arg;
+	struct teams_number *v = NULL, *grown;
+	char *next = NULL;
+	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, &next) : -1;
+
+	if (r->status != 200) {
+		user_numbers_end(u, r, 0, r->error_code[0] ? NULL : "http", NULL);
+		return;
+	}
+	if (n < 0) {
+		free(v);
+		free(next);
+		user_numbers_end(u, r, 0, "parse", "not a page of numberAssignments");
+		return;
+	}
+	if (n > 0 && !(grown = realloc(u->v, (u->n + (size_t)n) * sizeof(*u->v)))) {
+		free(v);
+		free(next);
+		user_numbers_end(u, r, 0, "internal", "out of memory");
+		return;
+	}
+	if (n > 0)
+		u->v = grown;
+	for (int i = 0; i < n; i++) {
+		if (strcasecmp(v[i].target, u->user) == 0)
+			u->v[u->n++] = v[i];
+		else
+			u->others++;
+	}
+	free(v);
+	u->pages++;
+	if (next && u->pages >= USER_NUMBERS_MAX_PAGES) {
+		free(next);
+		user_numbers_end(u, r, 0, "paging", "too many pages of numberAssignments for one user");
+		return;
+	}
+	if (next) {
+		if (graph_get(u->g, next, user_numbers_got, u) < 0) {
+			free(next);
+			user_numbers_end(u, r, 0, graph_stopped(u->g) ? "stopping" : "internal",
+			    "cannot follow the next link");
+			return;
+		}
+		free(next);
+		return;
+	}
+	user_numbers_end(u, r, 1, NULL, NULL);
+}
+
+/* An object id as Entra gives it: letters, digits and '-' only, so it is safe in a URL. */
+static int
+valid_object_id(const char *id, size_t max)
+{
+	size_t len = id ? strlen(id) : 0;
+
+	if (len == 0 || len >= max)
+		return 0;
+	return strspn(id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") == len;
+}
+
+int
+teams_user_numbers(struct graph *g, const char *user_id, user_numbers_cb cb, void *arg)
+{
+	struct user_numbers *u;
+	char url[256];
+
+	if (!valid_object_id(user_id, sizeof(u->user))) {
+		log_warnx("teams", "refusing to look up the numbers of a malformed user id");
+		return -1;
+	}
+	if (!(u = calloc(1, sizeof(*u))))
+		return -1;
+	u->g = g;
+	u->cb = cb;
+	u->arg = arg;
+	snprintf(u->user, sizeof(u->user), "%s", user_id);
+	/* the id holds only unreserved characters: it goes into the URL as it is */
+	snprintf(url, sizeof(url), NUMBERS_PATH "?$filter=assignmentTargetId%%20eq%%20'%s'", u->user);
+	if (graph_get(g, url, user_numbers_got, u) < 0) {
+		free(u);
 		return -1;
 	}
 	return 0;

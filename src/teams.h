@@ -66,6 +66,19 @@ typedef void (*number_cb)(const struct teams_result *r, const struct teams_numbe
     void *arg);
 int teams_find_number(struct graph *g, const char *number, number_cb cb, void *arg);
 
+/*
+ * The numbers Teams shows on a user: numberAssignments?$filter=assignmentTargetId eq
+ * '<user_id>' (following nextLink when given). Teams may replace a user's number on
+ * assignNumber, so ask this before assigning. user_id is an object id: 1 to 63 of
+ * [0-9A-Za-z-], anything else returns -1 without a request or a callback. The callback
+ * gets r->ok = 0 on failure (r->status, r->error, r->detail say why; n = 0), otherwise
+ * the user's numbers (n = 0: Teams shows none). Only entries whose assignmentTargetId is
+ * user_id (compared case-insensitively) are reported; numbers is freed after the call.
+ */
+typedef void (*user_numbers_cb)(const struct teams_result *r, const struct teams_number *numbers,
+    size_t n, void *arg);
+int teams_user_numbers(struct graph *g, const char *user_id, user_numbers_cb cb, void *arg);
+
 /* Operation of an assign/unassign: {"status", "numbers":[{"status","statusDetail"}]}. */
 enum teams_op_status { TOP_RUNNING, TOP_SUCCEEDED, TOP_FAILED, TOP_UNKNOWN };
 enum teams_op_status teams_parse_operation(const char *json, size_t len, char *detail,
@@ -78,6 +91,8 @@ struct teams_result {
 	char detail[320];   /* statusDetail or the error message */
 	char client_request_id[37];
 	int resent;         /* how many times the POST was sent again after checking */
+	int refused;        /* Teams said no (the POST refused, or the operation failed):
+			       nothing was done. Otherwise a failure leaves it unknown. */
 };
 typedef void (*teams_cb)(const struct teams_result *r, void *arg);
 

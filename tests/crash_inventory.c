@@ -157,10 +157,13 @@ step(struct inventory *inv, int fd, unsigned *seed, time_t now)
 	}
 	if (rand_r(seed) % 20 == 0) { /* an administrator at work */
 		snprintf(number, sizeof(number), "+441235000%03d", 100 + rand_r(seed) % 100);
+		/* refused when the number is taken or not reserved: both are fine here */
 		if (rand_r(seed) % 2)
-			inv_reserve(inv, number, now);
+			rc = inv_reserve(inv, number, now);
 		else
-			inv_unreserve(inv, number);
+			rc = inv_unreserve(inv, number);
+		if (rc != INV_OK && rc != INV_E_TAKEN && rc != INV_E_STATE && rc != INV_E_CONFIG)
+			journal(fd, "E reserve %s %d\n", number, rc);
 	}
 }
 

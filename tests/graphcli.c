@@ -2,16 +2,18 @@
  * Drives the Graph client against the simulator for the integration tests:
  * one command, JSON lines on stdout, the client's statistics as the last line.
  *
- * usage: graphcli -c CONF [--fast] COMMAND [ARGS]
+ * usage: graphcli -c CONF [--fast] [--polls N] COMMAND [ARGS]
  *   skus                            load /subscribedSkus, classify the built-in plans
  *   delta [LINK]                    one users/delta round: a line per user, then the link
  *   numbers                         every number of the tenant
  *   assign USER NUMBER TYPE [LOC]   assignNumber and its operation
  *   unassign NUMBER TYPE
  *   userconfig USER
+ *   usernumbers USER                the numbers Teams shows on USER
  *   policy USER TYPE NAME
  *   burst N                         N GETs of /subscribedSkus at once
- * --fast shrinks retry and poll waits so tests run quickly.
+ * --fast shrinks retry and poll waits so tests run quickly; --polls N sets how many
+ * times an operation is polled before giving up.
  */
 #include "build-config.h"
 
@@ -152,6 +154,31 @@ on_userconfig(const struct teams_result *r, const struct teams_user_config *c, v
 }
 
 static void
+on_user_numbers(const struct teams_result *r, const struct teams_number *v, size_t n, void *arg)
+{
+	cJSON *o = cJSON_CreateObject(), *nums = cJSON_AddArrayToObject(o, "numbers");
+
+	(void)arg;
+	cJSON_AddBoolToObject(o, "ok", r->ok);
+	cJSON_AddNumberToObject(o, "status", (double)r->status);
+	cJSON_AddStringToObject(o, "error", r->error);
+	cJSON_AddStringToObject(o, "detail", r->detail);
+	cJSON_AddStringToObject(o, "client_request_id", r->client_request_id);
+	for (size_t i = 0; i < n; i++) {
+		cJSON *e = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(e, "number", v[i].number);
+		cJSON_AddStringToObject(e, "type", teams_type_name(v[i].type));
+		cJSON_AddStringToObject(e, "target", v[i].target);
+		cJSON_AddStringToObject(e, "activation", v[i].activation);
+		cJSON_AddStringToObject(e, "status", v[i].status);
+		cJSON_AddItemToArray(nums, e);
+	}
+	failed |= !r->ok;
+	emit(o);
+}
+
+static void
 on_skus(const struct teams_result *r, void *arg)
 {
 	static const char *probe[] = { "4828c8ec-dc2e-4779-b502-87ac9ce28ab7",
@@ -203,6 +230,8 @@ start(int argc, char **argv)
 		return teams_unassign(graph, argv[1], parse_type(argv[2]), on_result, NULL);
 	if (strcmp(cmd, "userconfig") == 0 && argc == 2)
 		return teams_user_config(graph, argv[1], on_userconfig, NULL);
+	if (strcmp(cmd, "usernumbers") == 0 && argc == 2)
+		return teams_user_numbers(graph, argv[1], on_user_numbers, NULL);
 	if (strcmp(cmd, "policy") == 0 && argc == 4)
 		return teams_assign_policy(graph, argv[1], argv[2], argv[3], on_result, NULL);
 	if (strcmp(cmd, "burst") == 0 && argc == 2) {
@@ -236,16 +265,19 @@ main(int argc, char **argv)
 	const char *conf = NULL;
 	struct config *cfg;
 	char err[8192];
-	int i = 1, fast = 0;
+	int i = 1, fast = 0, polls = 0;
+	struct teams_tuning tt = { 500, 30000, 40 };
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			conf = argv[++i];
 		else if (strcmp(argv[i], "--fast") == 0)
 			fast = 1;
+		else if (strcmp(argv[i], "--polls") == 0 && i + 1 < argc)
+			polls = atoi(argv[++i]);
 	}
 	if (!conf || i >= argc) {
-		fprintf(stderr, "usage: graphcli -c CONF [--fast] COMMAND [ARGS]\n");
+		fprintf(stderr, "usage: graphcli -c CONF [--fast] [--polls N] COMMAND [ARGS]\n");
 		return 2;
 	}
 	log_init("graphcli", LOG_USER, LOG_DEBUG, LOG_DEST_STDERR);
@@ -261,14 +293,18 @@ main(int argc, char **argv)
 	}
 	if (fast) {
 		graph_tune(graph, &(struct graph_tuning){ 50, 400, 6, 3 });
-		teams_tune(&(struct teams_tuning){ 20, 200, 60 });
+		tt = (struct teams_tuning){ 20, 200, 60 };
 	}
+	if (polls > 0)
+		tt.poll_max = polls;
+	teams_tune(&tt);
 	if (start(argc - i, argv + i) < 0) {
 		fprintf(stderr, "graphcli: bad command\n");
-		return 2;
+		failed = 2;
+	} else {
+		event_base_dispatch(base);
+		print_stats();
 	}
-	event_base_dispatch(base);
-	print_stats();
 	graph_free(graph);
 	dir_licensing_free(lic);
 	event_base_free(base);

@@ -3,7 +3,7 @@
 
   /usr/bin/python3 tests/graphsim/graphsim.py --cert server.pem --key server.key \\
       [--port 0] [--port-file FILE] [--fixture FILE] [--app-cert FILE] \\
-      [--page-size N] [--op-polls N] [--seed N] [--log FILE]
+      [--page-size N] [--op-polls N] [--assign-existing refuse|replace] [--seed N] [--log FILE]
 
 Serves HTTPS on 127.0.0.1; login_url = graph_url = https://127.0.0.1:PORT.
 The control interface lives under /_sim/ (see README.md and simctl.py)."""
@@ -29,6 +29,9 @@ def parse_args(argv):
     p.add_argument("--page-size", type=int, default=100, help="users per delta page")
     p.add_argument("--op-polls", type=int, default=2,
                    help="polls an operation answers 'running' before its final status")
+    p.add_argument("--assign-existing", choices=("refuse", "replace"), default="refuse",
+                   help="assignNumber for a user who already holds a number: refuse it "
+                        "(default) or replace the user's number")
     p.add_argument("--token-lifetime", type=int, default=3599, help="access token expires_in")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault PRNG")
     p.add_argument("--log", help="append one JSON line per request to this file")
@@ -45,7 +48,8 @@ def write_port_file(path, port):
 def main(argv=None):
     args = parse_args(argv)
     sim = Simulator({"page_size": args.page_size, "op_polls": args.op_polls,
-                     "token_lifetime": args.token_lifetime},
+                     "token_lifetime": args.token_lifetime,
+                     "assign_existing": args.assign_existing},
                     seed=args.seed, log_path=args.log, app_cert=args.app_cert)
     if args.fixture:
         sim.load_fixture_file(args.fixture)

@@ -120,6 +120,20 @@ class SimClient:
     def clear_log(self):
         return self.call("POST", "/log/clear", {})
 
+    def change_requests(self, action="assignNumber", user=None, number=None, since=0):
+        """Logged assignNumber (or unassignNumber) POSTs, whatever their answer or fault,
+        optionally only those naming assignmentTargetId `user` / telephone number
+        `number` (compared as the simulator normalises it: "44..." == "+44...")."""
+        want = _normalize_number(number) if number is not None else None
+        return [e for e in self.log(since)["requests"]
+                if e.get("action") == action
+                and (user is None or (e.get("target") or "").lower() == user.lower())
+                and (want is None or e.get("number") == want)]
+
+    def assign_requests(self, user=None, number=None, since=0):
+        """assignNumber requests sent for `user` (all when None): [] means none was sent."""
+        return self.change_requests("assignNumber", user, number, since)
+
     def operations(self):
         return self.call("GET", "/operations")
 
@@ -144,6 +158,12 @@ class SimClient:
 
     def advance_clock(self, seconds):
         return self.call("POST", "/clock", {"advance": seconds})
+
+
+def _normalize_number(text):
+    """'+441235000001', '441235000001;ext=5' -> '+E164[;ext=N]' (as the simulator does)."""
+    base, sep, ext = str(text).strip().partition(";ext=")
+    return "+" + base.lstrip("+") + (sep + ext if sep else "")
 
 
 # --- command line ------------------------------------------------------------------------
@@ -172,6 +192,7 @@ COMMANDS = {
     "truth": ([], lambda c: c.truth()),
     "log": (["[SINCE]"], lambda c, since=0: c.log(int(since))),
     "clear-log": ([], lambda c: c.clear_log()),
+    "assign-requests": (["[USER]"], lambda c, user=None: c.assign_requests(user)),
     "operations": ([], lambda c: c.operations()),
     "fault": (["JSON"], lambda c, j: c.call("POST", "/faults", _json(j))),
     "faults": ([], lambda c: c.faults()),

@@ -430,6 +430,30 @@ def test_numbers_list_filter_top_skip(graph):
         assert reply.status == 400 and graph_error(reply) == "BadRequest", bad
 
 
+def test_numbers_filter_by_assignment_target(graph, sim):
+    def held(uid, quoted=True):
+        text = f"assignmentTargetId eq '{uid}'"
+        return numbers(graph, "?$filter=" + (quote(text) if quoted else text.replace(" ", "+")))
+    [erin] = held(IDS["erin"])
+    assert erin["telephoneNumber"] == "+441235000001" and erin["assignmentTargetId"] == IDS["erin"]
+    assert held(IDS["erin"].upper()) == [erin]              # object ids compare as GUIDs
+    assert held(IDS["erin"], quoted=False) == [erin]        # '+' for a space, as forms do
+    assert held(IDS["alice"]) == []                         # holds nothing
+    assert held("0f0f0f0f-0000-4000-8000-000000000000") == []   # nobody at all
+    # a pending assignment is the user's already
+    assign(graph, "+442080000005", IDS["alice"])
+    [pending] = held(IDS["alice"])
+    assert (pending["telephoneNumber"], pending["activationState"]) == \
+        ("+442080000005", "assignmentPending")
+    combined = numbers(graph, "?$filter=" + quote(f"assignmentTargetId eq '{IDS['alice']}' "
+                                                  "and numberType eq 'directRouting'"))
+    assert combined == [pending]
+    for bad in (f"assignmentTargetId eq {IDS['erin']}", f"assignmentTargetId eq \"{IDS['erin']}\"",
+                f"assignmentTargetId ne '{IDS['erin']}'", f"id eq '{erin['id']}'"):
+        reply = graph.get(f"{TNM}/numberAssignments?$filter=" + quote(bad))
+        assert reply.status == 400 and graph_error(reply) == "BadRequest", bad
+
+
 def test_get_and_update_one_number(graph, sim):
     erin = lookup(graph, "+441235000001")
     assert graph.get(f"{TNM}/numberAssignments/{erin['id']}").json() == erin
@@ -545,6 +569,71 @@ def test_assignment_refusals_leave_nothing_behind(graph, sim):
     assert outcome(graph, assign(graph, "+441235000001", IDS["erin"]))[0] == "succeeded"
 
 
+# --- assignNumber for a user who already holds a number (assign_existing) --------------------
+def test_assign_existing_refuse_is_the_default(graph, sim):
+    assert sim.ctl.settings()["assign_existing"] == "refuse"
+    assert outcome(graph, assign(graph, "+442080000008", IDS["erin"])) == \
+        ("failed", f"User '{IDS['erin']}' already has a telephone number assigned")
+    truth = sim.ctl.truth()
+    assert truth["users"] == {IDS["erin"]: ["+441235000001"]}
+    assert "+442080000008" not in truth["numbers"]
+    # a private number is refused as well: numprov never wants two
+    assert outcome(graph, assign(graph, "+442080000008", IDS["erin"],
+                                 assignmentCategory="private"))[0] == "failed"
+
+
+def test_assign_existing_replace(graph, sim):
+    assert sim.ctl.settings(assign_existing="replace")["assign_existing"] == "replace"
+    reply = assign(graph, "+442080000008", IDS["erin"])
+    # the replacement happens when Teams accepts the request, before any poll
+    truth = sim.ctl.truth()
+    assert truth["users"] == {IDS["erin"]: ["+442080000008"]}
+    assert truth["numbers"]["+441235000001"] == {
+        "target": None, "type": "directRouting", "state": "activated", "status": "unassigned",
+        "category": None, "locationId": None}
+    assert truth["numbers"]["+442080000008"]["state"] == "assignmentPending"
+    assert outcome(graph, reply) == ("succeeded", "")       # nothing says a number went
+    assert lookup(graph, "+441235000001")["assignmentTargetId"] is None
+    conf = graph.get(f"/v1.0/admin/teams/userConfigurations/{IDS['erin']}").json()
+    assert conf["telephoneNumbers"] == [{"telephoneNumber": "+442080000008",
+                                         "assignmentCategory": "primary"}]
+    assert conf["isEnterpriseVoiceEnabled"] is True
+    [op] = [o for o in sim.ctl.operations()["operations"] if o["tel"] == "+442080000008"]
+    assert op["replaced"] == ["+441235000001"]
+    # the same number again replaces nothing
+    assert outcome(graph, assign(graph, "+442080000008", IDS["erin"]))[0] == "succeeded"
+    assert sim.ctl.truth()["users"][IDS["erin"]] == ["+442080000008"]
+
+
+def test_assign_existing_replace_only_when_accepted_and_of_the_category(graph, sim):
+    sim.ctl.settings(assign_existing="replace")
+    # refused for another reason: erin keeps her number
+    assert outcome(graph, assign(graph, "+442071230001", IDS["erin"], "callingPlan"))[0] == \
+        "failed"
+    assert sim.ctl.truth()["users"][IDS["erin"]] == ["+441235000001"]
+    # a private number sits beside the primary one (Teams allows both)
+    assert outcome(graph, assign(graph, "+442080000009", IDS["erin"],
+                                 assignmentCategory="private"))[0] == "succeeded"
+    assert sorted(sim.ctl.truth()["users"][IDS["erin"]]) == ["+441235000001", "+442080000009"]
+    # a calling plan user moves from one calling plan number to another
+    assert outcome(graph, assign(graph, "+442071230001", IDS["bob"], "callingPlan"))[0] == \
+        "succeeded"
+    assert outcome(graph, assign(graph, "+442071230002", IDS["bob"], "callingPlan"))[0] == \
+        "succeeded"
+    assert sim.ctl.truth()["users"][IDS["bob"]] == ["+442071230002"]
+    assert lookup(graph, "+442071230001")["assignmentStatus"] == "unassigned"
+
+
+def test_assign_existing_setting_checks_and_reset(sim):
+    for bad in ("Replace", "", 1, True, None):
+        with pytest.raises(SimError) as err:
+            sim.ctl.settings(assign_existing=bad)
+        assert err.value.status == 400
+    sim.ctl.settings(assign_existing="replace")
+    sim.ctl.reset()
+    assert sim.ctl.settings()["assign_existing"] == "refuse"
+
+
 def test_concurrent_assignments_of_one_number(graph, sim):
     replies = {}
     who = ["alice", "bob", "dave", "frank"]
@@ -642,6 +731,120 @@ def test_unassign(graph, sim):
                        {"telephoneNumber": "+441235000001"})
     assert reply.status == 400
     assert outcome(graph, assign(graph, "+441235000001", IDS["alice"]))[0] == "succeeded"
+
+
+# --- operations that never settle --------------------------------------------------------------
+def poll(graph, reply, times):
+    """`times` polls of an accepted operation: the replies."""
+    assert reply.status == 202, reply.raw
+    return [graph.get(reply.headers["location"]) for _ in range(times)]
+
+
+def test_op_unsettled_assignment_done_but_never_reported(graph, sim):
+    sim.ctl.fault("op_unsettled", match="/assignNumber")
+    reply = assign(graph, "+442080000005", IDS["alice"])
+    # Teams carried it out at once: the number is the user's, activated
+    truth = sim.ctl.truth()
+    assert truth["numbers"]["+442080000005"]["target"] == IDS["alice"]
+    assert truth["numbers"]["+442080000005"]["state"] == "activated"
+    conf = graph.get(f"/v1.0/admin/teams/userConfigurations/{IDS['alice']}").json()
+    assert conf["telephoneNumbers"][0]["telephoneNumber"] == "+442080000005"
+    replies = poll(graph, reply, 70)                      # more than any client polls
+    assert {r.status for r in replies} == {200}
+    assert {r.json()["status"] for r in replies} == {"running"}
+    assert {r.json()["numbers"][0]["status"] for r in replies} == {"running"}
+    sim.ctl.advance_clock(3600)                           # op_complete_seconds does not help
+    graph.token = get_token(sim)
+    assert poll(graph, reply, 1)[0].json()["status"] == "running"
+    assert sim.ctl.truth()["numbers"]["+442080000005"]["target"] == IDS["alice"]
+    polls = [e for e in sim.ctl.log()["requests"] if "/operations" in e["path"]]
+    assert polls and all(e["op_fault"] == "op_unsettled" for e in polls)
+    [post] = sim.ctl.assign_requests(IDS["alice"])
+    assert post["fault"] == "op_unsettled" and post["status"] == 202
+    # the fault was taken: the next assignment completes normally
+    assert outcome(graph, assign(graph, "+442080000006", IDS["frank"]))[0] == "succeeded"
+
+
+@pytest.mark.parametrize("poll_fault,status", [("503", 503), ("504", 504)])
+def test_op_unsettled_polls_fail(graph, sim, poll_fault, status):
+    sim.ctl.fault("op_unsettled", poll_fault=poll_fault, retry_after=1)
+    reply = assign(graph, "+442080000005", IDS["alice"])
+    replies = poll(graph, reply, 10)
+    assert {r.status for r in replies} == {status}
+    assert replies[0].headers["retry-after"] == "1"
+    assert sim.ctl.truth()["numbers"]["+442080000005"]["state"] == "activated"
+
+
+def test_op_unsettled_not_started_and_poll_reset(graph, sim):
+    sim.ctl.fault("op_unsettled", op_status="notStarted")
+    reply = assign(graph, "+442080000005", IDS["alice"])
+    assert {r.json()["status"] for r in poll(graph, reply, 5)} == {"notStarted"}
+    sim.ctl.fault("op_unsettled", poll_fault="reset")
+    reply = assign(graph, "+442080000006", IDS["frank"])
+    with pytest.raises((ConnectionError, http.client.HTTPException, ssl.SSLError, OSError)):
+        poll(graph, reply, 1)
+    assert sim.ctl.truth()["users"][IDS["frank"]] == ["+442080000006"]
+
+
+def test_op_unsettled_unassign(graph, sim):
+    sim.ctl.fault("op_unsettled", match="/unassignNumber")
+    reply = unassign(graph, "+441235000001")
+    assert {r.json()["status"] for r in poll(graph, reply, 5)} == {"running"}
+    assert sim.ctl.truth()["numbers"]["+441235000001"]["target"] is None
+
+
+def test_op_unsettled_refused_change_stays_refused(graph, sim):
+    sim.ctl.fault("op_unsettled")
+    reply = assign(graph, "+442080000005", IDS["carol"])     # not licensed
+    assert {r.json()["status"] for r in poll(graph, reply, 5)} == {"running"}
+    assert "+442080000005" not in sim.ctl.truth()["numbers"]
+
+
+def test_op_lost_assignment_never_applied(graph, sim):
+    sim.ctl.fault("op_lost", match="/assignNumber", count=2)
+    reply = assign(graph, "+442080000005", IDS["alice"])
+    assert reply.status == 202
+    assert {r.json()["status"] for r in poll(graph, reply, 70)} == {"running"}
+    assert lookup(graph, "+442080000005") is None
+    reply = assign(graph, "+442071230001", IDS["bob"], "callingPlan")
+    assert {r.json()["status"] for r in poll(graph, reply, 3)} == {"running"}
+    sim.ctl.advance_clock(3600)
+    truth = sim.ctl.truth()
+    assert truth["users"] == {IDS["erin"]: ["+441235000001"]}
+    assert truth["numbers"]["+442071230001"]["status"] == "unassigned"
+    ops = {o["tel"]: o for o in sim.ctl.operations()["operations"]}
+    assert ops["+442080000005"]["fault"] == "op_lost" and not ops["+442080000005"]["done"]
+
+
+def test_op_lost_unassign(graph, sim):
+    sim.ctl.fault("op_lost", match="/unassignNumber", op_status="notStarted")
+    reply = unassign(graph, "+441235000001")
+    assert {r.json()["status"] for r in poll(graph, reply, 5)} == {"notStarted"}
+    assert sim.ctl.truth()["users"] == {IDS["erin"]: ["+441235000001"]}
+
+
+def test_op_faults_match_only_changes_of_the_named_user_or_number(graph, sim):
+    sim.ctl.fault("op_lost", user=IDS["frank"].upper())
+    sim.ctl.fault("op_unsettled", number="442080000009")
+    assert numbers(graph)                                     # a GET takes neither
+    assert outcome(graph, assign(graph, "+442080000005", IDS["alice"]))[0] == "succeeded"
+    assert outcome(graph, unassign(graph, "+442080000005"))[0] == "succeeded"
+    assert len(sim.ctl.faults()["queue"]) == 2
+    lost = assign(graph, "+442080000006", IDS["frank"])
+    unsettled = assign(graph, "+442080000009", IDS["bob"])
+    assert poll(graph, lost, 3)[-1].json()["status"] == "running"
+    assert poll(graph, unsettled, 3)[-1].json()["status"] == "running"
+    truth = sim.ctl.truth()
+    assert IDS["frank"] not in truth["users"] and truth["users"][IDS["bob"]] == ["+442080000009"]
+    assert sim.ctl.faults()["queue"] == []
+
+
+def test_op_fault_options_are_checked(sim):
+    for params in ({"op_status": "succeeded"}, {"poll_fault": "404"},
+                   {"poll_fault": "malformed"}):
+        with pytest.raises(SimError) as err:
+            sim.ctl.fault("op_unsettled", **params)
+        assert err.value.status == 400
 
 
 # --- userConfigurations and policies ----------------------------------------------------------
@@ -858,6 +1061,48 @@ def test_request_log_and_truth(graph, sim):
     assert log["max_in_flight"] == 1
 
 
+def test_request_log_tells_which_assignments_were_sent(graph, sim):
+    sim.ctl.clear_log()
+    sim.ctl.fault("reset", match="/assignNumber")            # lost on the way back
+    with pytest.raises((ConnectionError, http.client.HTTPException, ssl.SSLError, OSError)):
+        assign(graph, "442080000005", IDS["alice"])
+    assign(graph, "+442080000006", IDS["frank"].upper())
+    unassign(graph, "+441235000001")
+    graph.post(f"{TNM}/numberAssignments/assignNumber", b"{broken",
+               {"Content-Type": "application/json"})
+    [alice] = sim.ctl.assign_requests(IDS["alice"])
+    assert alice["status"] is None and alice["fault"] == "reset"     # sent, never answered
+    assert (alice["action"], alice["number"], alice["target"]) == \
+        ("assignNumber", "+442080000005", IDS["alice"])
+    assert alice["body"]["assignmentTargetId"] == IDS["alice"]
+    assert sim.ctl.assign_requests(number="+442080000005") == [alice]
+    [frank] = sim.ctl.assign_requests(IDS["frank"])          # ids compare case-insensitively
+    assert frank["status"] == 202 and frank["operation"]
+    assert any(o["id"] == frank["operation"] for o in sim.ctl.operations()["operations"])
+    assert sim.ctl.assign_requests(IDS["erin"]) == []        # only an unassignNumber for her number
+    [erin] = sim.ctl.change_requests("unassignNumber", number="441235000001")
+    assert erin["target"] is None and erin["status"] == 202
+    assert len(sim.ctl.assign_requests()) == 3                # the broken one counts too
+    broken = sim.ctl.assign_requests()[-1]
+    assert broken["status"] == 400 and broken["target"] is None and broken["body"] == "{broken"
+    assert sim.ctl.assign_requests(IDS["bob"]) == []
+
+
+def test_request_log_shows_an_assignment_still_in_flight(graph, sim):
+    sim.ctl.fault("latency", match="/assignNumber", ms=800)
+    worker = threading.Thread(target=assign, args=(graph, "+442080000005", IDS["bob"]))
+    worker.start()
+    try:
+        deadline = time.time() + 5
+        while not sim.ctl.assign_requests(IDS["bob"]) and time.time() < deadline:
+            time.sleep(0.02)
+        [entry] = sim.ctl.assign_requests(IDS["bob"])
+        assert entry["status"] is None and entry["number"] == "+442080000005"
+    finally:
+        worker.join()
+    assert sim.ctl.assign_requests(IDS["bob"])[0]["status"] == 202
+
+
 def test_control_errors(sim):
     for call in (lambda: sim.ctl.settings(page_sizes=3), lambda: sim.ctl.settings(page_size=-1),
                  lambda: sim.ctl.user("nobody"), lambda: sim.ctl.license(IDS["alice"], ["X"]),
@@ -880,6 +1125,8 @@ def test_simctl_command_line(sim):
     out = subprocess.run(base + ["settings", '{"page_size": 3}'], capture_output=True,
                          text=True, check=True).stdout
     assert json.loads(out)["page_size"] == 3
+    assert json.loads(subprocess.run(base + ["assign-requests", uid], capture_output=True,
+                                     text=True, check=True).stdout) == []
     bad = subprocess.run(base + ["user", "nobody"], capture_output=True, text=True)
     assert bad.returncode == 1 and "404" in bad.stderr
 
@@ -890,7 +1137,8 @@ def test_command_line_options(certs, tmp_path):
                              "--cert", str(certs / "server.pem"), "--key", str(certs / "server.key"),
                              "--port-file", str(port_file), "--fixture", str(DEMO),
                              "--app-cert", str(certs / "app.pem"), "--page-size", "250",
-                             "--op-polls", "1", "--token-lifetime", "120", "--log", str(log)],
+                             "--op-polls", "1", "--token-lifetime", "120", "--log", str(log),
+                             "--assign-existing", "replace"],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("graphsim listening on https://127.0.0.1:")
@@ -898,8 +1146,11 @@ def test_command_line_options(certs, tmp_path):
         health = server.ctl.health()
         assert health["users"] == 300 and health["certificate"]["bits"] == 2048
         settings = server.ctl.settings()
-        assert (settings["page_size"], settings["op_polls"], settings["token_lifetime"]) == \
-            (250, 1, 120)
+        assert (settings["page_size"], settings["op_polls"], settings["token_lifetime"],
+                settings["assign_existing"]) == (250, 1, 120, "replace")
+        server.ctl.settings(assign_existing="refuse")
+        server.ctl.reset()                      # back to the command line's choice
+        assert server.ctl.settings()["assign_existing"] == "replace"
         reply = request(server, "POST", "/demo.onmicrosoft.com/oauth2/v2.0/token",
                         form={"grant_type": "client_credentials", "scope": GRAPH,
                               "client_id": DEMO_CLIENT, "client_secret": "demo-secret"})

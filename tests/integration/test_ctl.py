@@ -299,7 +299,9 @@ def test_unassign(sim, ctld):
     number = holds(sim, "alice")[0]
     before = d.ranges()["london"]["assigned"]
     r = d.ctl("unassign", UPN["alice"])
-    assert (r.returncode, r.stdout) == (0, f"unassigned {number} from {UPN['alice']}\n"), r.stderr
+    assert (r.returncode, r.stdout) == (0, f"unassigned {number} from {UPN['alice']}; they are "
+                                        "held without a number until numprovctl assign or "
+                                        "auto\n"), r.stderr
     assert holds(sim, "alice") == []
     assert d.ranges()["london"]["assigned"] == before - 1
     r = d.ctl("unassign", UPN["alice"])
@@ -376,6 +378,9 @@ def test_plan_shows_the_next_cycle_and_changes_nothing(sim, ctld):
     assert head == ["ACTION", "USER", "NUMBER", "RANGE"]
     assert rows == [["unmatched", UPN["frank"], "-", "-"]]  # everyone else has a number
     assert d.ctl("unassign", UPN["alice"]).returncode == 0
+    # held by the administrator: the next cycle gives her nothing
+    assert [p for p in d.json("plan") if p.get("user") == UPN["alice"]] == []
+    assert d.ctl("auto", UPN["alice"]).returncode == 0
     before = d.ranges()
     plan = d.json("plan")
     mine = [p for p in plan if p.get("user") == UPN["alice"]]

@@ -284,6 +284,131 @@ def test_voice_routing_policy(sim, tmp_path):
     assert out[0]["ok"] is False and out[0]["status"] == 404
 
 
+# ---- a user's numbers, and Teams that replaces or never settles -----------------------
+
+def test_user_numbers_of_a_user_holding_one(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    r, out, st = gcli(conf, "usernumbers", IDS["erin"])
+    assert r.returncode == 0, r.stderr
+    [res] = out
+    assert res["ok"] and res["status"] == 200 and res["error"] == ""
+    assert res["numbers"] == [{"number": "+441235000001", "type": "directRouting",
+                               "target": IDS["erin"], "activation": "activated",
+                               "status": "userAssigned"}]
+    [q] = graph_requests(sim, "numberAssignments")
+    assert q["path"] == ("/v1.0/admin/teams/telephoneNumberManagement/numberAssignments"
+                         f"?$filter=assignmentTargetId%20eq%20'{IDS['erin']}'")
+
+
+def test_user_numbers_of_a_user_holding_none(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    r, out, st = gcli(conf, "usernumbers", IDS["alice"])
+    assert r.returncode == 0, r.stderr
+    assert out[0]["ok"] and out[0]["numbers"] == []
+    # nor somebody Teams has never heard of
+    r, out, st = gcli(conf, "usernumbers", "0f0f0f0f-0000-4000-8000-000000000000")
+    assert out[0]["ok"] and out[0]["numbers"] == []
+
+
+def test_user_numbers_retries_a_503(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    sim.ctl.fault("503", match="assignmentTargetId")
+    r, out, st = gcli(conf, "usernumbers", IDS["erin"])
+    assert r.returncode == 0, r.stderr
+    assert out[0]["ok"] and [n["number"] for n in out[0]["numbers"]] == ["+441235000001"]
+    assert [q["status"] for q in graph_requests(sim, "assignmentTargetId")] == [503, 200]
+    assert st["retries"] >= 1
+
+
+def test_user_numbers_failures_are_not_an_empty_answer(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    sim.ctl.fault("503", match="assignmentTargetId", count=50)
+    r, out, st = gcli(conf, "usernumbers", IDS["erin"])
+    assert r.returncode == 1
+    assert out[0]["ok"] is False and out[0]["status"] == 503 and out[0]["numbers"] == []
+    assert out[0]["error"] == "serviceNotAvailable"
+    assert out[0]["client_request_id"] in r.stderr
+    sim.ctl.clear_faults()
+    for kind in ("malformed", "truncated"):
+        sim.ctl.fault(kind, match="assignmentTargetId")
+        r, out, st = gcli(conf, "usernumbers", IDS["erin"])
+        assert out[0]["ok"] is False and out[0]["error"] == "parse", (kind, out)
+
+
+def test_user_numbers_follows_next_link(sim, tmp_path):
+    # more than one default page ($top 500) on one user, so Graph has to page the filter
+    for i in range(501):
+        sim.ctl.add_number({"telephoneNumber": f"+4420800{i:05d}", "numberType": "directRouting",
+                            "assignmentTargetId": IDS["alice"]})
+    sim.ctl.settings(numbers_next_link=True)
+    conf = sim.config(tmp_path / "c.conf")
+    r, out, st = gcli(conf, "usernumbers", IDS["alice"])
+    assert out[0]["ok"] and len(out[0]["numbers"]) == 501
+    assert len({n["number"] for n in out[0]["numbers"]}) == 501
+    first, second = graph_requests(sim, "numberAssignments")
+    assert "$skip=500" in second["path"] and "assignmentTargetId" in second["path"]
+
+
+@pytest.mark.parametrize("bad", ["", "a'b", "x' or assignmentTargetId ne '1",
+                                 "../../users", "a%27b", "a b", "caf\u00e9", "a" * 64])
+def test_user_numbers_refuses_malformed_ids(sim, tmp_path, bad):
+    conf = sim.config(tmp_path / "c.conf")
+    r = run(binary("tests/graphcli"), "-c", conf, "--fast", "usernumbers", bad)
+    assert r.returncode == 2 and "bad command" in r.stderr
+    assert graph_requests(sim, "numberAssignments") == []
+
+
+@pytest.mark.parametrize("mode", ["refuse", "replace"])
+def test_assign_to_a_user_holding_a_number(sim, tmp_path, mode):
+    """Teams' answer is undocumented: with replace, erin's number silently goes."""
+    sim.ctl.settings(assign_existing=mode)
+    conf = sim.config(tmp_path / "c.conf")
+    r, out, st = gcli(conf, "assign", IDS["erin"], "+441235000090", "directRouting")
+    r, held, st = gcli(conf, "usernumbers", IDS["erin"])
+    numbers = [n["number"] for n in held[0]["numbers"]]
+    if mode == "refuse":
+        assert out[0]["ok"] is False and "already has a telephone number" in out[0]["detail"]
+        assert numbers == ["+441235000001"]
+    else:
+        assert out[0]["ok"], out
+        assert numbers == ["+441235000090"]
+        assert sim.ctl.truth()["numbers"]["+441235000001"]["target"] is None
+    assert len(sim.ctl.assign_requests(IDS["erin"])) == 1
+    assert sim.ctl.assign_requests(IDS["alice"]) == []
+
+
+def test_poll_gives_up_although_teams_assigned(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    sim.ctl.fault("op_unsettled", match="/assignNumber", user=IDS["alice"])
+    r, out, st = gcli(conf, "--polls", "5", "assign", IDS["alice"], "+441235000091",
+                      "directRouting")
+    assert out[0]["ok"] is False and out[0]["error"] == "timeout", out
+    assert len(graph_requests(sim, "/operations")) == 5
+    assert sim.ctl.truth()["users"][IDS["alice"]] == ["+441235000091"]
+    r, held, st = gcli(conf, "usernumbers", IDS["alice"])
+    assert [n["number"] for n in held[0]["numbers"]] == ["+441235000091"]
+
+
+def test_polls_fail_with_503_after_teams_assigned(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    sim.ctl.fault("op_unsettled", poll_fault="503")
+    r, out, st = gcli(conf, "assign", IDS["alice"], "+441235000092", "directRouting")
+    assert out[0]["ok"] is False and out[0]["status"] == 503, out
+    assert {q["status"] for q in graph_requests(sim, "/operations")} == {503}
+    assert sim.ctl.truth()["numbers"]["+441235000092"]["target"] == IDS["alice"]
+
+
+def test_poll_gives_up_and_teams_never_assigned(sim, tmp_path):
+    conf = sim.config(tmp_path / "c.conf")
+    sim.ctl.fault("op_lost", match="/assignNumber")
+    r, out, st = gcli(conf, "--polls", "5", "assign", IDS["alice"], "+441235000093",
+                      "directRouting")
+    assert out[0]["ok"] is False and out[0]["error"] == "timeout", out
+    assert "+441235000093" not in sim.ctl.truth()["numbers"]
+    r, held, st = gcli(conf, "usernumbers", IDS["alice"])
+    assert held[0]["ok"] and held[0]["numbers"] == []
+
+
 # ---- retries, timeouts, headers ------------------------------------------------------
 
 def test_429_waits_for_retry_after(sim, tmp_path):

@@ -12,7 +12,8 @@ from .util import json_response, parse_iso
 
 SETTING_TYPES = {"page_size": int, "op_polls": int, "op_complete_seconds": float,
                  "token_lifetime": int, "delta_token_lifetime": float,
-                 "licence_delay": float, "numbers_next_link": bool}
+                 "licence_delay": float, "numbers_next_link": bool,
+                 "assign_existing": ("refuse", "replace")}
 USER_ACTIONS = {
     "disable": lambda sim, uid, body: sim.tenant.change_user(uid, {"accountEnabled": False}),
     "enable": lambda sim, uid, body: sim.tenant.change_user(uid, {"accountEnabled": True}),
@@ -119,6 +120,10 @@ def _setting(name, value):
     kind = SETTING_TYPES.get(name)
     if kind is None:
         raise ControlError(f"unknown setting '{name}' (one of {', '.join(SETTING_TYPES)})")
+    if isinstance(kind, tuple):          # one of a few words
+        if value not in kind:
+            raise ControlError(f"bad value {value!r} for '{name}' (one of {', '.join(kind)})")
+        return value
     if kind is bool and isinstance(value, bool):
         return value
     if kind is bool or isinstance(value, bool) or not isinstance(value, (int, float)) \

@@ -8,10 +8,22 @@ Per-request kinds (consumed, `count` times): 429, 500, 502, 503, 504, reset, mal
 truncated, delta_410, sync_state_not_found, resync_required.
 latency: sleeps `ms` before every matching request until cleared.
 token_expiry and licence_delay act at once when added (see Simulator.add_fault).
-`apply`: run the real handler first (its side effects happen), then fail anyway."""
+`apply`: run the real handler first (its side effects happen), then fail anyway.
+
+Operation faults (consumed by the next `count` matching assignNumber/unassignNumber POSTs,
+which are answered 202 as usual; the handler in numbers.py applies them):
+  op_unsettled  Teams carries the change out (an accepted assignment is activated at once)
+                but the operation never reports completion;
+  op_lost       Teams accepts the request and never carries it out; the operation never
+                completes either.
+Options: "op_status": "running" (default) | "notStarted", what every poll answers;
+"poll_fault": "503" (or another status kind, or "reset"), every poll fails so instead;
+"user" / "number": only requests whose body names this assignmentTargetId / number."""
+import json
 import random
 
 from .errors import GraphError
+from .inventory import normalize as normalize_number
 from .util import JSON_GRAPH, Response
 
 STATUS_FAULTS = {
@@ -23,9 +35,12 @@ STATUS_FAULTS = {
 }
 DELTA_FAULTS = ("delta_410", "sync_state_not_found", "resync_required")
 BODY_FAULTS = ("reset", "malformed", "truncated")
-QUEUED = (*STATUS_FAULTS, *BODY_FAULTS, *DELTA_FAULTS)
+QUEUED = (*STATUS_FAULTS, *BODY_FAULTS, *DELTA_FAULTS)   # and OP_FAULTS
+OP_FAULTS = ("op_unsettled", "op_lost")
+OP_STATUSES = ("running", "notStarted")
+OP_ACTIONS = ("assignNumber", "unassignNumber")
 IMMEDIATE = ("token_expiry", "licence_delay")
-KINDS = (*QUEUED, "latency", *IMMEDIATE)
+KINDS = (*QUEUED, *OP_FAULTS, "latency", *IMMEDIATE)
 MALFORMED_BODY = b'{"value":[{"id":"5c2d7e8f",,"displayName":}'
 
 
@@ -45,15 +60,43 @@ def normalize(spec):
     spec.setdefault("count", 1)
     if spec["mode"] not in ("substring", "prefix"):
         raise FaultError("mode must be 'substring' or 'prefix'")
+    if spec["kind"] in OP_FAULTS:
+        spec.setdefault("op_status", "running")
+        spec.setdefault("poll_fault", None)
+        if spec["op_status"] not in OP_STATUSES:
+            raise FaultError(f"op_status must be one of {', '.join(OP_STATUSES)}")
+        if spec["poll_fault"] not in (None, *STATUS_FAULTS, "reset"):
+            raise FaultError(f"poll_fault must be one of {', '.join(STATUS_FAULTS)}, reset")
     return spec
 
 
 def matches(spec, req):
     if spec.get("method") and spec["method"].upper() != req.method:
         return False
+    if spec["kind"] in OP_FAULTS and not _op_request(spec, req):
+        return False
     if spec["mode"] == "prefix":
         return req.raw_path.startswith(spec["match"])
     return spec["match"] in req.raw_path
+
+
+def _op_request(spec, req):
+    """An operation fault only takes an assign/unassign POST (naming its user/number)."""
+    if req.method != "POST" or req.path.rstrip("/").rsplit("/", 1)[-1] not in OP_ACTIONS:
+        return False
+    if spec.get("user") is None and spec.get("number") is None:
+        return True
+    try:
+        body = json.loads(req.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(body, dict):
+        return False
+    if spec.get("user") is not None and \
+            str(body.get("assignmentTargetId", "")).lower() != spec["user"].lower():
+        return False
+    return spec.get("number") is None or \
+        normalize_number(body.get("telephoneNumber")) == normalize_number(spec["number"])
 
 
 class Faults:
@@ -74,7 +117,7 @@ class Faults:
         spec = normalize(spec)
         if spec["kind"] == "latency":
             self.latency.append(spec)
-        elif spec["kind"] in QUEUED:
+        elif spec["kind"] in QUEUED or spec["kind"] in OP_FAULTS:
             self.queue.append(spec)
         return spec
 

@@ -5,12 +5,19 @@ Teams decides an assignment when it is accepted: a refused one becomes a failed
 operation that changes nothing; an accepted one holds the number at once
 (activationState assignmentPending) and activates it when the operation completes,
 i.e. at the poll that first reports the final status (or op_complete_seconds after
-creation, so an unpolled operation does not stay pending forever)."""
+creation, so an unpolled operation does not stay pending forever).
+
+Setting assign_existing decides what assignNumber does for a user who already holds
+another number: "refuse" (the operation fails) or "replace" (the user's number of the
+same assignmentCategory is unassigned when the new one is accepted).
+
+The operation faults op_unsettled and op_lost (faults.py) make an operation that never
+completes: the change is carried out at once, or never."""
 import json
 import re
 from urllib.parse import quote
 
-from . import inventory, licensing
+from . import faults, inventory, licensing
 from .errors import bad_request, not_found
 from .tenant import ACTIVE
 from .util import b64url, empty_response, iso, json_response, new_id
@@ -149,11 +156,31 @@ def assign_number(sim, req):
     if category not in ("primary", "private"):
         raise bad_request(f"The value '{category}' is not valid for assignmentCategory.")
     location = body.get("locationId") or None
+    fault = req.op_fault
     refusal = _assign_refusal(sim, tel, target, ntype, location)
-    op = _new_operation(sim, "assign", tel, refusal)
-    if refusal is None:
+    op = _new_operation(sim, "assign", tel, refusal, fault, req)
+    if refusal is None and not _lost(fault):
+        if sim.settings["assign_existing"] == "replace":
+            op["replaced"] = _release_held(sim, tel, target, category)
         _hold(sim, tel, target, ntype, category, location)
+        if fault:                  # Teams finished it; only the operation never says so
+            _activate(sim, op)
     return _accepted(req, op)
+
+
+def _lost(fault):
+    return fault is not None and fault["kind"] == "op_lost"
+
+
+def _release_held(sim, tel, target, category):
+    """assign_existing = replace: the target's other numbers of this category go."""
+    replaced = []
+    for record in sim.tenant.held_by(target):
+        if record["telephoneNumber"] != tel and \
+                (record["assignmentCategory"] or "primary") == category:
+            inventory.unassign(record)
+            replaced.append(record["telephoneNumber"])
+    return replaced
 
 
 def _assign_refusal(sim, tel, target, ntype, location):
@@ -169,7 +196,8 @@ def _assign_refusal(sim, tel, target, ntype, location):
     plans = sim.visible_plans(user) if user and user.state == ACTIVE else set()
     if not licensing.has_teams_phone(plans):
         return f"User '{target}' is not licensed for Teams Phone"
-    if any(n["telephoneNumber"] != tel for n in tenant.held_by(target)):
+    if sim.settings["assign_existing"] == "refuse" and \
+            any(n["telephoneNumber"] != tel for n in tenant.held_by(target)):
         return f"User '{target}' already has a telephone number assigned"
     if ntype == "callingPlan" and not licensing.has_calling_plan(plans):
         return f"User '{target}' lacks appropriate licenses to assign a 'CallingPlan' number"
@@ -212,8 +240,8 @@ def unassign_number(sim, req):
                    f"not a '{ntype}' number")
     elif not record["assignmentTargetId"]:
         refusal = f"Telephone Number '{tel}' is not assigned"
-    op = _new_operation(sim, "unassign", tel, refusal)
-    if refusal is None:
+    op = _new_operation(sim, "unassign", tel, refusal, req.op_fault, req)
+    if refusal is None and not _lost(req.op_fault):
         target = record["assignmentTargetId"]
         inventory.unassign(record)
         if target in sim.tenant.users and not sim.tenant.held_by(target):
@@ -241,12 +269,21 @@ def update_number(sim, req):
 
 
 # --- operations ----------------------------------------------------------------------------
-def _new_operation(sim, kind, tel, refusal):
+def _new_operation(sim, kind, tel, refusal, fault=None, req=None):
+    """fault: an op_unsettled/op_lost spec; such an operation never completes."""
     op_id = b64url(f"{kind.capitalize()}ment|{new_id()}".encode())
     op = {"id": op_id, "kind": kind, "tel": tel, "created": sim.now(),
           "final": "failed" if refusal else "succeeded", "detail": refusal or "",
-          "polls_left": int(sim.settings["op_polls"]), "done": False}
-    sim.tenant.operations[op_id] = sim.tenant.open_operations[op_id] = op
+          "polls_left": int(sim.settings["op_polls"]), "done": False, "replaced": [],
+          "fault": fault["kind"] if fault else None,
+          "op_status": fault["op_status"] if fault else None,
+          "poll_fault": fault.get("poll_fault") if fault else None,
+          "retry_after": fault.get("retry_after") if fault else None}
+    sim.tenant.operations[op_id] = op
+    if not fault:
+        sim.tenant.open_operations[op_id] = op
+    if req is not None:
+        req.note["operation"] = op_id
     return op
 
 
@@ -261,8 +298,13 @@ def complete(sim, op):
         return
     op["done"] = True
     sim.tenant.open_operations.pop(op["id"], None)
+    if op["kind"] == "assign" and op["final"] == "succeeded":
+        _activate(sim, op)
+
+
+def _activate(sim, op):
     record = sim.tenant.numbers.get(op["tel"])
-    if op["kind"] != "assign" or op["final"] != "succeeded" or record is None:
+    if record is None:
         return
     if record["activationState"] == "assignmentPending":
         record["activationState"] = "activated"
@@ -276,7 +318,7 @@ def settle(sim):
     limit = sim.settings["op_complete_seconds"]
     if not limit:
         return
-    for op in list(sim.tenant.open_operations.values()):
+    for op in list(sim.tenant.open_operations.values()):   # never a faulted one
         if sim.now() - op["created"] >= limit:
             complete(sim, op)
 
@@ -285,7 +327,15 @@ def get_operation(sim, req, op_id):
     op = sim.tenant.operations.get(op_id)
     if op is None:
         raise not_found(f"Operation '{op_id}' was not found.")
-    if op["polls_left"] > 0 and not op["done"]:
+    if op["fault"]:                      # op_unsettled / op_lost: never completes
+        req.note["op_fault"] = op["fault"]
+        if op["poll_fault"] == "reset":
+            return faults.body_fault({"kind": "reset"}, None)
+        if op["poll_fault"]:
+            raise faults.status_error({"kind": op["poll_fault"],
+                                       "retry_after": op["retry_after"]})
+        status, detail = op["op_status"], ""
+    elif op["polls_left"] > 0 and not op["done"]:
         op["polls_left"] -= 1
         status, detail = "running", ""
     else:

@@ -34,6 +34,7 @@ class RequestLog:
                  "headers": {h: req.headers[h] for h in LOGGED_HEADERS if h in req.headers},
                  "auth": _auth_scheme(req.headers.get("Authorization")),
                  "status": None, "fault": None, "ms": None}
+        entry.update(req.note)   # what is known before the answer (a POST's body)
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

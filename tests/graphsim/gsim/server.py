@@ -32,6 +32,7 @@ class Request:
         self.request_id = new_id()
         self.client_request_id = headers.get("client-request-id") or self.request_id
         self.note = {}
+        self.op_fault = None   # an op_unsettled / op_lost fault taken by this request
 
 
 def parse_query(text):

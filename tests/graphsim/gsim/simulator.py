@@ -10,6 +10,7 @@ from . import control, faults, licensing, routes
 from .auth import GRAPH_RESOURCE, Auth
 from .delta import Delta
 from .errors import AadError, GraphError
+from .inventory import normalize
 from .reqlog import RequestLog
 from .tenant import Tenant
 
@@ -21,6 +22,7 @@ DEFAULT_SETTINGS = {
     "delta_token_lifetime": 7 * 86400,  # older delta/skip tokens get 410 Gone
     "licence_delay": 0,                 # seconds before Teams sees a newly assigned plan
     "numbers_next_link": False,         # numberAssignments emits @odata.nextLink
+    "assign_existing": "refuse",        # assignNumber to a user holding a number: refuse|replace
 }
 EMPTY_FIXTURE = {"tenant": {"id": "00000000-0000-0000-0000-000000000000",
                             "domain": "empty.onmicrosoft.com"}, "app": {}}
@@ -31,6 +33,17 @@ def _loggable(body):
         return json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
+
+
+def _change_fields(req, body):
+    """assignNumber/unassignNumber: the number (normalised) and target, for log queries."""
+    action = req.path.rstrip("/").rsplit("/", 1)[-1]
+    if action not in ("assignNumber", "unassignNumber"):
+        return {}
+    body = body if isinstance(body, dict) else {}
+    target = body.get("assignmentTargetId")
+    return {"action": action, "number": normalize(body.get("telephoneNumber")),
+            "target": target if isinstance(target, str) else None}
 
 
 class Simulator:
@@ -98,9 +111,10 @@ class Simulator:
         if req.path.startswith("/_sim/"):
             with self.lock:
                 return control.handle(self, req)
-        entry = self.log.start(req)
         if req.method != "GET" and req.path.startswith(("/v1.0/", "/beta/")):
             req.note["body"] = _loggable(req.body)   # never the token endpoint's secrets
+            req.note.update(_change_fields(req, req.note["body"]))
+        entry = self.log.start(req)                  # with body/action/target: seen at once
         resp, kind = self._serve(req)
         self.log.finish(entry, None if resp.reset else resp.status, kind, req.note)
         return resp
@@ -112,6 +126,8 @@ class Simulator:
         if delay:
             time.sleep(delay / 1000.0)
         kind = fault["kind"] if fault else None
+        if kind in faults.OP_FAULTS:
+            req.op_fault = fault                 # the assign/unassign handler applies it
         if kind in faults.DELTA_FAULTS:
             req.note["delta_fault"] = kind
         if kind in faults.STATUS_FAULTS or kind in ("reset", "malformed"):
