@@ -455,15 +455,23 @@ user_assigned(struct prov *p, struct round *r, const char *id)
 		return;
 	{
 		int old = had == 0 ? u.state : -1;
-		u.state = US_ASSIGNED;
+		/* deleted, unlicensed or disabled meanwhile: decided again (released if due) */
+		int again = u.state == US_GONE || !u.teams_phone || !u.enabled;
+		if (u.state != US_GONE)
+			u.state = US_ASSIGNED;
 		u.flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
+		if (again)
+			u.flags |= USER_F_DUE;
 		u.backoff = 0;
 		u.retry_at = 0;
 		if ((rc = user_store(p, &u, old)) != INV_OK && r)
 			round_error(r, "record of %s: %s", id, inv_strerror(rc));
+		if (again)
+			due_now(p, id, 0);
+		else
+			idmap_del(&p->due, id);
 	}
 	user_clear(&u);
-	idmap_del(&p->due, id);
 }
 
 /* Refused for now (licence not visible in Teams yet...): retried with a growing wait. */
@@ -1619,8 +1627,9 @@ startup_scan(const char *id, const void *rec, size_t len, void *arg)
 		return 0;
 	}
 	p->count[u.state]++;
+	/* assigning: settled from Teams first, then decided (a crash may have cut it short) */
 	if ((u.flags & USER_F_DUE) || u.state == US_NEW || u.state == US_NO_MATCH ||
-	    u.state == US_RANGES_FULL || u.state == US_GONE)
+	    u.state == US_RANGES_FULL || u.state == US_GONE || u.state == US_ASSIGNING)
 		due_now(p, id, 0);
 	else if (u.state == US_WAITING)
 		due_now(p, id, (time_t)u.retry_at);
