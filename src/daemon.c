@@ -339,8 +339,11 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 		log_warn("main", "cannot become a daemon");
 		rc = 1;
 	} else {
-		if (!foreground)
+		if (!foreground) {
+			/* the lock file names the parent, which took the lock: it is ours now */
+			inv_lock_set_pid(d->inv, (long)getpid());
 			write_pidfile(pidfile);
+		}
 		rc = run_loop(d);
 	}
 	inv_close(d->inv);

@@ -1427,6 +1427,21 @@ take_lock(const char *path, int *fd_out, char *err, size_t errlen)
 	return INV_OK;
 }
 
+int
+inv_lock_set_pid(struct inventory *inv, long pid)
+{
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%ld\n", pid);
+
+	if (inv->lockfd < 0)
+		return INV_E_DB; /* read-only: the lock is the running daemon's */
+	if (ftruncate(inv->lockfd, 0) < 0 || pwrite(inv->lockfd, text, (size_t)n, 0) != n) {
+		log_warn("inventory", "cannot write pid %ld to the lock file", pid);
+		return INV_E_DB;
+	}
+	return INV_OK;
+}
+
 static int
 open_db(struct inventory *inv, DB **db, const char *file, int create, char *err, size_t errlen)
 {

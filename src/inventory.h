@@ -83,6 +83,12 @@ enum { INV_OPEN_READONLY = 1, /* join a running daemon's environment, no lock, n
 /* Open (creating if needed) with recovery; refuses a second instance (INV_E_LOCKED). */
 int inv_open(const char *path, int flags, struct inventory **out, char *err, size_t errlen);
 void inv_close(struct inventory *inv);
+/*
+ * Write pid into the lock file (a second numprovd is refused naming it). The
+ * lock passes to a child across fork(); the child, once the parent has gone,
+ * names itself here. INV_E_DB on a read-only inventory or a failed write.
+ */
+int inv_lock_set_pid(struct inventory *inv, long pid);
 const char *inv_strerror(int e);
 const char *inv_state_name(int state);
 

@@ -68,15 +68,65 @@ log_stderr(int prio, const char *token, const char *msg)
 		    names[prio & 7], msg);
 }
 
+static int
+is_control(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+static int
+has_control(const char *s)
+{
+	for (; s && *s; s++)
+		if (is_control((unsigned char)*s))
+			return 1;
+	return 0;
+}
+
+/*
+ * in with every control byte written as \xNN (log.h). Whatever a caller formats
+ * into a message (a request argument, a directory attribute, a Graph error
+ * text), it stays one line without control characters: no forged line in
+ * syslog, no terminal escape on stderr. out must hold 4 * strlen(in) + 1.
+ */
+static const char *
+log_escape(const char *in, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+
+	for (const unsigned char *s = (const unsigned char *)in; *s; s++) {
+		if (is_control(*s)) {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[*s >> 4];
+			*o++ = hex[*s & 0xf];
+		} else {
+			*o++ = (char)*s;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The one way out: every message and token is escaped here. */
 static void
 log_emit(int prio, const char *token, const char *msg)
 {
+	char emsg[4 * LOG_MSG_MAX + 1], tok[64], etok[4 * sizeof(tok) + 1];
+
+	if (!lg.cb && prio > lg.level)
+		return;
+	if (has_control(msg))
+		msg = log_escape(msg, emsg);
+	if (has_control(token)) {
+		snprintf(tok, sizeof(tok), "%s", token); /* tokens are short words */
+		token = log_escape(tok, etok);
+	}
 	if (lg.cb) {
 		lg.cb(prio, token, msg);
 		return;
 	}
-	if (prio > lg.level)
-		return;
 	if (lg.dest & LOG_DEST_SYSLOG) {
 		if (token)
 			syslog(prio, "%s: %s", token, msg);
@@ -90,7 +140,7 @@ log_emit(int prio, const char *token, const char *msg)
 void
 log_vmsg(int prio, const char *token, const char *fmt, va_list ap)
 {
-	char msg[2048];
+	char msg[LOG_MSG_MAX];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	log_emit(prio, token, msg);
@@ -109,7 +159,7 @@ log_msg(int prio, const char *token, const char *fmt, ...)
 void
 log_warn(const char *token, const char *fmt, ...)
 {
-	char msg[2048];
+	char msg[LOG_MSG_MAX];
 	int saved = errno;
 	va_list ap;
 	size_t n;

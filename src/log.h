@@ -1,4 +1,15 @@
-/* Logging: syslog and/or stderr, one subsystem token per message. */
+/*
+ * Logging: syslog and/or stderr, one subsystem token per message.
+ *
+ * Every message is one line. On its way out (syslog, stderr and a registered
+ * callback alike) each byte below 0x20 and the byte 0x7f, in the message and in
+ * the token, is written as the four characters \xNN (two lower-case hex
+ * digits): a newline in a request argument becomes \x0a and cannot start a
+ * forged "event=..." line. Other bytes, UTF-8 included, pass unchanged; a
+ * backslash is not doubled (the event lines quote with \"), so the escaping
+ * keeps lines whole rather than being reversible. A message is cut at
+ * LOG_MSG_MAX - 1 bytes before it is escaped.
+ */
 #ifndef NUMPROV_LOG_H
 #define NUMPROV_LOG_H
 
@@ -8,6 +19,8 @@
 #define NP_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 enum { LOG_DEST_SYSLOG = 1, LOG_DEST_STDERR = 2 };
+
+#define LOG_MSG_MAX 2048 /* bytes of one formatted message, its NUL included */
 
 /* Where messages go; a callback (tests, fuzzers) replaces both. */
 typedef void (*log_cb)(int prio, const char *token, const char *msg);

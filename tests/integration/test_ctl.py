@@ -545,3 +545,28 @@ def test_client_gone_while_assign_in_flight(sim, ctld):
     assert any("its answer is dropped" in line for line in d.lines), d.log()
     assert d.proc.poll() is None
     assert d.ranges()["london"]["assigned"] == 3  # alice, dave and now frank
+
+
+def test_crafted_arguments_cannot_forge_log_lines(sim, ctld):
+    """A request argument with a newline in it is logged inside its own line, escaped:
+    no forged event=assign line appears in the daemon's log."""
+    d = ctld()
+    forged = "nobody\nevent=assign user=mallory number=+442080000001 range=london\r"
+    for args in (("user", forged), ("assign", forged, "+442080000005"), ("unassign", forged)):
+        r = d.ctl(*args)
+        assert r.returncode != 0, r.stdout
+        assert "unknown user" in r.stderr, r.stderr
+    deadline = time.time() + 10
+    while time.time() < deadline and sum("mallory" in l for l in d.lines) < 2:
+        time.sleep(0.1)
+    mine = [l for l in d.lines if "mallory" in l]
+    # assign and unassign are logged (user is not): each one line, the bytes escaped
+    assert len(mine) == 2, d.log()
+    for line in mine:
+        assert "[control] uid " in line, line
+        assert "nobody\\x0aevent=assign user=mallory number=+442080000001 range=london\\x0d" \
+            in line, line
+    for line in d.lines:
+        assert not re.match(r"\s*event=", line), f"a log line starts with event=: {line!r}"
+        assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", line), repr(line)
+    assert d.proc.poll() is None

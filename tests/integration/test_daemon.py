@@ -102,3 +102,52 @@ def test_daemon_mode_writes_a_pidfile(sim, tmp_path):
     while time.time() < deadline and pidfile.exists():
         time.sleep(0.1)
     assert not pidfile.exists()
+
+
+def _running_numprovd(pid):
+    """True when pid is a live numprovd process (not a zombie, not something else)."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except FileNotFoundError:
+        return False
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    return fields.get("Name", "").strip() == "numprovd" and not fields.get(
+        "State", "").startswith(("Z", "X"))
+
+
+def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
+    """Without -f numprovd forks after it has locked the database: the lock file must
+    then name the process that holds the lock and runs, not the parent that exited."""
+    d = Numprovd(sim, tmp_path)
+    pidfile = tmp_path / "numprovd.pid"
+    lockfile = tmp_path / "db" / "numprovd.lock"
+    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p", str(pidfile)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    deadline = time.time() + 10
+    while time.time() < deadline and not (pidfile.exists() and pidfile.read_text().strip()):
+        time.sleep(0.1)
+    pid = int(pidfile.read_text())
+    try:
+        assert _running_numprovd(pid), f"pid {pid} from the pidfile is not a running numprovd"
+        assert d.ctl("--json", "status").returncode == 0
+        # the control socket's own answer says which process it is
+        assert json.loads(d.ctl("--json", "status").stdout)["pid"] == pid
+        assert int(lockfile.read_text()) == pid, (lockfile.read_text(), pid)
+        # a second numprovd on the same database is refused, naming the running one
+        r2 = subprocess.run([binary("numprovd"), "-c", str(d.conf)],
+                            capture_output=True, text=True, timeout=30)
+        assert r2.returncode != 0
+        assert f"in use by another numprovd (pid {pid})" in r2.stderr, r2.stderr
+        r3 = subprocess.run([binary("numprovd"), "-f", "-c", str(d.conf)],
+                            capture_output=True, text=True, timeout=30)
+        assert r3.returncode != 0
+        assert f"(pid {pid})" in r3.stdout + r3.stderr, r3.stdout + r3.stderr
+        assert _running_numprovd(pid)
+        assert int(lockfile.read_text()) == pid  # the refused ones left it alone
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 40
+    while time.time() < deadline and (pidfile.exists() or _running_numprovd(pid)):
+        time.sleep(0.1)
+    assert not pidfile.exists() and not _running_numprovd(pid)

@@ -339,3 +339,29 @@ def test_certificate_auth_debug_lines_carry_no_assertion_or_token(sim, tmp_path,
     assert run.stop() == 0, run.diagnostics()
     check_run(run, sim, levels=SEVERITIES)
     assert [r for r in run.numprovd() if r["sev"] == "debug"], "-d logged nothing at debug"
+
+
+def test_a_crafted_argument_cannot_forge_a_syslog_line(sim, tmp_path, syslog_run):
+    """A newline in a numprovctl argument reaches syslog escaped by numprovd itself (not
+    left to the syslog daemon's own escaping, #012 in rsyslog): no forged event line."""
+    conf = daemon_conf(sim, tmp_path)
+    run = syslog_run(conf)
+    run.wait_running()
+    forged = "nobody\nevent=assign user=mallory number=+441865000000 range=oxford\t"
+    r = subprocess.run([binary("numprovctl"), "-c", str(conf), "assign", forged,
+                        "+442080000005"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "unknown user" in r.stderr, (r.stdout, r.stderr)
+    rec = run.wait("the logged assign request",
+                   lambda: [x for x in run.numprovd() if "mallory" in x["msg"]])
+    assert len(rec) == 1, run.diagnostics()
+    assert rec[0]["msg"].startswith("control: uid "), rec[0]["raw"]
+    assert ("assign nobody\\x0aevent=assign user=mallory number=+441865000000 "
+            "range=oxford\\x09 +442080000005") in rec[0]["msg"], rec[0]["raw"]
+    assert run.stop() == 0, run.diagnostics()
+    # (check_run's "event= only first" rule would trip over the quoted text itself)
+    for x in run.numprovd():
+        assert x["fac"] == "local3" and x["pid"] == str(run.pid()), x["raw"]
+        if x["msg"].startswith("event="):
+            assert EVENT.fullmatch(x["msg"]), x["raw"]
+    assert not run.events("assign", user="mallory")
+    assert "#012" not in run.text() and "#011" not in run.text()
