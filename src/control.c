@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "events.h"
 #include "e164.h"
 #include "inventory.h"
 #include "log.h"
@@ -655,7 +656,7 @@ cmd_reserve(struct client *cl, int argc, const char **argv)
 	}
 	rc = inv_reserve(cl->ctl->inv, number, time(NULL));
 	if (rc == INV_OK) {
-		log_event(LOG_NOTICE, "event=reserve number=%s uid=%ld", number, cl->uid);
+		np_event_emit(&(struct np_event){ .kind = NPE_RESERVE, .number = number, .uid = cl->uid });
 		reply_ok(cl, number_result(number, "reserved"));
 	} else if (rc == INV_E_TAKEN) {
 		holder_error(cl, number);
@@ -679,7 +680,7 @@ cmd_unreserve(struct client *cl, int argc, const char **argv)
 	}
 	rc = inv_unreserve(cl->ctl->inv, number);
 	if (rc == INV_OK) {
-		log_event(LOG_NOTICE, "event=unreserve number=%s uid=%ld", number, cl->uid);
+		np_event_emit(&(struct np_event){ .kind = NPE_UNRESERVE, .number = number, .uid = cl->uid });
 		reply_ok(cl, number_result(number, "available"));
 	} else if (rc == INV_E_STATE) {
 		reply_err(cl, "%s is not reserved", number);

@@ -24,6 +24,8 @@ static const struct {
 	[NPE_HOLD] = { "hold", LOG_NOTICE },
 	[NPE_AUTO] = { "auto", LOG_NOTICE },
 	[NPE_SETTLED] = { "settled", LOG_NOTICE },
+	[NPE_RESERVE] = { "reserve", LOG_NOTICE },
+	[NPE_UNRESERVE] = { "unreserve", LOG_NOTICE },
 };
 
 const char *
@@ -114,6 +116,8 @@ np_event_format(const struct np_event *e, char *buf, size_t len)
 	if (e->kind == NPE_WAITING)
 		kv_num(&l, "retry_in", e->retry_in);
 	kv(&l, "by", e->by);
+	if (e->kind == NPE_RESERVE || e->kind == NPE_UNRESERVE)
+		kv_num(&l, "uid", e->uid);
 	if (e->dry_run)
 		kv(&l, "dry_run", "yes");
 	return l.used < len ? l.used : len - 1;

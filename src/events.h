@@ -22,6 +22,8 @@ enum np_event_kind {
 	NPE_HOLD,    /* an administrator took a user out of automatic assignment */
 	NPE_AUTO,    /* ... and gave them back to it */
 	NPE_SETTLED, /* an unsettled assignment found settled in Teams */
+	NPE_RESERVE,   /* an administrator kept a number out of the pool */
+	NPE_UNRESERVE, /* ... and put it back */
 	NPE__MAX
 };
 
@@ -35,6 +37,7 @@ struct np_event {
 	time_t quarantine_until;                       /* release: 0 none */
 	long retry_in;                                 /* waiting */
 	int dry_run;
+	long uid; /* reserve, unreserve: the administrator's uid (-1: none) */
 	/* sync */
 	const char *result;
 	int full;
