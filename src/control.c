@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "events.h"
+#include "rangeview.h"
 #include "e164.h"
 #include "inventory.h"
 #include "log.h"
@@ -87,202 +88,9 @@ struct control {
 };
 
 static void
-iso_time(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	if (!t || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, len, "%s", "");
-}
-
-static void
 add_time(cJSON *o, const char *key, time_t t)
 {
-	char buf[32];
-
-	iso_time(t, buf, sizeof(buf));
-	if (buf[0])
-		cJSON_AddStringToObject(o, key, buf);
-	else
-		cJSON_AddNullToObject(o, key);
-}
-
-/* ---- ranges and numbers (also numprovctl's fallback) -------------------- */
-
-struct range_row {
-	struct inv_range r;
-	size_t pos;
-};
-
-struct range_rows {
-	const struct config *cfg;
-	struct range_row *v;
-	size_t n;
-};
-
-/* Config order first, then the removed ranges (they keep their numbers) by index. */
-static size_t
-config_pos(const struct config *cfg, const struct inv_range *r)
-{
-	for (size_t i = 0; i < cfg->n_ranges; i++)
-		if (strcmp(cfg->ranges[i].name, r->name) == 0)
-			return i;
-	return cfg->n_ranges + r->index;
-}
-
-static int
-collect_range(const struct inv_range *r, void *arg)
-{
-	struct range_rows *l = arg;
-	struct range_row *g = realloc(l->v, (l->n + 1) * sizeof(*g));
-
-	if (!g)
-		return 1;
-	l->v = g;
-	l->v[l->n].r = *r;
-	l->v[l->n++].pos = config_pos(l->cfg, r);
-	return 0;
-}
-
-static int
-row_order(const void *a, const void *b)
-{
-	const struct range_row *x = a, *y = b;
-
-	return (x->pos > y->pos) - (x->pos < y->pos);
-}
-
-static uint64_t
-range_available(const struct inv_range *r)
-{
-	uint64_t used = 0;
-
-	for (int s = INV_RESERVED; s < INV__STATES; s++)
-		used += r->count[s];
-	return used > r->size ? 0 : r->size - used;
-}
-
-static double
-range_utilisation(const struct inv_range *r)
-{
-	return r->size ? 100.0 * (double)(r->size - range_available(r)) / (double)r->size : 0.0;
-}
-
-static const char *
-range_status(const struct config *cfg, const struct inv_range *r)
-{
-	const struct cfg_range *cr = config_range_find(cfg, r->name);
-
-	if (r->removed || !cr)
-		return "removed";
-	if (range_available(r) == 0)
-		return "exhausted";
-	return range_utilisation(r) >= cr->warn_percent ? "warning" : "ok";
-}
-
-static cJSON *
-range_json(const struct config *cfg, const struct inv_range *r)
-{
-	cJSON *o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "name", r->name);
-	cJSON_AddNumberToObject(o, "index", r->index);
-	cJSON_AddStringToObject(o, "type", config_range_type_name(r->type));
-	cJSON_AddStringToObject(o, "provider", r->provider);
-	cJSON_AddStringToObject(o, "first", r->first);
-	cJSON_AddStringToObject(o, "last", r->last);
-	cJSON_AddNumberToObject(o, "size", (double)r->size);
-	cJSON_AddNumberToObject(o, "assigned", (double)r->count[INV_ASSIGNED]);
-	cJSON_AddNumberToObject(o, "pending", (double)r->count[INV_PENDING]);
-	cJSON_AddNumberToObject(o, "available", (double)range_available(r));
-	cJSON_AddNumberToObject(o, "reserved", (double)r->count[INV_RESERVED]);
-	cJSON_AddNumberToObject(o, "quarantined", (double)r->count[INV_QUARANTINED]);
-	/* one decimal: 0.1 % of a million-number range is still a thousand numbers */
-	cJSON_AddNumberToObject(o, "utilisation",
-	    (double)((long)(range_utilisation(r) * 10 + 0.5)) / 10);
-	cJSON_AddStringToObject(o, "status", range_status(cfg, r));
-	return o;
-}
-
-cJSON *
-control_ranges(struct inventory *inv, const struct config *cfg, char *err, size_t errlen)
-{
-	struct range_rows l = { cfg, NULL, 0 };
-	cJSON *arr;
-
-	if (inv_foreach_range(inv, collect_range, &l) != INV_OK) {
-		free(l.v);
-		snprintf(err, errlen, "%s", "cannot read the ranges");
-		return NULL;
-	}
-	qsort(l.v, l.n, sizeof(*l.v), row_order);
-	arr = cJSON_CreateArray();
-	for (size_t i = 0; i < l.n; i++)
-		cJSON_AddItemToArray(arr, range_json(cfg, &l.v[i].r));
-	free(l.v);
-	return arr;
-}
-
-struct number_rows {
-	const char *range;
-	cJSON *arr;
-};
-
-static int
-collect_number(const struct inv_number *n, void *arg)
-{
-	struct number_rows *rows = arg;
-	cJSON *o;
-
-	if (strcmp(n->range, rows->range) != 0)
-		return 0;
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "number", n->number);
-	cJSON_AddStringToObject(o, "state", inv_state_name(n->state));
-	cJSON_AddStringToObject(o, "user_id", n->user_id);
-	add_time(o, "since", (time_t)n->since);
-	if (n->state == INV_QUARANTINED)
-		add_time(o, "until", (time_t)n->until);
-	if (n->flags & INV_NF_CONFIG)
-		cJSON_AddBoolToObject(o, "config", 1);
-	cJSON_AddItemToArray(rows->arr, o);
-	return 0;
-}
-
-/* The holder's UPN, looked up after the scan so no two cursors are open at once. */
-static void
-add_upns(struct inventory *inv, cJSON *arr)
-{
-	cJSON *o;
-
-	cJSON_ArrayForEach(o, arr) {
-		const cJSON *idv = cJSON_GetObjectItemCaseSensitive(o, "user_id");
-		const char *id = cJSON_GetStringValue(idv);
-		struct inv_user u;
-
-		if (id && *id && inv_get_user(inv, id, &u) == INV_OK && u.upn[0])
-			cJSON_AddStringToObject(o, "user", u.upn);
-	}
-}
-
-cJSON *
-control_range_numbers(struct inventory *inv, const char *name, char *err, size_t errlen)
-{
-	struct number_rows rows = { name, NULL };
-	struct inv_range r;
-
-	if (inv_get_range(inv, name, &r) != INV_OK) {
-		snprintf(err, errlen, "no range named '%s'", name);
-		return NULL;
-	}
-	rows.arr = cJSON_CreateArray();
-	if (inv_foreach_number(inv, collect_number, &rows) != INV_OK) {
-		cJSON_Delete(rows.arr);
-		snprintf(err, errlen, "cannot read the numbers of range '%s'", name);
-		return NULL;
-	}
-	add_upns(inv, rows.arr);
-	return rows.arr;
+	rangeview_add_time(o, key, t);
 }
 
 /* ---- replies -------------------------------------------------------------- */
@@ -398,7 +206,7 @@ static void
 cmd_ranges(struct client *cl, int argc, const char **argv)
 {
 	char err[256];
-	cJSON *r = control_ranges(cl->ctl->inv, cl->ctl->cfg, err, sizeof(err));
+	cJSON *r = rangeview_ranges_json(cl->ctl->inv, cl->ctl->cfg, err, sizeof(err));
 
 	(void)argc;
 	(void)argv;
@@ -412,7 +220,7 @@ static void
 cmd_range(struct client *cl, int argc, const char **argv)
 {
 	char err[256];
-	cJSON *r = control_range_numbers(cl->ctl->inv, argv[0], err, sizeof(err));
+	cJSON *r = rangeview_numbers_json(cl->ctl->inv, argv[0], err, sizeof(err));
 
 	(void)argc;
 	if (r)

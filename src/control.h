@@ -30,16 +30,6 @@ void control_set_config(struct control *c, const struct config *cfg);
 /* Closes the clients (replies still in flight are dropped) and unlinks the socket. */
 void control_free(struct control *c);
 
-/*
- * The results of `ranges` and `range NAME`, shared with numprovctl, which
- * builds them itself from the inventory when the daemon is not running.
- * NULL with err filled on failure.
- */
-struct cJSON *control_ranges(struct inventory *inv, const struct config *cfg, char *err,
-    size_t errlen);
-struct cJSON *control_range_numbers(struct inventory *inv, const char *name, char *err,
-    size_t errlen);
-
 /* One request line, parsed: the command and up to CONTROL_MAX_ARGS string arguments. */
 #define CONTROL_MAX_ARGS 8
 struct control_request {

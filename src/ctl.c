@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "control.h"
+#include "rangeview.h"
 #include "inventory.h"
 #include "log.h"
 
@@ -636,9 +636,9 @@ run_local(const struct ctl *c, const struct command *cmd, char **argv)
 	if (inv_open(c->cfg->database.path, INV_OPEN_READONLY, &inv, err, sizeof(err)) != INV_OK)
 		return fail("%s", err);
 	if (strcmp(cmd->name, "ranges") == 0)
-		result = control_ranges(inv, c->cfg, err, sizeof(err));
+		result = rangeview_ranges_json(inv, c->cfg, err, sizeof(err));
 	else
-		result = control_range_numbers(inv, argv[1], err, sizeof(err));
+		result = rangeview_numbers_json(inv, argv[1], err, sizeof(err));
 	inv_close(inv);
 	if (!result)
 		return fail("%s", err);
