@@ -3,6 +3,7 @@
 #include "inventory.h"
 
 #include <db.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -35,6 +38,9 @@ struct inventory {
 	DB *meta;    /* name -> value */
 	DB *dir;     /* user id -> JSON: the directory as last seen */
 	int lockfd;
+	int joined;  /* a reader beside a running numprovd */
+	int nospace; /* the last write failed for lack of space (logged once) */
+	int wrote;   /* the transaction running has changed something */
 	struct rcache *rc;
 	size_t nrc;
 };
@@ -76,13 +82,86 @@ inv_strerror(int e)
 	return "unknown error";
 }
 
+/* ---- the environment panicked ------------------------------------------- */
+
+static void
+default_panic(const char *what, void *arg)
+{
+	(void)arg;
+	log_msg(LOG_CRIT, "inventory", "Berkeley DB needs recovery (%s): exiting; recovery runs "
+	    "at the next start", what);
+	exit(INV_EXIT_RECOVER);
+}
+
+static struct {
+	inv_panic_fn fn;
+	void *arg;
+} panic_handler = { default_panic, NULL };
+
+void
+inv_set_panic_handler(inv_panic_fn fn, void *arg)
+{
+	panic_handler.fn = fn ? fn : default_panic;
+	panic_handler.arg = fn ? arg : NULL;
+}
+
+/*
+ * DB_RUNRECOVERY: nothing in this environment works again until it is opened
+ * with recovery. The owner hands over to the panic handler (by default: exit, and
+ * the service manager's restart recovers); a reader beside a running numprovd
+ * only reports it, the daemon's own next call will see the same.
+ */
+static void
+panicked(DB_ENV *env, const char *what)
+{
+	struct inventory *inv = env ? env->app_private : NULL;
+	char buf[160];
+
+	if (inv && inv->joined) {
+		log_err("inventory", "%s: the database needs recovery; numprovd recovers it at its "
+		    "next start", what);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%s: %s", what, db_strerror(DB_RUNRECOVERY));
+	panic_handler.fn(buf, panic_handler.arg);
+}
+
 /* ---- small Berkeley DB helpers ------------------------------------------ */
 
-static int
-db_fail(int ret, const char *what)
+static const char *
+env_home(DB_ENV *env)
 {
+	const char *home = NULL;
+
+	if (!env || env->get_home(env, &home) != 0 || !home)
+		return "the database directory";
+	return home;
+}
+
+/* A failed Berkeley DB call: INV_RETRY for a deadlock, else logged and INV_E_DB. */
+static int
+db_fail(DB_ENV *env, int ret, const char *what)
+{
+	struct inventory *inv = env ? env->app_private : NULL;
+
 	if (ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED)
 		return INV_RETRY;
+	if (ret == DB_RUNRECOVERY) {
+		panicked(env, what);
+		return INV_E_DB;
+	}
+	if (ret == ENOSPC || ret == EDQUOT) {
+		/* once per episode: a full disk fails every write until space returns */
+		if (!inv || !inv->nospace)
+			log_err("inventory", "no space left on device for the database in %s (%s: %s): "
+			    "changes are refused until space is freed", env_home(env), what,
+			    db_strerror(ret));
+		else
+			log_debug("inventory", "%s: %s", what, db_strerror(ret));
+		if (inv)
+			inv->nospace = 1;
+		return INV_E_DB;
+	}
 	log_err("bdb", "%s: %s", what, db_strerror(ret));
 	return INV_E_DB;
 }
@@ -111,7 +190,7 @@ db_get_fixed(DB *db, DB_TXN *txn, const void *k, size_t klen, void *buf, size_t 
 	if (ret == DB_NOTFOUND)
 		return INV_E_NOTFOUND;
 	if (ret != 0)
-		return db_fail(ret, "get");
+		return db_fail(db->dbenv, ret, "get");
 	if (data.size != len) {
 		log_err("bdb", "record of %u bytes where %zu were expected", data.size, len);
 		return INV_E_DB;
@@ -128,7 +207,9 @@ db_put_fixed(DB *db, DB_TXN *txn, const void *k, size_t klen, const void *buf, s
 	dbt_init(&key, k, klen);
 	dbt_init(&data, buf, len);
 	ret = db->put(db, txn, &key, &data, 0);
-	return ret ? db_fail(ret, "put") : INV_OK;
+	if (ret == 0)
+		((struct inventory *)db->dbenv->app_private)->wrote = 1;
+	return ret ? db_fail(db->dbenv, ret, "put") : INV_OK;
 }
 
 static int
@@ -141,7 +222,9 @@ db_del(DB *db, DB_TXN *txn, const void *k, size_t klen)
 	ret = db->del(db, txn, &key, 0);
 	if (ret == DB_NOTFOUND)
 		return INV_OK;
-	return ret ? db_fail(ret, "del") : INV_OK;
+	if (ret == 0)
+		((struct inventory *)db->dbenv->app_private)->wrote = 1;
+	return ret ? db_fail(db->dbenv, ret, "del") : INV_OK;
 }
 
 /* Run body in a transaction, again on deadlock; commit on INV_OK, else abort. */
@@ -155,18 +238,28 @@ run_txn(struct inventory *inv, txn_body body, void *ctx)
 		int ret = inv->env->txn_begin(inv->env, NULL, &txn, 0), rc;
 
 		if (ret)
-			return db_fail(ret, "txn_begin");
+			return db_fail(inv->env, ret, "txn_begin");
+		inv->wrote = 0;
 		rc = body(inv, txn, ctx);
 		if (rc != INV_OK) {
-			txn->abort(txn);
+			/* nothing of it stays; an abort that fails has panicked the environment */
+			if ((ret = txn->abort(txn)) != 0)
+				db_fail(inv->env, ret, "abort");
 			if (rc == INV_RETRY)
 				continue;
 			return rc;
 		}
+		/* a commit that fails has aborted the transaction */
 		ret = txn->commit(txn, 0);
-		if (ret == 0)
+		if (ret == 0) {
+			if (inv->nospace && inv->wrote) {
+				inv->nospace = 0;
+				log_notice("inventory", "the database in %s can be written again",
+				    env_home(inv->env));
+			}
 			return INV_OK;
-		rc = db_fail(ret, "commit");
+		}
+		rc = db_fail(inv->env, ret, "commit");
 		if (rc != INV_RETRY)
 			return rc;
 	}
@@ -485,7 +578,7 @@ expire_in(struct inventory *inv, DB_TXN *txn, time_t now, int *count)
 	int ret, rc = INV_OK;
 
 	if ((ret = inv->quar->cursor(inv->quar, txn, &cur, 0)) != 0)
-		return db_fail(ret, "cursor");
+		return db_fail(inv->env, ret, "cursor");
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
 	while ((ret = cur->get(cur, &key, &data, DB_NEXT | DB_RMW)) == 0) {
@@ -519,7 +612,7 @@ expire_in(struct inventory *inv, DB_TXN *txn, time_t now, int *count)
 	cur->close(cur);
 	if (rc != INV_OK)
 		return rc;
-	return (ret == 0 || ret == DB_NOTFOUND) ? INV_OK : db_fail(ret, "quarantine cursor");
+	return (ret == 0 || ret == DB_NOTFOUND) ? INV_OK : db_fail(inv->env, ret, "quarantine cursor");
 }
 
 struct expire_ctx {
@@ -928,7 +1021,7 @@ foreach_fixed(DB *db, size_t size, int (*cb)(const void *rec, void *arg), void *
 		return INV_E_DB;
 	if ((ret = db->cursor(db, NULL, &cur, 0)) != 0) {
 		free(buf);
-		return db_fail(ret, "cursor");
+		return db_fail(db->dbenv, ret, "cursor");
 	}
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
@@ -941,7 +1034,7 @@ foreach_fixed(DB *db, size_t size, int (*cb)(const void *rec, void *arg), void *
 	cur->close(cur);
 	free(buf);
 	if (ret != 0 && ret != DB_NOTFOUND)
-		return db_fail(ret, "cursor");
+		return db_fail(db->dbenv, ret, "cursor");
 	return stop ? 1 : INV_OK;
 }
 
@@ -1011,7 +1104,7 @@ inv_meta_get(struct inventory *inv, const char *key, char *buf, size_t len)
 	if (ret == DB_BUFFER_SMALL)
 		return INV_E_DB;
 	if (ret)
-		return db_fail(ret, "meta get");
+		return db_fail(inv->env, ret, "meta get");
 	buf[d.size] = '\0';
 	return INV_OK;
 }
@@ -1095,7 +1188,7 @@ inv_dir_get(struct inventory *inv, const char *id, void **out, size_t *len)
 	if (ret == DB_NOTFOUND)
 		return INV_E_NOTFOUND;
 	if (ret)
-		return db_fail(ret, "directory get");
+		return db_fail(inv->env, ret, "directory get");
 	*out = data.data;
 	*len = data.size;
 	return INV_OK;
@@ -1110,7 +1203,7 @@ inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg)
 	char id[INV_ID_MAX];
 
 	if ((ret = inv->dir->cursor(inv->dir, NULL, &cur, 0)) != 0)
-		return db_fail(ret, "cursor");
+		return db_fail(inv->env, ret, "cursor");
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
 	while (!stop && (ret = cur->get(cur, &key, &data, DB_NEXT)) == 0) {
@@ -1122,7 +1215,7 @@ inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg)
 	}
 	cur->close(cur);
 	if (ret != 0 && ret != DB_NOTFOUND)
-		return db_fail(ret, "cursor");
+		return db_fail(inv->env, ret, "cursor");
 	return stop ? 1 : INV_OK;
 }
 
@@ -1239,13 +1332,13 @@ rebuild(struct inventory *inv, DB_TXN *txn)
 	int ret, rc = INV_OK;
 
 	if ((ret = inv->occ->truncate(inv->occ, txn, &n, 0)) != 0)
-		return db_fail(ret, "truncate");
+		return db_fail(inv->env, ret, "truncate");
 	for (size_t i = 0; i < inv->nrc; i++) {
 		struct inv_range *r = &inv->rc[i].r;
 		memset(r->count, 0, sizeof(r->count));
 	}
 	if ((ret = inv->numbers->cursor(inv->numbers, txn, &cur, 0)) != 0)
-		return db_fail(ret, "cursor");
+		return db_fail(inv->env, ret, "cursor");
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
 	while ((ret = cur->get(cur, &key, &data, DB_NEXT | DB_RMW)) == 0) {
@@ -1280,7 +1373,7 @@ rebuild(struct inventory *inv, DB_TXN *txn)
 	if (rc != INV_OK)
 		return rc;
 	if (ret != 0 && ret != DB_NOTFOUND)
-		return db_fail(ret, "rebuild");
+		return db_fail(inv->env, ret, "rebuild");
 	for (size_t i = 0; i < inv->nrc; i++) {
 		struct inv_range *r = &inv->rc[i].r;
 		if ((rc = db_put_fixed(inv->ranges, txn, r->name, strlen(r->name), r, sizeof(*r))))
@@ -1391,9 +1484,14 @@ inv_sync_ranges(struct inventory *inv, const struct config *cfg, time_t now)
 static void
 bdb_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
-	(void)env;
+	const struct inventory *inv = env ? env->app_private : NULL;
+
 	(void)pfx;
-	log_err("bdb", "%s", msg);
+	/* a full disk fails every write until space returns: said once, by db_fail */
+	if (inv && inv->nospace && strstr(msg, strerror(ENOSPC)))
+		log_debug("bdb", "%s", msg);
+	else
+		log_err("bdb", "%s", msg);
 }
 
 /* One numprovd per database: an exclusive lock that dies with the process. */
@@ -1460,25 +1558,185 @@ open_db(struct inventory *inv, DB **db, const char *file, int create, char *err,
 	return INV_OK;
 }
 
+/*
+ * ---- region memory and its room on the disk -----------------------------
+ *
+ * Berkeley DB keeps its regions (__db.001 ...) in files mapped into memory and
+ * makes them sparse: created with a seek and one byte, grown the same way. A
+ * store into a hole of such a file when the filesystem is full is a SIGBUS, not
+ * an error. So the sizes are fixed here, DB_REGION_INIT makes Berkeley DB write
+ * out every region it creates, and reserve_regions() allocates the rest of each
+ * mapping (where a region grows: the cache fills, locks are taken) as soon as the
+ * environment is open. What is left to fail on a full disk are the writes of log
+ * records and database pages: ordinary write(2) calls, whose ENOSPC comes back as
+ * an error from the call that needed the space.
+ *
+ *   cache       32 MB, never grown beyond (mapped: 40 MB with its hash tables)
+ *   locks       100,000 locks and lock objects, 1,000 lockers (about 49 MB with
+ *               the log and transaction regions): a range rebuild, the largest
+ *               transaction, takes about 8 page locks per 100 numbers in use
+ *   log         256 KB buffer, 1 MB region (file names); log files stay at
+ *               Berkeley DB's 10 MB and are written with write(2)
+ *
+ * About 92 MB in all (INV_REGION_BYTES is the bound checked before creation).
+ */
+#define INV_CACHE_BYTES (32u * 1024 * 1024)
+#define INV_LOCKS 100000
+#define INV_LOCKERS 1000
+#define INV_LOG_BUFFER (256u * 1024)
+#define INV_LOG_REGION (1024u * 1024)
+
+static int
+region_file(const char *name)
+{
+	return strncmp(name, "__db.", 5) == 0 && strlen(name) == 8 &&
+	    strspn(name + 5, "0123456789") == 3;
+}
+
+/*
+ * How far this process maps the file: the bytes its region may ever use. -1 when
+ * /proc/self/maps cannot be read. The device is compared too, or the file name
+ * where stat(2) and the maps disagree on it (overlay and btrfs devices).
+ */
+static off_t
+mapped_bytes(const struct stat *st, const char *name)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[4096 + 256];
+	off_t len = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, off, ino;
+		unsigned maj, min;
+		const char *base = strrchr(line, '/');
+
+		if (sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &off, &maj, &min,
+			&ino) != 6 || ino != (unsigned long long)st->st_ino)
+			continue;
+		if (makedev(maj, min) != st->st_dev &&
+		    !(base && strncmp(base + 1, name, strlen(name)) == 0))
+			continue;
+		if ((off_t)(off + (end - start)) > len)
+			len = (off_t)(off + (end - start));
+	}
+	fclose(f);
+	return len;
+}
+
+/* Allocate every block the region files are mapped over. */
+static int
+reserve_regions(const char *path, char *err, size_t errlen)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	long long total = 0;
+	int rc = INV_OK, warned = 0;
+
+	if (!d) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return INV_E_DB;
+	}
+	while (rc == INV_OK && (e = readdir(d))) {
+		struct stat st;
+		off_t len;
+		int fd, r;
+
+		if (!region_file(e->d_name))
+			continue;
+		if ((fd = openat(dirfd(d), e->d_name, O_RDWR | O_CLOEXEC)) < 0)
+			continue;
+		if (fstat(fd, &st) != 0 || (len = mapped_bytes(&st, e->d_name)) == 0) {
+			close(fd);
+			continue;
+		}
+		if (len < 0) {
+			if (!warned++)
+				log_warnx("inventory", "cannot read /proc/self/maps: the region files in "
+				    "%s are allocated only as far as Berkeley DB wrote them", path);
+			close(fd);
+			continue;
+		}
+		if ((r = posix_fallocate(fd, 0, len)) == ENOSPC || r == EDQUOT) {
+			snprintf(err, errlen, "no space left on device: cannot allocate %lld MB for "
+			    "the region file %s/%s", (long long)len >> 20, path, e->d_name);
+			rc = INV_E_DB;
+		} else if (r != 0) {
+			snprintf(err, errlen, "cannot allocate the region file %s/%s: %s", path,
+			    e->d_name, strerror(r));
+			rc = INV_E_DB;
+		}
+		total += len;
+		close(fd);
+	}
+	closedir(d);
+	if (rc == INV_OK)
+		log_debug("inventory", "region files in %s: %lld MB allocated", path, total >> 20);
+	return rc;
+}
+
+/*
+ * Before recovery recreates the environment: room for its regions, or a clear
+ * refusal. (Recovery reads pages into the cache, which grows while Berkeley DB
+ * has it, before reserve_regions can run.) The old region files go away first.
+ */
+static int
+room_for_regions(const char *path, char *err, size_t errlen)
+{
+	struct statvfs vfs;
+	long long have, old = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (statvfs(path, &vfs) != 0)
+		return INV_OK; /* cannot tell: Berkeley DB will say */
+	if ((d = opendir(path))) {
+		while ((e = readdir(d))) {
+			struct stat st;
+			if (region_file(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+				old += (long long)st.st_blocks * 512;
+		}
+		closedir(d);
+	}
+	have = (long long)vfs.f_bavail * (long long)vfs.f_frsize + old;
+	if (have >= INV_REGION_BYTES)
+		return INV_OK;
+	snprintf(err, errlen, "no space left on device: the database in %s needs %ld MB for "
+	    "its region files, %lld MB are free", path, INV_REGION_BYTES >> 20, have >> 20);
+	return INV_E_DB;
+}
+
 static int
 open_env(struct inventory *inv, const char *path, int flags, int joined, char *err,
     size_t errlen)
 {
 	u_int32_t oflags = DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL;
-	int ret = db_env_create(&inv->env, 0);
+	int ret, rc;
 
+	if (!joined && (rc = room_for_regions(path, err, errlen)) != INV_OK)
+		return rc;
+	ret = db_env_create(&inv->env, 0);
 	if (ret == 0) {
+		inv->env->app_private = inv;
 		inv->env->set_errcall(inv->env, bdb_errcall);
 		inv->env->set_lk_detect(inv->env, DB_LOCK_DEFAULT);
 		/* a range rebuild touches every record in one transaction */
-		inv->env->set_lk_max_locks(inv->env, 200000);
-		inv->env->set_lk_max_objects(inv->env, 200000);
-		inv->env->set_cachesize(inv->env, 0, 32 * 1024 * 1024, 1);
+		inv->env->set_lk_max_locks(inv->env, INV_LOCKS);
+		inv->env->set_lk_max_objects(inv->env, INV_LOCKS);
+		inv->env->set_lk_max_lockers(inv->env, INV_LOCKERS);
+		inv->env->set_cachesize(inv->env, 0, INV_CACHE_BYTES, 1);
+		inv->env->set_cache_max(inv->env, 0, INV_CACHE_BYTES);
+		inv->env->set_lg_bsize(inv->env, INV_LOG_BUFFER);
+		inv->env->set_lg_regionmax(inv->env, INV_LOG_REGION);
 		inv->env->log_set_config(inv->env, DB_LOG_AUTO_REMOVE, 1);
 		if (flags & INV_OPEN_NOSYNC)
 			inv->env->set_flags(inv->env, DB_TXN_WRITE_NOSYNC, 1);
-		if (!joined)
+		if (!joined) {
+			/* regions are written out as they are created, not left sparse */
+			inv->env->set_flags(inv->env, DB_REGION_INIT, 1);
 			oflags |= DB_CREATE | DB_RECOVER;
+		}
 		ret = inv->env->open(inv->env, path, oflags, 0640);
 	}
 	if (ret != 0) {
@@ -1486,7 +1744,7 @@ open_env(struct inventory *inv, const char *path, int flags, int joined, char *e
 		    db_strerror(ret));
 		return INV_E_DB;
 	}
-	return INV_OK;
+	return joined ? INV_OK : reserve_regions(path, err, errlen);
 }
 
 static int
@@ -1511,6 +1769,7 @@ open_all(struct inventory *inv, const char *path, int flags, char *err, size_t e
 		joined = 1; /* numprovd is running: read beside it, without recovery */
 	else if (rc != INV_OK)
 		return rc;
+	inv->joined = joined;
 	if ((rc = open_env(inv, path, flags, joined, err, errlen)) != INV_OK)
 		return rc;
 	if ((rc = open_db(inv, &inv->numbers, "numbers.db", !ro, err, errlen)) ||
@@ -1553,7 +1812,7 @@ inv_checkpoint(struct inventory *inv)
 
 	if (ret == 0)
 		ret = inv->env->log_archive(inv->env, NULL, DB_ARCH_REMOVE);
-	return ret ? db_fail(ret, "checkpoint") : INV_OK;
+	return ret ? db_fail(inv->env, ret, "checkpoint") : INV_OK;
 }
 
 void
@@ -1671,7 +1930,7 @@ occ_leaf_bits(struct inventory *inv, const struct rcache *c, uint64_t *total)
 	*total = 0;
 	occ_key(&k, c->r.index, 0, 0);
 	if ((ret = inv->occ->cursor(inv->occ, NULL, &cur, 0)) != 0)
-		return db_fail(ret, "cursor");
+		return db_fail(inv->env, ret, "cursor");
 	dbt_init(&key, k.b, sizeof(k.b));
 	memset(&data, 0, sizeof(data));
 	for (ret = cur->get(cur, &key, &data, DB_SET_RANGE); ret == 0;
@@ -1684,7 +1943,7 @@ occ_leaf_bits(struct inventory *inv, const struct rcache *c, uint64_t *total)
 		*total += (uint64_t)__builtin_popcountll(m);
 	}
 	cur->close(cur);
-	return (ret == 0 || ret == DB_NOTFOUND) ? INV_OK : db_fail(ret, "cursor");
+	return (ret == 0 || ret == DB_NOTFOUND) ? INV_OK : db_fail(inv->env, ret, "cursor");
 }
 
 static void

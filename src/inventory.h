@@ -80,6 +80,17 @@ struct inventory;
 enum { INV_OPEN_READONLY = 1, /* join a running daemon's environment, no lock, no recovery */
 	INV_OPEN_NOSYNC = 2 };     /* commits do not wait for the disk (tests, benchmarks) */
 
+/*
+ * Region memory is allocated in full when the environment is created, so that a
+ * full disk is an error from the write that needs the space (INV_E_DB, logged as
+ * "no space left on device"), never a SIGBUS inside Berkeley DB. The fixed sizes:
+ * a 32 MB cache, 100,000 locks and lock objects, 1,000 lockers, a 256 KB log
+ * buffer and a 1 MB log region: about 92 MB of region files (INV_REGION_BYTES
+ * bounds them), allocated on the disk by inv_open, which refuses to create the
+ * environment with less than that free.
+ */
+#define INV_REGION_BYTES (96L * 1024 * 1024)
+
 /* Open (creating if needed) with recovery; refuses a second instance (INV_E_LOCKED). */
 int inv_open(const char *path, int flags, struct inventory **out, char *err, size_t errlen);
 void inv_close(struct inventory *inv);
@@ -91,6 +102,19 @@ void inv_close(struct inventory *inv);
 int inv_lock_set_pid(struct inventory *inv, long pid);
 const char *inv_strerror(int e);
 const char *inv_state_name(int state);
+
+/*
+ * Berkeley DB returned DB_RUNRECOVERY: the environment panicked and nothing in it
+ * works until it is opened again with recovery. The handler is told what failed.
+ * The default logs "inventory: Berkeley DB needs recovery (...): exiting; recovery
+ * runs at the next start" at LOG_CRIT and exits with INV_EXIT_RECOVER (EX_SOFTWARE),
+ * so that the service manager restarts numprovd and inv_open recovers. A handler
+ * that returns makes the failed call return INV_E_DB. NULL restores the default.
+ * (A reader beside a running numprovd, INV_OPEN_READONLY, only logs it.)
+ */
+#define INV_EXIT_RECOVER 70
+typedef void (*inv_panic_fn)(const char *what, void *arg);
+void inv_set_panic_handler(inv_panic_fn fn, void *arg);
 
 /*
  * Make the stored ranges agree with the config: new ranges get a stable index,

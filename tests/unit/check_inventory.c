@@ -1,15 +1,22 @@
 /* The Berkeley DB inventory: states, allocation order, persistence, ranges. */
 #include "build-config.h"
 
+#include <db.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "inventory.h"
+#include "log.h"
 #include "testutil.h"
 
 #define T0 1800000000 /* a fixed "now" */
@@ -476,6 +483,246 @@ START_TEST(fills_every_size_exactly)
 }
 END_TEST
 
+/* ---- region memory, a full disk, a panicked environment ------------------ */
+
+/* Every region file has a block behind each byte: no hole a store could fault on. */
+START_TEST(region_files_are_allocated)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int files = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		struct stat st;
+		char path[512];
+
+		if (strncmp(e->d_name, "__db.", 5) != 0 || strlen(e->d_name) != 8)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_msg((long long)st.st_blocks * 512 >= (long long)st.st_size,
+		    "%s: %lld bytes, %lld allocated", path, (long long)st.st_size,
+		    (long long)st.st_blocks * 512);
+		files++;
+	}
+	closedir(d);
+	ck_assert_int_ge(files, 3);
+}
+END_TEST
+
+static char logged[8192];
+
+static void
+capture_log(int prio, const char *token, const char *msg)
+{
+	size_t used = strlen(logged);
+
+	if (prio <= LOG_NOTICE && used + strlen(msg) + 32 < sizeof(logged))
+		snprintf(logged + used, sizeof(logged) - used, "%d %s: %s\n", prio, token ? token : "",
+		    msg);
+}
+
+/* A tmpfs of `mb` MB on mnt, seen only by this (forked) test; 0 when it cannot be had. */
+static int
+private_tmpfs(const char *mnt, int mb)
+{
+	char opts[32];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIP disk_full_is_an_error_not_a_crash: needs root "
+				"(a mount namespace and a tmpfs)\n");
+		return 0;
+	}
+	if (unshare(CLONE_NEWNS) != 0) {
+		fprintf(stderr, "SKIP disk_full_is_an_error_not_a_crash: unshare(CLONE_NEWNS): %s\n",
+		    strerror(errno));
+		return 0;
+	}
+	ck_assert_msg(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "private mounts: %s",
+	    strerror(errno));
+	snprintf(opts, sizeof(opts), "size=%dm,mode=0700", mb);
+	ck_assert_msg(mount("numprov-check", mnt, "tmpfs", 0, opts) == 0, "mount tmpfs on %s: %s",
+	    mnt, strerror(errno));
+	return 1;
+}
+
+/* Write to path until the filesystem is full, to the last byte. */
+static void
+fill_disk(const char *path)
+{
+	static char zeros[1 << 16];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	for (size_t chunk = sizeof(zeros); chunk >= 1; chunk /= 16)
+		while (write(fd, zeros, chunk) == (ssize_t)chunk)
+			;
+	ck_assert_int_eq(errno, ENOSPC);
+	close(fd);
+}
+
+#define FULL_USERS 150
+
+START_TEST(disk_full_is_an_error_not_a_crash)
+{
+	char mnt[] = "/tmp/numprov-full-XXXXXX", filler[128], user[16];
+	int rc, ok = 0, refused = 0, got[FULL_USERS];
+	struct inv_user u;
+	struct inv_range r;
+
+	ck_assert_ptr_nonnull(mkdtemp(mnt));
+	if (!private_tmpfs(mnt, 128)) {
+		rmdir(mnt);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/db", mnt);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	logged[0] = '\0';
+	log_register(capture_log);
+	open_with(ranges_abc);
+	alloc_ok("a", "before", "+441235000001");
+
+	fill_disk(filler);
+	for (int i = 0; i < FULL_USERS; i++) {
+		snprintf(user, sizeof(user), "u%d", i);
+		rc = inv_allocate(inv, "a", user, user, T0, NULL);
+		ck_assert_msg(rc == INV_OK || rc == INV_E_DB, "u%d: %s", i, inv_strerror(rc));
+		got[i] = rc == INV_OK;
+		ok += got[i];
+		refused += !got[i];
+	}
+	ck_assert_msg(refused > 0, "%d allocations on a full disk, none refused", ok);
+	ck_assert_msg(strstr(logged, "no space left on device") && strstr(logged, dir),
+	    "no clear line about the full disk in:\n%s", logged);
+	/* what was refused left nothing behind; reading works on a full disk */
+	for (int i = 0; i < FULL_USERS; i++) {
+		snprintf(user, sizeof(user), "u%d", i);
+		ck_assert_int_eq(inv_get_user(inv, user, &u), got[i] ? INV_OK : INV_E_NOTFOUND);
+	}
+	assert_consistent();
+
+	/* space comes back: the same calls succeed */
+	ck_assert_int_eq(unlink(filler), 0);
+	for (int i = 0; i < FULL_USERS; i++) {
+		snprintf(user, sizeof(user), "u%d", i);
+		if (!got[i])
+			ck_assert_int_eq(inv_allocate(inv, "a", user, user, T0, NULL), INV_OK);
+	}
+	ck_assert_int_eq(inv_checkpoint(inv), INV_OK);
+	ck_assert_msg(strstr(logged, "can be written again"), "%s", logged);
+	assert_consistent();
+
+	/* and it all survives a reopen with recovery */
+	inv_close(inv);
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)), INV_OK);
+	assert_consistent();
+	ck_assert_int_eq(inv_get_range(inv, "a", &r), INV_OK);
+	ck_assert_uint_eq(r.count[INV_PENDING], FULL_USERS + 1);
+	inv_close(inv);
+	inv = NULL;
+	log_register(NULL);
+	ck_assert_int_eq(umount2(mnt, MNT_DETACH), 0);
+	rmdir(mnt);
+}
+END_TEST
+
+/*
+ * Another handle on the environment declares it dead, as Berkeley DB does on a
+ * fatal error. (The handle stays open: a panicked environment frees nothing.)
+ */
+static DB_ENV *panicker;
+
+static void
+panic_environment(void)
+{
+	ck_assert_int_eq(db_env_create(&panicker, 0), 0);
+	ck_assert_int_eq(panicker->open(panicker, dir, DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
+	    DB_INIT_MPOOL, 0), 0);
+	ck_assert_int_eq(panicker->set_flags(panicker, DB_PANIC_ENVIRONMENT, 1), 0);
+}
+
+static char panic_what[256];
+static int panics;
+
+static void
+note_panic(const char *what, void *arg)
+{
+	ck_assert_ptr_eq(arg, &panics);
+	snprintf(panic_what, sizeof(panic_what), "%s", what);
+	panics++;
+}
+
+/*
+ * A handler that returns: the call fails with INV_E_DB. (An exit test: a panicked
+ * environment cannot be closed cleanly, so the process ends here, as numprovd's does.)
+ */
+START_TEST(panic_goes_to_the_handler)
+{
+	char cmd[128];
+
+	alloc_ok("a", "u1", "+441235000001");
+	inv_set_panic_handler(note_panic, &panics);
+	log_register(capture_log);
+	panic_environment();
+	ck_assert_int_eq(inv_allocate(inv, "a", "u2", "u2", T0, NULL), INV_E_DB);
+	ck_assert_int_ge(panics, 1);
+	ck_assert_msg(strstr(panic_what, "DB_RUNRECOVERY"), "%s", panic_what);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	_exit(0);
+}
+END_TEST
+
+static int crit_seen;
+
+static void
+crit_log(int prio, const char *token, const char *msg)
+{
+	if (prio == LOG_CRIT && token && strcmp(token, "inventory") == 0 &&
+	    strncmp(msg, "Berkeley DB needs recovery (", 28) == 0 &&
+	    strstr(msg, "): exiting; recovery runs at the next start"))
+		crit_seen = 1;
+}
+
+static void
+crit_check(void)
+{
+	if (!crit_seen)
+		_exit(71); /* exited without saying why */
+}
+
+/* The default: say so at LOG_CRIT, exit with EX_SOFTWARE; the next open recovers. */
+START_TEST(panic_exits_and_the_next_start_recovers)
+{
+	struct inv_user u;
+	pid_t pid;
+	int status;
+
+	inv_close(inv);
+	inv = NULL;
+	if ((pid = fork()) == 0) {
+		if (inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)) != INV_OK ||
+		    inv_allocate(inv, "a", "u1", "u1", T0, NULL) != INV_OK)
+			_exit(72);
+		log_register(crit_log);
+		atexit(crit_check);
+		panic_environment();
+		if (inv_allocate(inv, "a", "u2", "u2", T0, NULL) == INV_OK)
+			_exit(74);
+		_exit(73); /* went on after the panic */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == INV_EXIT_RECOVER,
+	    "status %#x", status);
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)), INV_OK);
+	assert_consistent();
+	ck_assert_int_eq(inv_get_user(inv, "u1", &u), INV_OK);
+	ck_assert_int_eq(inv_get_user(inv, "u2", &u), INV_E_NOTFOUND);
+	alloc_ok("a", "u2", "+441235000002");
+}
+END_TEST
+
 static Suite *
 inventory_suite(void)
 {
@@ -504,6 +751,15 @@ inventory_suite(void)
 	tcase_add_test(tc, changed_bounds_recount);
 	tcase_add_test(tc, big_range_stores_only_what_is_used);
 	tcase_add_loop_test(tc, fills_every_size_exactly, 0, 7);
+	tcase_add_test(tc, region_files_are_allocated);
+	tcase_add_exit_test(tc, panic_goes_to_the_handler, 0);
+	tcase_add_test(tc, panic_exits_and_the_next_start_recovers);
+	suite_add_tcase(s, tc);
+
+	/* its own namespace and tmpfs: no fixture */
+	tc = tcase_create("disk-full");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, disk_full_is_an_error_not_a_crash);
 	suite_add_tcase(s, tc);
 	return s;
 }
