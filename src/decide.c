@@ -58,21 +58,23 @@ decide_candidates(const struct config *cfg, const struct user *u, const struct c
 	size_t n = 0;
 
 	user_attrs(u, &a);
-	for (size_t i = 0; i < cfg->n_ranges && n < max; i++) {
+	for (size_t i = 0; i < cfg->n_ranges && max > 0; i++) {
 		const struct cfg_range *r = &cfg->ranges[i];
+		size_t j;
+
 		if (!range_type_suits(r->type, u->calling_plan))
 			continue;
 		if (r->match && !rule_eval(r->match, &a))
 			continue;
-		out[n++] = r;
-	}
-	/* insertion sort keeps config order among equal priorities */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && out[j - 1]->priority > out[j]->priority; j--) {
-			const struct cfg_range *t = out[j];
+		/* kept sorted by priority, config order among equals; the best max kept */
+		if (n == max && out[n - 1]->priority <= r->priority)
+			continue;
+		if (n < max)
+			n++;
+		for (j = n - 1; j > 0 && out[j - 1]->priority > r->priority; j--)
 			out[j] = out[j - 1];
-			out[j - 1] = t;
-		}
+		out[j] = r;
+	}
 	return n;
 }
 
@@ -91,7 +93,11 @@ decide(const struct config *cfg, const struct user *u, const struct inv_user *he
 
 	memset(d, 0, sizeof(*d));
 	d->number = held ? held->number : NULL;
-	if (held && held->state == INV_PENDING) {
+	if (u->change_new[0]) {
+		/* written ahead by `numprovctl assign`: Teams says how far it got */
+		set(d, ACT_SETTLE, RSN_CHANGE);
+		d->number = u->change_new;
+	} else if (held && held->state == INV_PENDING) {
 		/* unsettled: settled from Teams' numberAssignments before anything else */
 		set(d, ACT_NOTHING, RSN_PENDING);
 	} else if (u->state == US_GONE) {
@@ -101,6 +107,12 @@ decide(const struct config *cfg, const struct user *u, const struct inv_user *he
 			set(d, ACT_RELEASE, RSN_DELETED);
 		else
 			set(d, ACT_NOTHING, automatic ? RSN_POLICY : RSN_MODE_OFF);
+	} else if (u->state == US_HELD) {
+		/* the administrator's hold outlasts licence and account changes (B11) */
+		if (held)
+			set(d, ACT_RELEASE, RSN_ADMIN); /* an unassign cut short: carried out */
+		else
+			set(d, ACT_NOTHING, RSN_HELD);
 	} else if (!u->teams_phone) {
 		if (held && automatic && cfg->policy.release_on_unlicense)
 			set(d, ACT_RELEASE, RSN_UNLICENSED);
@@ -118,8 +130,6 @@ decide(const struct config *cfg, const struct user *u, const struct inv_user *he
 			set(d, ACT_RETAIN, RSN_MOVED);
 		else
 			set(d, ACT_NOTHING, RSN_HAS_NUMBER);
-	} else if (u->state == US_HELD) {
-		set(d, ACT_NOTHING, RSN_HELD);
 	} else if (!automatic) {
 		set(d, ACT_NOTHING, RSN_MODE_OFF);
 	} else if (teams && *teams) {
@@ -168,6 +178,8 @@ action_name(enum action a)
 		return "unmatched";
 	case ACT_FORGET:
 		return "forget";
+	case ACT_SETTLE:
+		return "settle";
 	}
 	return "?";
 }
@@ -184,6 +196,8 @@ reason_name(enum reason r)
 		[RSN_HAS_NUMBER] = "has-number",
 		[RSN_PENDING] = "pending",
 		[RSN_HELD] = "held-by-administrator",
+		[RSN_ADMIN] = "administrator",
+		[RSN_CHANGE] = "change-of-number",
 		[RSN_MODE_OFF] = "mode-off",
 		[RSN_POLICY] = "policy",
 		[RSN_RETRY] = "retry",

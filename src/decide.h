@@ -28,6 +28,7 @@ enum action {
 	ACT_WAIT,      /* not before `until` */
 	ACT_UNMATCHED, /* no range's rule holds */
 	ACT_FORGET,    /* a deleted user without a number: drop the record */
+	ACT_SETTLE,    /* an administrator's change of number was cut short: settled from Teams */
 };
 
 enum reason {
@@ -39,6 +40,8 @@ enum reason {
 	RSN_HAS_NUMBER,   /* holds a number of ours */
 	RSN_PENDING,      /* an assignment is unsettled: settled from Teams first */
 	RSN_HELD,         /* an administrator unassigned them */
+	RSN_ADMIN,        /* an administrator's unassign, still to be carried out */
+	RSN_CHANGE,       /* an administrator's change of number, in flight */
 	RSN_MODE_OFF,     /* sync.mode off */
 	RSN_POLICY,       /* the policy keeps the number (release_on_* = false) */
 	RSN_RETRY,        /* waiting for a retry after a refusal */

@@ -88,6 +88,7 @@ np_event_format(const struct np_event *e, char *buf, size_t len)
 		kv(&l, "result", e->result ? e->result : "success");
 		kv(&l, "full", e->full ? "yes" : "no");
 		kv_num(&l, "users", (long)e->users);
+		kv_num(&l, "decided", (long)e->decided);
 		kv_num(&l, "assigned", (long)e->assigned);
 		kv_num(&l, "released", (long)e->released);
 		kv_num(&l, "duration_ms", e->duration_ms);

@@ -41,7 +41,7 @@ struct np_event {
 	/* sync */
 	const char *result;
 	int full;
-	unsigned long users, assigned, released;
+	unsigned long users, decided, assigned, released; /* users: in the pages; decided: acted on */
 	long duration_ms;
 };
 

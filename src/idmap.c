@@ -39,9 +39,10 @@ static int
 grow(struct idmap *m)
 {
 	struct idmap old = *m;
-	size_t cap = m->cap ? m->cap * 2 : 64;
+	size_t cap = 64;
 
-	while (cap < 2 * (m->live + 1))
+	/* sized on the live entries: tombstones are dropped, so churn does not grow it */
+	while (cap < 4 * (m->live + 1))
 		cap *= 2;
 	if (!(m->e = calloc(cap, sizeof(*m->e)))) {
 		*m = old;

@@ -42,7 +42,7 @@ struct round {
 	struct idmap seen; /* full sync: users in the directory */
 	struct idmap teams_by_user; /* full sync: user id -> the number Teams shows on them */
 	int teams_known;   /* teams_by_user was read this round */
-	unsigned long users, assigned, released;
+	unsigned long users, decided, assigned, released;
 	struct timespec t0;
 };
 
@@ -53,6 +53,7 @@ struct prov {
 	struct graph *graph;
 	struct dir_licensing *lic; /* replaced only between rounds */
 	int lic_stale;
+	int skus_loaded; /* p->lic has learnt the tenant's plan names (subscribedSkus) */
 	struct event *tick, *kick;
 	struct round *round; /* NULL when idle */
 	int again, again_full, draining;
@@ -208,6 +209,13 @@ exhausted(struct prov *p, const struct cfg_range *r, int full)
 	was = inv_meta_get(p->inv, key, seen, sizeof(seen)) == INV_OK && seen[0] == '1';
 	if (was == full)
 		return;
+	if (p->cfg->sync.mode == SYNC_DRY_RUN) {
+		if (full) {
+			struct np_event e = { .kind = NPE_EXHAUSTED, .range = r->name, .dry_run = 1 };
+			np_event_emit(&e);
+		}
+		return;
+	}
 	if (inv_meta_put(p->inv, key, full ? "1" : "0") != INV_OK)
 		log_warnx("provision", "cannot record the exhaustion of range %s", r->name);
 	if (full) {
@@ -230,7 +238,7 @@ struct change {
 	prov_reply reply;
 	void *reply_arg;
 	int step;
-	char why[320];
+	char why[768];
 	struct change *next_free;
 };
 
@@ -363,15 +371,27 @@ released(const struct teams_result *t, void *arg)
 		u.flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
 		if (u.state == US_GONE) {
 			rc = had == 0 ? user_forget(p, &u) : INV_OK;
+		} else if (u.state == US_HELD) {
+			rc = user_store(p, &u, old); /* an administrator's unassign: the hold stays */
+		} else if (c->reason == RSN_DELETED) {
+			/* restored from the deleted items meanwhile: decided again */
+			u.state = US_NEW;
+			u.flags |= USER_F_DUE;
+			rc = user_store(p, &u, old);
+			due_now(p, c->id, 0);
 		} else {
 			u.state = c->reason == RSN_DISABLED ? US_DISABLED : US_UNLICENSED;
 			rc = user_store(p, &u, old);
 		}
-		if (rc != INV_OK && r)
-			round_error(r, "record of %s: %s", c->id, inv_strerror(rc));
+		if (rc != INV_OK) {
+			if (r)
+				round_error(r, "record of %s: %s", c->id, inv_strerror(rc));
+			due_now(p, c->id, 0);
+		} else if (u.state != US_NEW) {
+			idmap_del(&p->due, c->id);
+		}
 		user_clear(&u);
 	}
-	idmap_del(&p->due, c->id);
 	change_done(c);
 }
 
@@ -555,14 +575,21 @@ assigned(const struct teams_result *t, void *arg)
 	}
 	/* Teams refused: nothing was done */
 	p->st.assign_failures++;
-	if ((rc = inv_fail(p->inv, c->number, c->id)) != INV_OK) {
+	if ((rc = inv_fail(p->inv, c->number, c->id)) == INV_OK && c->step == INV_RESERVED &&
+	    (rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK)
+		log_warnx("provision", "%s was reserved before; it could not be reserved again: %s",
+		    c->number, inv_strerror(rc));
+	if (rc != INV_OK) {
 		log_err("provision", "%s: cannot return it to the pool: %s", c->number, inv_strerror(rc));
 		if (r)
 			round_error(r, "fail %s: %s", c->number, inv_strerror(rc));
 	} else if (strcasestr(t->detail, "assigned to another user")) {
 		/* someone holds it in Teams: kept out of the pool, never overwritten */
-		if (inv_reserve(p->inv, c->number, time(NULL)) != INV_OK)
+		if ((rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK) {
 			log_warnx("provision", "cannot keep %s out of the pool", c->number);
+			if (r)
+				round_error(r, "reserve %s: %s", c->number, inv_strerror(rc));
+		}
 		ev_drift(p, c->number, c->range, NULL, NULL, "held-in-teams");
 		due_now(p, c->id, time(NULL));
 	} else if (!c->reply) {
@@ -657,6 +684,7 @@ start_assign(struct round *r, struct user *u, const struct decision *d)
 }
 
 static void act_on(struct round *r, struct user *u, const char *teams);
+static void start_settle_change(struct round *r, struct user *u);
 
 /* Before any assignNumber: what does Teams show on the user now? (B10) */
 static void
@@ -670,13 +698,11 @@ checked_user(const struct teams_result *t, const struct teams_number *v, size_t 
 	if (!t->ok) {
 		round_error(r, "numbers of %s: %.200s", c->upn, t->detail[0] ? t->detail : t->error);
 		due_now(p, c->id, time(NULL));
+	} else if (p->draining) {
+		/* stopping: nothing new is started; the user is decided after the restart */
 	} else if (user_load(p, c->id, &u) == 0) {
-		const char *held = "";
-		for (size_t i = 0; i < n; i++)
-			if (v[i].target[0] && strcmp(v[i].target, c->id) == 0) {
-				held = v[i].number;
-				break;
-			}
+		/* any number Teams shows on them (the filter is theirs) counts as held */
+		const char *held = n > 0 ? v[0].number : "";
 		act_on(r, &u, held);
 		user_clear(&u);
 	}
@@ -727,8 +753,11 @@ adopt(struct round *r, struct user *u, const char *number)
 	u->flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
 	u->backoff = 0;
 	u->retry_at = 0;
-	if ((rc = user_store(p, u, old)) != INV_OK)
+	if ((rc = user_store(p, u, old)) != INV_OK) {
 		round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
+		due_now(p, u->id, time(NULL));
+		return;
+	}
 	idmap_del(&p->due, u->id);
 }
 
@@ -741,6 +770,10 @@ settle_state(struct round *r, struct user *u, int state)
 
 	if (r->cfg->sync.mode == SYNC_DRY_RUN)
 		return;
+	if (u->state == US_HELD && state != US_GONE)
+		state = US_HELD; /* only the administrator lifts a hold */
+	if (u->state == state && !(u->flags & (USER_F_DUE | USER_F_MOVED)))
+		return; /* nothing changed: nothing written */
 	u->state = (uint8_t)state;
 	u->flags &= (uint8_t)~(USER_F_DUE | USER_F_MOVED);
 	if ((rc = user_store(p, u, old)) != INV_OK) {
@@ -825,6 +858,10 @@ act_on(struct round *r, struct user *u, const char *teams)
 	case ACT_ADOPT:
 		adopt(r, u, d.number);
 		break;
+	case ACT_SETTLE:
+		if (r->cfg->sync.mode != SYNC_DRY_RUN)
+			start_settle_change(r, u);
+		break;
 	}
 }
 
@@ -850,8 +887,12 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 	} else if (inv_get_number(p->inv, s->number, &cur) != INV_OK || cur.state != INV_PENDING ||
 	    strcmp(cur.user_id, s->user) != 0) {
 		/* settled meanwhile */
-	} else if (found && strcmp(n->target, s->user) == 0) {
-		if ((rc = inv_confirm(p->inv, s->number, s->user, time(NULL))) == INV_OK) {
+	} else if (found && strcasecmp(n->target, s->user) == 0) {
+		if (n->activation[0] && strcasecmp(n->activation, "activated") != 0) {
+			/* on the user, not active yet (or failed there): asked again next round */
+			log_info("provision", "pending %s is %s on %s in Teams: settled later", s->number,
+			    n->activation, s->user);
+		} else if ((rc = inv_confirm(p->inv, s->number, s->user, time(NULL))) == INV_OK) {
 			struct user u;
 			if (user_load(p, s->user, &u) >= 0) {
 				struct np_event e = { .kind = NPE_ASSIGN, .user = u.upn, .id = s->user,
@@ -869,9 +910,14 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 		    (rc = inv_reserve(p->inv, s->number, time(NULL))) == INV_OK)
 			ev_drift(p, s->number, s->range, s->user, n->target, "held-in-teams");
 		due_now(p, s->user, time(NULL));
+	} else if (time(NULL) - (time_t)cur.since < 2 * (time_t)r->cfg->sync.operation_timeout) {
+		/* not on the user yet: Teams may still be working on it; never freed on a guess */
+		log_info("provision", "pending %s is not on %s in Teams yet: asked again next round",
+		    s->number, s->user);
 	} else {
 		if ((rc = inv_fail(p->inv, s->number, s->user)) == INV_OK)
-			log_notice("provision", "%s was not assigned in Teams: back in the pool", s->number);
+			log_notice("provision", "%s was not assigned in Teams %ld s after it was asked: "
+			    "back in the pool", s->number, (long)(time(NULL) - (time_t)cur.since));
 		due_now(p, s->user, time(NULL));
 	}
 	if (rc != INV_OK)
@@ -985,6 +1031,7 @@ round_end(struct round *r)
 	e.priority = res == PR_SUCCESS ? LOG_INFO : LOG_WARNING;
 	e.full = r->full;
 	e.users = r->users;
+	e.decided = r->decided;
 	e.assigned = r->assigned;
 	e.released = r->released;
 	e.duration_ms = p->st.last_duration_ms;
@@ -1065,6 +1112,7 @@ decide_all(struct round *r)
 	}
 	if (n)
 		qsort(ids, n, sizeof(*ids), by_seq);
+	r->decided += n;
 	for (i = 0; i < n; i++) {
 		struct user u;
 		int rc = user_load(p, ids[i].id, &u);
@@ -1155,6 +1203,7 @@ on_page(const struct dir_page *pg, int full, void *arg)
 	time_t now = time(NULL);
 	int rc;
 
+	memset(&b, 0, sizeof(b));
 	if (full && !r->full) /* the link was refused: this became a full sync */
 		r->full = 1;
 	if (!users || batch_alloc(&b, pg->n_users) < 0) {
@@ -1215,7 +1264,7 @@ on_page(const struct dir_page *pg, int full, void *arg)
 				u->flags |= USER_F_DUE;
 			else if (d.act == ACT_WAIT && d.until > now)
 				due_now(p, u->id, d.until);
-			if (d.act == ACT_NOTHING) {
+			if (d.act == ACT_NOTHING && u->state != US_HELD) {
 				if (d.reason == RSN_UNLICENSED)
 					u->state = US_UNLICENSED;
 				else if (d.reason == RSN_DISABLED)
@@ -1235,7 +1284,7 @@ on_page(const struct dir_page *pg, int full, void *arg)
 		round_error(r, "cannot record a page of %zu users: %s", b.n, inv_strerror(rc));
 	}
 	if (!r->failed)
-		for (size_t i = 0; i < b.n; i++)
+		for (size_t i = 0; i < pg->n_users; i++) /* skipped entries carry no flags */
 			if (users[i].flags & USER_F_DUE)
 				due_now(p, users[i].id, 0);
 	for (size_t i = 0; i < pg->n_users; i++)
@@ -1293,7 +1342,9 @@ mark_absent(struct round *r)
 		return INV_OK;
 	}
 	users = calloc(idmap_count(&a.gone), sizeof(*users));
+	memset(&b, 0, sizeof(b));
 	if (!users || batch_alloc(&b, idmap_count(&a.gone)) < 0) {
+		batch_free(&b);
 		free(users);
 		idmap_clear(&a.gone);
 		return INV_E_DB;
@@ -1490,9 +1541,15 @@ on_skus(const struct teams_result *t, void *arg)
 	if (!t->ok)
 		log_warnx("provision", "subscribedSkus: %s %s; the built-in plan list is used", t->error,
 		    t->detail);
+	else
+		r->p->skus_loaded = 1;
 	if (r->p->draining) {
 		r->deciding = 1;
 		round_step_done(r);
+		return;
+	}
+	if (!r->full) {
+		start_delta(r);
 		return;
 	}
 	r->outstanding++;
@@ -1521,6 +1578,7 @@ cycle_start(struct prov *p, int full)
 			dir_licensing_free(p->lic);
 			p->lic = l;
 			p->lic_stale = 0;
+			p->skus_loaded = 0;
 		}
 	}
 	r->p = p;
@@ -1536,7 +1594,9 @@ cycle_start(struct prov *p, int full)
 	    time(NULL) < p->last_full; /* the clock went back: reconcile */
 	p->st.last_full = r->full;
 	settle_pending(r);
-	if (r->full) {
+	/* plan names are learnt before any page is classified: every full sync, and the
+	   first round after a start or a reload */
+	if (r->full || !p->skus_loaded) {
 		r->outstanding++;
 		if (teams_load_skus(p->graph, p->lic, on_skus, r) < 0)
 			on_skus(&(struct teams_result){ 0 }, r);
@@ -1629,7 +1689,8 @@ startup_scan(const char *id, const void *rec, size_t len, void *arg)
 	p->count[u.state]++;
 	/* assigning: settled from Teams first, then decided (a crash may have cut it short) */
 	if ((u.flags & USER_F_DUE) || u.state == US_NEW || u.state == US_NO_MATCH ||
-	    u.state == US_RANGES_FULL || u.state == US_GONE || u.state == US_ASSIGNING)
+	    u.state == US_RANGES_FULL || u.state == US_GONE || u.state == US_ASSIGNING ||
+	    u.change_new[0])
 		due_now(p, id, 0);
 	else if (u.state == US_WAITING)
 		due_now(p, id, (time_t)u.retry_at);
@@ -1721,6 +1782,7 @@ resolve_user(struct prov *p, const char *key, struct user *u)
 {
 	struct find_ctx f = { key, "" };
 
+	user_init(u, "");
 	if (strlen(key) < INV_ID_MAX && user_load(p, key, u) == 0)
 		return 0;
 	if (inv_dir_foreach(p->inv, find_upn, &f) < 0 || !f.id[0])
@@ -1877,8 +1939,6 @@ prov_plan(struct prov *p)
 
 /* ---- administrators' changes -------------------------------------------- */
 
-static void manual_restored(const struct teams_result *t, void *arg);
-
 static void
 manual_fail(struct change *c, const char *why)
 {
@@ -1886,78 +1946,176 @@ manual_fail(struct change *c, const char *why)
 	change_done(c);
 }
 
+/* The administrator's change of number as written ahead in the user's record. */
+static int
+journal(struct prov *p, const char *id, const char *old, const char *new_number, int reserved)
+{
+	struct user u;
+	int had = user_load(p, id, &u), rc;
+
+	if (had < 0)
+		return INV_E_DB;
+	snprintf(u.change_old, sizeof(u.change_old), "%s", old ? old : "");
+	snprintf(u.change_new, sizeof(u.change_new), "%s", new_number ? new_number : "");
+	if (reserved)
+		u.flags |= USER_F_CHANGE_RESERVED;
+	else
+		u.flags &= (uint8_t)~USER_F_CHANGE_RESERVED;
+	rc = user_store(p, &u, had == 0 ? u.state : -1);
+	user_clear(&u);
+	return rc;
+}
+
+/* The change did not happen (or was undone): the journal goes, the reservation too. */
+static int
+journal_drop(struct prov *p, const char *id)
+{
+	struct user u;
+	int rc = INV_OK;
+
+	if (user_load(p, id, &u) != 0) {
+		user_clear(&u);
+		return INV_OK;
+	}
+	if ((u.flags & USER_F_CHANGE_RESERVED) && u.change_new[0]) {
+		struct inv_number n;
+		if (inv_get_number(p->inv, u.change_new, &n) == INV_OK && n.state == INV_RESERVED &&
+		    !(n.flags & INV_NF_CONFIG))
+			rc = inv_unreserve(p->inv, u.change_new);
+	}
+	if (rc == INV_OK) {
+		u.change_old[0] = u.change_new[0] = '\0';
+		u.flags &= (uint8_t)~USER_F_CHANGE_RESERVED;
+		rc = user_store(p, &u, u.state);
+	}
+	user_clear(&u);
+	return rc;
+}
+
+/*
+ * Teams holds the new number: the inventory follows (old released, new assigned)
+ * and the journal goes. Each step is idempotent, so a retry after a crash or a
+ * failed write finishes it.
+ */
+static int
+change_complete(struct prov *p, const struct config *cfg, const char *id, const char *upn,
+    const char *old, const char *new_number)
+{
+	struct inv_user held;
+	struct inv_number n, on;
+	const struct cfg_range *cr = range_of_number(cfg, new_number);
+	time_t now = time(NULL);
+	int rc = INV_OK, released = 0;
+
+	memset(&on, 0, sizeof(on));
+	if (inv_get_user(p->inv, id, &held) == INV_OK && strcmp(held.number, new_number) != 0) {
+		struct inv_number was;
+		if (inv_get_number(p->inv, held.number, &was) != INV_OK)
+			memset(&was, 0, sizeof(was));
+		if ((rc = inv_release(p->inv, id, quarantine_of(cfg, was.range), now, &on)) != INV_OK)
+			return rc;
+		snprintf(on.range, sizeof(on.range), "%s", was.range);
+		released = 1;
+	}
+	if (inv_get_number(p->inv, new_number, &n) != INV_OK || n.state != INV_ASSIGNED ||
+	    strcmp(n.user_id, id) != 0) {
+		if ((rc = inv_claim(p->inv, new_number, id, upn, now)) != INV_OK &&
+		    rc != INV_E_USER_HAS)
+			return rc;
+		if ((rc = inv_confirm(p->inv, new_number, id, now)) != INV_OK)
+			return rc;
+	}
+	if (released) {
+		struct np_event e = { .kind = NPE_RELEASE, .user = upn, .id = id, .number = old,
+			.range = on.range, .reason = "changed", .by = "administrator",
+			.quarantine_until = on.state == INV_QUARANTINED ? (time_t)on.until : 0 };
+		np_event_emit(&e);
+		p->st.releases++;
+	}
+	{
+		struct np_event e = { .kind = NPE_ASSIGN, .user = upn, .id = id, .number = new_number,
+			.range = cr ? cr->name : "", .type = cr ? config_range_type_name(cr->type) : "-",
+			.by = "administrator" };
+		np_event_emit(&e);
+		p->st.assignments++;
+	}
+	if ((rc = journal_drop(p, id)) != INV_OK)
+		return rc;
+	user_assigned(p, NULL, id);
+	return INV_OK;
+}
+
+static void manual_restored(const struct teams_result *t, void *arg);
+
 /* Step 2 of a change of number: the new number in Teams. */
 static void
 manual_new_assigned(const struct teams_result *t, void *arg)
 {
 	struct change *c = arg;
 	struct prov *p = c->p;
-	struct inv_number n;
-	time_t now = time(NULL);
 	int rc;
 
 	idmap_del(&p->inflight, c->number);
-	if (!t->ok) {
-		/* refused (or unknown): the old number goes back on the user */
-		snprintf(c->why, sizeof(c->why), "%s", t->detail[0] ? t->detail : t->error);
-		log_warnx("provision", "assign %s to %s refused by Teams (%s): restoring %s", c->number,
-		    c->upn, c->why, c->old_number);
-		if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
-			log_warnx("provision", "out of memory");
-		if (teams_assign(p->graph, c->id, c->old_number, number_type_of(p, c->old_range), NULL,
-			manual_restored, c) < 0)
-			manual_restored(&(struct teams_result){ .error = "internal" }, c);
+	if (t->ok) {
+		if ((rc = change_complete(p, c->cfg, c->id, c->upn, c->old_number, c->number)) !=
+		    INV_OK) {
+			log_err("provision", "%s holds %s in Teams but the inventory cannot record it "
+			    "yet (%s): finished at the next sync", c->upn, c->number, inv_strerror(rc));
+			due_now(p, c->id, 0);
+			manual_fail(c, "Teams made the change; the inventory records it at the next sync");
+			return;
+		}
+		apply_policy(c);
+		reply(c, 1, NULL, c->number);
+		change_done(c);
 		return;
 	}
-	/* Teams holds the new number: the inventory follows (old released, new assigned) */
-	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->old_range), now, &n)) != INV_OK ||
-	    (rc = inv_claim(p->inv, c->number, c->id, c->upn, now)) != INV_OK ||
-	    (rc = inv_confirm(p->inv, c->number, c->id, now)) != INV_OK) {
-		log_err("provision", "%s holds %s in Teams but the inventory cannot record it (%s): "
-		    "the next full sync adopts it", c->upn, c->number, inv_strerror(rc));
-		manual_fail(c, "Teams made the change; the inventory could not record it yet");
+	if (!t->refused) {
+		/* unknown whether Teams did it: the journal stays, the next round settles it */
+		due_now(p, c->id, 0);
+		snprintf(c->why, sizeof(c->why), "Teams did not confirm %s in time (%s); the next "
+		    "sync settles it", c->number, t->detail[0] ? t->detail : t->error);
+		manual_fail(c, c->why);
 		return;
 	}
+	/* refused: the old number goes back on the user */
+	snprintf(c->why, sizeof(c->why), "%s", t->detail[0] ? t->detail : t->error);
+	log_warnx("provision", "assign %s to %s refused by Teams (%s): restoring %s", c->number,
+	    c->upn, c->why, c->old_number);
+	if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
+		log_warnx("provision", "out of memory");
 	{
-		struct np_event e = { .kind = NPE_RELEASE, .user = c->upn, .id = c->id,
-			.number = c->old_number, .range = c->old_range, .reason = "changed",
-			.by = "administrator",
-			.quarantine_until = n.state == INV_QUARANTINED ? (time_t)n.until : 0 };
-		const struct cfg_range *cr = config_range_find(c->cfg, c->range);
-		struct np_event a = { .kind = NPE_ASSIGN, .user = c->upn, .id = c->id,
-			.number = c->number, .range = c->range,
-			.type = cr ? config_range_type_name(cr->type) : "-", .by = "administrator" };
-		np_event_emit(&e);
-		np_event_emit(&a);
+		const struct cfg_range *or = range_of_number(c->cfg, c->old_number);
+		if (teams_assign(p->graph, c->id, c->old_number, number_type_of(p, c->old_range),
+			or ? or->location_id : NULL, manual_restored, c) < 0)
+			manual_restored(&(struct teams_result){ .error = "internal" }, c);
 	}
-	p->st.releases++;
-	p->st.assignments++;
-	user_assigned(p, NULL, c->id);
-	apply_policy(c);
-	reply(c, 1, NULL, c->number);
-	change_done(c);
 }
 
 static void
 manual_restored(const struct teams_result *t, void *arg)
 {
 	struct change *c = arg;
-	char msg[1024];
+	struct prov *p = c->p;
+	char msg[1536];
 
-	idmap_del(&c->p->inflight, c->old_number);
-	if (t->ok) {
+	idmap_del(&p->inflight, c->old_number);
+	if (t->ok && journal_drop(p, c->id) == INV_OK) {
 		snprintf(msg, sizeof(msg), "Teams refused %s: %s (the user keeps %s)", c->number,
 		    c->why, c->old_number);
 	} else {
-		log_err("provision", "%s could not be given back %s in Teams (%s %s): the next full "
-		    "sync reports it as drift", c->upn, c->old_number, t->error, t->detail);
-		snprintf(msg, sizeof(msg), "Teams refused %s: %s; restoring %s failed too (%s)",
-		    c->number, c->why, c->old_number, t->detail[0] ? t->detail : t->error);
+		/* the journal stays: the next round settles it from Teams */
+		log_err("provision", "%s could not be given back %s in Teams (%s %s): settled at the "
+		    "next sync", c->upn, c->old_number, t->error, t->detail);
+		due_now(p, c->id, 0);
+		snprintf(msg, sizeof(msg), "Teams refused %s: %s; restoring %s did not complete (%s): "
+		    "the next sync settles it", c->number, c->why, c->old_number,
+		    t->detail[0] ? t->detail : t->error);
 	}
 	manual_fail(c, msg);
 }
 
-/* Step 1 of a change of number: the old one is taken off in Teams (inventory unchanged). */
+/* Step 1 of a change of number: the old one is taken off in Teams. */
 static void
 manual_old_unassigned(const struct teams_result *t, void *arg)
 {
@@ -1966,6 +2124,12 @@ manual_old_unassigned(const struct teams_result *t, void *arg)
 
 	idmap_del(&p->inflight, c->old_number);
 	if (!t->ok && !not_assigned(t)) {
+		if (t->refused) {
+			if (journal_drop(p, c->id) != INV_OK)
+				due_now(p, c->id, 0);
+		} else {
+			due_now(p, c->id, 0); /* unknown: settled next round */
+		}
 		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
 	}
@@ -1975,9 +2139,93 @@ manual_old_unassigned(const struct teams_result *t, void *arg)
 		const struct cfg_range *cr = config_range_find(c->cfg, c->range);
 		if (teams_assign(p->graph, c->id, c->number, cr ? range_type_graph(cr->type) :
 		    TNT_DIRECT_ROUTING, cr ? cr->location_id : NULL, manual_new_assigned, c) < 0)
-			manual_new_assigned(&(struct teams_result){ .error = "internal",
+			manual_new_assigned(&(struct teams_result){ .refused = 1, .error = "internal",
 			    .detail = "cannot send the assignment" }, c);
 	}
+}
+
+/* After Teams was read: the change of number, or a first number, written ahead. */
+static void
+manual_go(struct change *c)
+{
+	struct prov *p = c->p;
+	struct inv_number n;
+	int rc, reserved = 0;
+
+	if (c->old_number[0]) {
+		/* the new number is kept out of the pool while Teams works */
+		if (inv_get_number(p->inv, c->number, &n) == INV_OK && n.state == INV_AVAILABLE) {
+			if ((rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK) {
+				manual_fail(c, inv_strerror(rc));
+				return;
+			}
+			reserved = 1;
+		}
+		if ((rc = journal(p, c->id, c->old_number, c->number, reserved)) != INV_OK) {
+			if (reserved && inv_unreserve(p->inv, c->number) != INV_OK)
+				log_warnx("provision", "%s stays reserved", c->number);
+			manual_fail(c, "cannot record the change; nothing was sent to Teams");
+			return;
+		}
+		if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
+			log_warnx("provision", "out of memory");
+		if (teams_unassign(p->graph, c->old_number, number_type_of(p, c->old_range),
+			manual_old_unassigned, c) < 0)
+			manual_old_unassigned(&(struct teams_result){ .refused = 1, .error = "internal",
+			    .detail = "cannot send the change to Teams" }, c);
+		return;
+	}
+	/* no number yet: written ahead (pending), then Teams, as in the cycle */
+	if (inv_get_number(p->inv, c->number, &n) == INV_OK && n.state == INV_RESERVED)
+		c->step = INV_RESERVED; /* a refusal gives the reservation back */
+	rc = inv_claim(p->inv, c->number, c->id, c->upn, time(NULL));
+	if (rc != INV_OK) {
+		manual_fail(c, inv_strerror(rc));
+		return;
+	}
+	if (send_assign(c) < 0)
+		assigned(&(struct teams_result){ .refused = 1, .error = "internal",
+		    .detail = "cannot send the assignment to Teams" }, c);
+}
+
+/* Before any assignNumber: what Teams shows on the user (B10). */
+static void
+manual_checked(const struct teams_result *t, const struct teams_number *v, size_t n, void *arg)
+{
+	struct change *c = arg;
+	struct prov *p = c->p;
+	const char *other = NULL;
+	int has_new = 0, rc;
+
+	if (!t->ok) {
+		manual_fail(c, t->detail[0] ? t->detail : "cannot read the user's numbers in Teams");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].number, c->number) == 0)
+			has_new = 1;
+		else if (!c->old_number[0] || strcmp(v[i].number, c->old_number) != 0)
+			other = v[i].number;
+	}
+	if (has_new && !other) {
+		/* already theirs in Teams: the inventory follows */
+		if ((rc = change_complete(p, c->cfg, c->id, c->upn, c->old_number, c->number)) !=
+		    INV_OK) {
+			manual_fail(c, inv_strerror(rc));
+			return;
+		}
+		reply(c, 1, NULL, c->number);
+		change_done(c);
+		return;
+	}
+	if (other && !c->policy_only) { /* policy_only carries --force here */
+		snprintf(c->why, sizeof(c->why), "%s holds %s in Teams, which numprov has not "
+		    "recorded; an assignment could replace it: refused (--force to replace it)",
+		    c->upn, other);
+		manual_fail(c, c->why);
+		return;
+	}
+	manual_go(c);
 }
 
 int
@@ -1991,7 +2239,7 @@ prov_manual_assign(struct prov *p, const char *key, const char *number, int forc
 	struct e164 num;
 	char canon[E164_STRLEN], why[160];
 	struct user u;
-	int rc;
+	int holds;
 
 	err[0] = '\0';
 	if (resolve_user(p, key, &u) < 0) {
@@ -2023,10 +2271,26 @@ prov_manual_assign(struct prov *p, const char *key, const char *number, int forc
 		user_clear(&u);
 		return -4;
 	}
-	if (idmap_get(&p->busy, u.id) || idmap_get(&p->inflight, canon)) {
-		snprintf(err, errlen, "a change for %s is in flight; try again in a moment", u.upn);
+	if (idmap_get(&p->busy, u.id) || idmap_get(&p->inflight, canon) || u.change_new[0]) {
+		snprintf(err, errlen, "a change for %s is in flight; try again after the next sync",
+		    u.upn);
 		user_clear(&u);
 		return -7;
+	}
+	holds = inv_get_user(p->inv, u.id, &held) == INV_OK;
+	if (holds && held.state != INV_ASSIGNED) {
+		snprintf(err, errlen, "%s has an unsettled assignment of %s; try again after the next "
+		    "sync", u.upn, held.number);
+		user_clear(&u);
+		return -7;
+	}
+	if (holds && strcmp(held.number, canon) == 0 && u.state != US_HELD) {
+		cJSON *o = cJSON_CreateObject();
+		user_clear(&u);
+		cJSON_AddBoolToObject(o, "ok", 1);
+		cJSON_AddStringToObject(o, "number", canon);
+		cb(o, arg); /* already theirs: nothing to do */
+		return 0;
 	}
 	if (!(c = change_new(p, NULL, u.id))) {
 		user_clear(&u);
@@ -2035,51 +2299,95 @@ prov_manual_assign(struct prov *p, const char *key, const char *number, int forc
 	}
 	c->reply = cb;
 	c->reply_arg = arg;
+	c->policy_only = force; /* --force: an unrecorded number in Teams may be replaced */
 	snprintf(c->upn, sizeof(c->upn), "%s", u.upn[0] ? u.upn : key);
 	snprintf(c->number, sizeof(c->number), "%s", canon);
 	snprintf(c->range, sizeof(c->range), "%s", r->name);
 	user_clear(&u);
-	if (inv_get_user(p->inv, c->id, &held) == INV_OK && strcmp(held.number, canon) != 0) {
-		if (held.state != INV_ASSIGNED) {
-			snprintf(err, errlen, "%s has an unsettled assignment of %s; try again after "
-			    "the next sync", c->upn, held.number);
-			c->reply = NULL;
-			change_done(c);
-			return -7;
-		}
-		/* a change of number: the old one off, the new one on, the old one back if refused */
+	if (holds && strcmp(held.number, canon) != 0) {
 		snprintf(c->old_number, sizeof(c->old_number), "%s", held.number);
 		if (inv_get_number(p->inv, held.number, &n) == INV_OK)
 			snprintf(c->old_range, sizeof(c->old_range), "%s", n.range);
-		if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
-			log_warnx("provision", "out of memory");
-		if (teams_unassign(p->graph, c->old_number, number_type_of(p, c->old_range),
-			manual_old_unassigned, c) < 0) {
-			idmap_del(&p->inflight, c->old_number);
-			snprintf(err, errlen, "cannot send the change to Teams");
-			c->reply = NULL;
-			change_done(c);
-			return -5;
-		}
-		return 0;
 	}
-	/* no number yet (or the same one again): written ahead, then Teams, as in the cycle */
-	rc = inv_claim(p->inv, canon, c->id, c->upn, time(NULL));
-	if (rc != INV_OK && !(rc == INV_E_USER_HAS || rc == INV_E_TAKEN)) {
-		snprintf(err, errlen, "%s", inv_strerror(rc));
-		c->reply = NULL;
-		change_done(c);
-		return -5;
-	}
-	if (send_assign(c) < 0) {
-		if (rc == INV_OK && inv_fail(p->inv, canon, c->id) != INV_OK)
-			log_warnx("provision", "%s stays pending; settled from Teams next round", canon);
-		snprintf(err, errlen, "cannot send the assignment to Teams");
+	if (teams_user_numbers(p->graph, c->id, manual_checked, c) < 0) {
+		snprintf(err, errlen, "cannot ask Teams for the user's numbers");
 		c->reply = NULL;
 		change_done(c);
 		return -5;
 	}
 	return 0;
+}
+
+/* ---- a change of number cut short (crash, unsettled answer): settled from Teams ---- */
+
+static void
+change_settled(const struct teams_result *t, const struct teams_number *v, size_t n, void *arg)
+{
+	struct change *c = arg;
+	struct round *r = c->r;
+	struct prov *p = c->p;
+	int has_new = 0, has_old = 0, rc = INV_OK;
+
+	if (!t->ok) {
+		round_error(r, "numbers of %s: %.200s", c->upn, t->detail[0] ? t->detail : t->error);
+		due_now(p, c->id, time(NULL));
+		change_done(c);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		has_new |= strcmp(v[i].number, c->number) == 0;
+		has_old |= c->old_number[0] && strcmp(v[i].number, c->old_number) == 0;
+	}
+	if (has_new) {
+		rc = change_complete(p, c->cfg, c->id, c->upn, c->old_number, c->number);
+	} else if (has_old) {
+		log_notice("provision", "the change of %s from %s to %s did not happen in Teams: "
+		    "%s keeps %s", c->upn, c->old_number, c->number, c->upn, c->old_number);
+		rc = journal_drop(p, c->id);
+	} else {
+		/* neither: the old number is off, the new one never arrived. The old one goes
+		   back to the pool and the user is decided afresh (checked with Teams first). */
+		struct inv_number on;
+		struct inv_user held;
+		log_warnx("provision", "the change of %s from %s to %s was cut short: %s holds %s "
+		    "in Teams; decided again", c->upn, c->old_number, c->number, c->upn,
+		    n ? v[0].number : "no number");
+		if (inv_get_user(p->inv, c->id, &held) == INV_OK)
+			rc = inv_release(p->inv, c->id, 0, time(NULL), &on);
+		if (rc == INV_OK)
+			rc = journal_drop(p, c->id);
+	}
+	if (rc != INV_OK) {
+		round_error(r, "change of number of %s: %s", c->upn, inv_strerror(rc));
+		due_now(p, c->id, time(NULL));
+	} else if (!has_new && !has_old && !p->draining) {
+		/* decided now, on what Teams just said */
+		struct user u;
+		if (user_load(p, c->id, &u) == 0)
+			act_on(r, &u, n ? v[0].number : "");
+		user_clear(&u);
+	}
+	change_done(c);
+}
+
+static void
+start_settle_change(struct round *r, struct user *u)
+{
+	struct change *c = change_new(r->p, r, u->id);
+
+	idmap_del(&r->p->due, u->id);
+	if (!c) {
+		round_error(r, "out of memory");
+		return;
+	}
+	snprintf(c->upn, sizeof(c->upn), "%s", u->upn);
+	snprintf(c->number, sizeof(c->number), "%s", u->change_new);
+	snprintf(c->old_number, sizeof(c->old_number), "%s", u->change_old);
+	if (teams_user_numbers(r->p->graph, u->id, change_settled, c) < 0) {
+		round_error(r, "cannot ask Teams for the numbers of %s", u->upn);
+		due_now(r->p, u->id, time(NULL));
+		change_done(c);
+	}
 }
 
 /* numprovctl unassign: released, and the user held out of automatic assignment. */
@@ -2094,6 +2402,13 @@ manual_unassigned(const struct teams_result *t, void *arg)
 
 	idmap_del(&p->inflight, c->number);
 	if (!t->ok && !not_assigned(t)) {
+		/* Teams kept it: the hold recorded beforehand is lifted again */
+		if (t->refused && (had = user_load(p, c->id, &u)) == 0) {
+			u.state = (uint8_t)c->step;
+			if (user_store(p, &u, US_HELD) != INV_OK)
+				log_err("provision", "cannot lift the hold of %s", c->upn);
+			user_clear(&u);
+		}
 		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
 	}
@@ -2112,13 +2427,7 @@ manual_unassigned(const struct teams_result *t, void *arg)
 		np_event_emit(&e);
 	}
 	p->st.releases++;
-	had = user_load(p, c->id, &u);
-	if (had >= 0) {
-		int old = had == 0 ? u.state : -1;
-		u.state = US_HELD;
-		u.flags &= (uint8_t)~USER_F_DUE;
-		if (user_store(p, &u, old) != INV_OK)
-			log_err("provision", "cannot record that %s is held without a number", c->upn);
+	if (user_load(p, c->id, &u) >= 0) {
 		ev_user(NPE_HOLD, &u, NULL, NULL, "administrator");
 		user_clear(&u);
 	}
@@ -2185,10 +2494,27 @@ prov_manual_unassign(struct prov *p, const char *key, prov_reply cb, void *arg, 
 		user_clear(&u);
 		return -7;
 	}
-	if (!(c = change_new(p, NULL, u.id))) {
-		user_clear(&u);
-		snprintf(err, errlen, "out of memory");
-		return -5;
+	/*
+	 * The hold is recorded first: a crash before Teams answers leaves a held user
+	 * with a number, whose unassign the next round carries out (decide.c).
+	 */
+	{
+		int old = u.state, rc;
+		if (known && old != US_HELD) {
+			u.state = US_HELD;
+			u.flags &= (uint8_t)~USER_F_DUE;
+			if ((rc = user_store(p, &u, old)) != INV_OK) {
+				snprintf(err, errlen, "cannot record the hold: %s", inv_strerror(rc));
+				user_clear(&u);
+				return -5;
+			}
+		}
+		if (!(c = change_new(p, NULL, u.id))) {
+			user_clear(&u);
+			snprintf(err, errlen, "out of memory");
+			return -5;
+		}
+		c->step = old == US_HELD ? US_ASSIGNED : old;
 	}
 	c->reply = cb;
 	c->reply_arg = arg;
@@ -2201,10 +2527,8 @@ prov_manual_unassign(struct prov *p, const char *key, prov_reply cb, void *arg, 
 		log_warnx("provision", "out of memory");
 	if (teams_unassign(p->graph, c->number, number_type_of(p, c->range), manual_unassigned, c) < 0) {
 		idmap_del(&p->inflight, c->number);
-		snprintf(err, errlen, "cannot send the change to Teams");
-		c->reply = NULL;
-		change_done(c);
-		return -5;
+		manual_unassigned(&(struct teams_result){ .refused = 1, .error = "internal",
+		    .detail = "cannot send the change to Teams" }, c);
 	}
 	return 0;
 }

@@ -406,7 +406,7 @@ change_polled(const struct graph_result *r, void *arg)
 		change_end(c, 1, r->status, NULL, detail);
 		break;
 	case TOP_FAILED:
-		c->refused = 1;
+		c->refused = !c->resent; /* a second copy may fail where the first went through */
 		change_end(c, 0, r->status, "failed", detail[0] ? detail : "the operation failed");
 		break;
 	case TOP_RUNNING:
@@ -428,7 +428,7 @@ change_checked(const struct graph_result *r, void *arg)
 	for (i = 0; i < n; i++) {
 		if (strcmp(v[i].number, c->number) != 0)
 			continue;
-		if (c->assign && strcmp(v[i].target, c->user) == 0) {
+		if (c->assign && strcasecmp(v[i].target, c->user) == 0) {
 			done = strcmp(v[i].activation, "activated") == 0;
 			pending = !done;
 		} else if (!c->assign && !v[i].target[0]) {
@@ -494,7 +494,8 @@ change_sent(const struct graph_result *r, void *arg)
 		return;
 	}
 	/* a 4xx answer to the POST (not a timeout or throttling) refuses it outright */
-	c->refused = r->status >= 400 && r->status < 500 && r->status != 408 && r->status != 429;
+	c->refused = !c->resent && r->status >= 400 && r->status < 500 && r->status != 408 &&
+	    r->status != 429;
 	change_end(c, 0, r->status, r->error_code, r->error_message);
 }
 

@@ -115,8 +115,9 @@ user_from_dir(struct user *u, const struct user *old, const struct dir_user *d,
  *   u8 version (1), u8 state, u8 flags, u8 enabled, u8 licences (bit 0 Teams
  *   Phone, bit 1 Calling Plan), u32 backoff, i64 retry_at, u8 count of strings,
  *   then that many strings as u16 length + bytes: upn, display name, then the
- *   rule attributes in enum rule_attr order. A reader takes the strings it
- *   knows and skips the rest, so a later version may append attributes.
+ *   rule attributes in enum rule_attr order, then the administrator's change
+ *   of number in flight (old, new). A reader takes the strings it knows and
+ *   skips the rest, so a later version may append strings.
  * Records written before version 1 were JSON objects (first byte '{').
  */
 #define REC_FIXED 17
@@ -175,11 +176,13 @@ user_encode(const struct user *u, unsigned char **out, size_t *len)
 	rc |= put_uint(&b, (u->teams_phone ? 1u : 0u) | (u->calling_plan ? 2u : 0u), 1);
 	rc |= put_uint(&b, u->backoff, 4);
 	rc |= put_uint(&b, (uint64_t)u->retry_at, 8);
-	rc |= put_uint(&b, 2 + RA__MAX, 1);
+	rc |= put_uint(&b, 4 + RA__MAX, 1);
 	rc |= put_str(&b, u->upn);
 	rc |= put_str(&b, u->name);
 	for (int i = 0; i < RA__MAX; i++)
 		rc |= put_str(&b, u->attr[i]);
+	rc |= put_str(&b, u->change_old);
+	rc |= put_str(&b, u->change_new);
 	if (rc) {
 		free(b.p);
 		return -1;
@@ -284,6 +287,12 @@ user_decode(const char *id, const void *rec, size_t len, struct user *u)
 		} else if (i == 1) {
 			dst = u->name;
 			cap = sizeof(u->name);
+		} else if (i == 2 + RA__MAX) {
+			dst = u->change_old;
+			cap = sizeof(u->change_old);
+		} else if (i == 3 + RA__MAX) {
+			dst = u->change_new;
+			cap = sizeof(u->change_new);
 		} else if (i - 2 < RA__MAX && n > 0) {
 			if (memchr(p + off, '\0', n) || !(u->attr[i - 2] = malloc(n + 1)))
 				goto bad;
@@ -322,6 +331,10 @@ user_to_json(const struct user *u)
 	cJSON_AddStringToObject(o, "state", user_state_name((enum user_state)u->state));
 	if (u->retry_at)
 		cJSON_AddNumberToObject(o, "retry_at", (double)u->retry_at);
+	if (u->change_new[0]) {
+		cJSON_AddStringToObject(o, "changing_from", u->change_old);
+		cJSON_AddStringToObject(o, "changing_to", u->change_new);
+	}
 	a = cJSON_AddObjectToObject(o, "attributes");
 	for (int i = 0; a && i < RA__MAX; i++)
 		if (u->attr[i])

@@ -37,6 +37,7 @@ enum user_state {
 /* What a round still has to do for the user: stored with the page that brought it. */
 #define USER_F_DUE 0x01   /* a change not acted on yet */
 #define USER_F_MOVED 0x02 /* city, office or usage location changed: a retained move to log */
+#define USER_F_CHANGE_RESERVED 0x04 /* the change of number reserved change_new itself */
 
 #define USER_RECORD_VERSION 1
 #define USER_NAME_MAX 256
@@ -52,6 +53,8 @@ struct user {
 	uint32_t backoff; /* seconds of the last wait before a retry */
 	int64_t retry_at; /* not before this time (0: now) */
 	char *attr[RA__MAX]; /* owned; NULL when empty */
+	/* an administrator's change of number in flight (written ahead; "" none) */
+	char change_old[E164_STRLEN], change_new[E164_STRLEN];
 };
 
 void user_init(struct user *u, const char *id);

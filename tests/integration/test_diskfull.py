@@ -163,7 +163,8 @@ def test_full_disk_fails_the_round_cleanly_and_recovers(sim, ns, nsd):
 
     def busy_rounds():
         # rounds with users to decide: each of them needs the disk
-        rounds = [e for e in d.events("sync")[first_full:] if e.get("users") != "0"]
+        rounds = [e for e in d.events("sync")[first_full:]
+                  if e.get("users") != "0" or e.get("decided", "0") != "0"]
         return rounds if len(rounds) >= 2 else None
 
     rounds = wait_for("2 sync rounds with work on the full disk", busy_rounds, d, timeout=60)

@@ -210,3 +210,79 @@ def test_number_given_by_hand_between_full_syncs_is_adopted_not_replaced(sim, nu
     assert holder(sim, "+442080000003") == uid
     assert holder(sim, "+15550000001") == other
     assert user_json(d, f"handed@{gtl.DOMAIN}")["number"] == "+442080000003"
+
+
+# ---- found in review: holds outlast licence changes; unrecorded numbers are not replaced;
+# ---- a change of number cut short by a kill is settled from Teams -----------------------
+
+def test_hold_outlasts_disable_and_enable(sim, numprovd):
+    d = numprovd(interval=2)
+    number = d.wait_event("assign", user=UPN["alice"])[0]["number"]
+    assert d.ctl("unassign", UPN["alice"]).returncode == 0
+    sim.ctl.disable(IDS["alice"])
+    n = d.syncs()
+    d.wait_syncs(n + 2, timeout=30)
+    sim.ctl.enable(IDS["alice"])
+    n = d.syncs()
+    d.wait_syncs(n + 3, timeout=30)
+    assert sim.ctl.assign_requests(user=IDS["alice"])[-1]["number"] == number  # only the first
+    assert len(sim.ctl.assign_requests(user=IDS["alice"])) == 1
+    assert user_json(d, UPN["alice"])["state"] == "held-by-administrator"
+
+
+def test_manual_assign_does_not_replace_an_unrecorded_number(sim, numprovd):
+    d = numprovd(mode="off")
+    d.wait_syncs(1)
+    uid = add_user(sim, "handheld", city="London")
+    n = d.syncs()
+    assert d.ctl("sync").returncode == 0
+    d.wait_syncs(n + 1)
+    sim.ctl.add_number({"telephoneNumber": "+15550000002", "numberType": "directRouting",
+                        "assignmentTargetId": uid})
+    r = d.ctl("assign", f"handheld@{gtl.DOMAIN}", "+442080000002")
+    assert r.returncode != 0 and "+15550000002" in r.stderr and "--force" in r.stderr, r.stderr
+    assert sim.ctl.assign_requests(user=uid) == []
+    # --force sends it: Teams decides (refuses here, replaces below)
+    r = d.ctl("assign", f"handheld@{gtl.DOMAIN}", "+442080000002", "--force")
+    assert r.returncode != 0 and "already has" in r.stderr, r.stderr
+    assert holder(sim, "+15550000002") == uid
+    sim.ctl.settings(assign_existing="replace")
+    r = d.ctl("assign", f"handheld@{gtl.DOMAIN}", "+442080000002", "--force")
+    assert r.returncode == 0, r.stderr
+    assert holder(sim, "+442080000002") == uid
+
+
+def test_change_of_number_cut_short_by_a_kill_is_settled(sim, numprovd, tmp_path):
+    d = numprovd()
+    old = d.wait_event("assign", user=UPN["alice"])[0]["number"]
+    d.wait_syncs(1)
+    sim.ctl.fault("latency", match="/assignNumber", ms=3000)
+    t = threading.Thread(target=lambda: d.ctl("assign", UPN["alice"], "+442080000004"))
+    t.start()
+    wait_for(lambda: holder(sim, old) is None, what="the old number off in Teams")
+    time.sleep(0.5)
+    d.stop(signal.SIGKILL)
+    t.join(30)
+    time.sleep(3)  # whatever the simulator does with the assignment it was sent
+    sim.ctl.clear_faults()
+    d2 = Numprovd(sim, tmp_path).start()
+    try:
+        d2.wait_syncs(1, timeout=40)
+        truth = {n: v.get("target") for n, v in sim.ctl.truth()["numbers"].items()}
+        mine = sorted(n for n, who in truth.items() if who == IDS["alice"])
+        u = user_json(d2, UPN["alice"])
+        if not mine:  # the change went nowhere: decided afresh, a number in the next round
+            d2.wait_event("assign", user=UPN["alice"], timeout=30)
+            truth = {n: v.get("target") for n, v in sim.ctl.truth()["numbers"].items()}
+            mine = sorted(n for n, who in truth.items() if who == IDS["alice"])
+            u = user_json(d2, UPN["alice"])
+        assert len(mine) == 1, mine
+        assert u["number"] == mine[0] and u["number_state"] == "assigned", u
+        assert "changing_to" not in u["record"], u
+        for number, who in truth.items():  # nothing on two users, inventory = Teams
+            if who and number.startswith("+44208"):
+                r = d2.ctl("--json", "user", who)
+                if r.returncode == 0:
+                    assert json.loads(r.stdout).get("number") == number
+    finally:
+        d2.stop(signal.SIGKILL)
