@@ -22,6 +22,7 @@
 #include "graph.h"
 #include "inventory.h"
 #include "log.h"
+#include "loop.h"
 #include "provision.h"
 #include "teams.h"
 
@@ -33,7 +34,8 @@ struct daemon {
 	const char *conf_file;
 	struct config *cfg;
 	struct inventory *inv;
-	struct event_base *base;
+	struct loop *loop;
+	struct event_base *base; /* the loop's */
 	struct graph *graph;
 	struct prov *prov;
 	struct control *control;
@@ -171,16 +173,14 @@ drained(void *arg)
 {
 	struct daemon *d = arg;
 
-	event_base_loopexit(d->base, NULL);
+	loop_stop(d->loop, 0);
 }
 
 static void
-on_signal(evutil_socket_t sig, short what, void *arg)
+on_signal(int sig, void *arg)
 {
 	struct daemon *d = arg;
-	struct timeval grace = { STOP_GRACE, 0 };
 
-	(void)what;
 	if (sig == SIGHUP) {
 		reload(d);
 		return;
@@ -191,37 +191,34 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (d->stopping++) {
-		event_base_loopexit(d->base, NULL);
+		loop_stop(d->loop, 0);
 		return;
 	}
 	log_notice("main", "signal %d: finishing what is in flight, then stopping", (int)sig);
 	notify("STOPPING=1");
 	/* what Teams was asked is answered and recorded; a stuck call gets the grace period */
-	event_base_loopexit(d->base, &grace);
+	loop_stop(d->loop, STOP_GRACE);
 	prov_drain(d->prov, drained, d);
 }
 
 static void
-on_expire(evutil_socket_t fd, short what, void *arg)
+on_expire(void *arg)
 {
 	struct daemon *d = arg;
 	int n = inv_expire(d->inv, time(NULL));
 
-	(void)fd;
-	(void)what;
 	if (n > 0)
 		log_info("inventory", "%d quarantined number%s returned to the pool", n,
 		    n == 1 ? "" : "s");
 }
 
 static void
-on_checkpoint(evutil_socket_t fd, short what, void *arg)
+on_checkpoint(void *arg)
 {
 	struct daemon *d = arg;
 
-	(void)fd;
-	(void)what;
-	inv_checkpoint(d->inv);
+	if (inv_checkpoint(d->inv) != INV_OK)
+		log_warnx("inventory", "checkpoint failed; tried again in %d s", CHECKPOINT_EVERY);
 }
 
 static int
@@ -273,38 +270,37 @@ static int
 run_loop(struct daemon *d)
 {
 	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGUSR1 };
-	struct event *ev[6];
-	struct timeval expire = { EXPIRE_EVERY, 0 }, ckp = { CHECKPOINT_EVERY, 0 };
-	size_t n = 0;
+	int ok = 1;
 
 	signal(SIGPIPE, SIG_IGN);
-	if (!(d->base = event_base_new())) {
+	if (!(d->loop = loop_new())) {
 		log_err("main", "cannot create the event loop");
 		return 1;
 	}
+	d->base = loop_base(d->loop);
 	if (start_engine(d) < 0) {
 		stop_engine(d);
-		event_base_free(d->base);
+		loop_free(d->loop);
 		return 1;
 	}
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		ev[n] = evsignal_new(d->base, sigs[i], on_signal, d);
-		event_add(ev[n++], NULL);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		ok &= loop_signal(d->loop, sigs[i], on_signal, d) == 0;
+	ok &= loop_every(d->loop, EXPIRE_EVERY, on_expire, d) == 0;
+	ok &= loop_every(d->loop, CHECKPOINT_EVERY, on_checkpoint, d) == 0;
+	if (!ok) {
+		log_err("main", "cannot set up signals and timers");
+		stop_engine(d);
+		loop_free(d->loop);
+		return 1;
 	}
-	ev[n] = event_new(d->base, -1, EV_PERSIST, on_expire, d);
-	event_add(ev[n++], &expire);
-	ev[n] = event_new(d->base, -1, EV_PERSIST, on_checkpoint, d);
-	event_add(ev[n++], &ckp);
 	log_notice("main", "numprovd %s running: inventory %s, %zu ranges, sync %s every %ds",
 	    PACKAGE_VERSION, d->cfg->database.path, d->cfg->n_ranges,
 	    config_sync_mode_name(d->cfg->sync.mode), d->cfg->sync.interval);
 	prov_start(d->prov);
 	notify("READY=1");
-	event_base_dispatch(d->base);
+	loop_run(d->loop);
 	stop_engine(d);
-	while (n > 0)
-		event_free(ev[--n]);
-	event_base_free(d->base);
+	loop_free(d->loop);
 	return 0;
 }
 

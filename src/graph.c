@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "loop.h"
 
 #define BODY_MAX (64u << 20) /* a response larger than this is cut off: no page is that big */
 #define TOKEN_MARGIN 300     /* renew a token this long before it expires, or at half its life */
@@ -47,7 +48,7 @@ struct greq {
 struct graph {
 	struct event_base *base;
 	CURLM *multi;
-	struct event *timer;
+	struct loop_curl *lc; /* the multi handle on the event loop */
 	char *graph_url, *token_url, *scope, *client_id, *secret, *ca_file, *proxy;
 	char *priority;
 	struct auth_cert *cert;
@@ -146,73 +147,14 @@ graph_parse_error(const char *body, size_t len, char *code, size_t codelen, char
 	return 0;
 }
 
-/* ---- libcurl on libevent ------------------------------------------------ */
+/* ---- libcurl on the loop (loop.c) --------------------------------------- */
 
 static void check_done(struct graph *g);
 
 static void
-on_socket_event(evutil_socket_t fd, short kind, void *arg)
+on_progress(void *arg)
 {
-	struct graph *g = arg;
-	int running, action = ((kind & EV_READ) ? CURL_CSELECT_IN : 0) |
-	    ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-
-	curl_multi_socket_action(g->multi, fd, action, &running);
-	check_done(g);
-}
-
-static int
-socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct graph *g = userp;
-	struct event *ev = socketp;
-	short kind;
-
-	(void)easy;
-	if (what == CURL_POLL_REMOVE) {
-		if (ev) {
-			event_free(ev);
-			curl_multi_assign(g->multi, s, NULL);
-		}
-		return 0;
-	}
-	kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0) |
-	    EV_PERSIST);
-	if (ev) {
-		event_del(ev);
-		event_assign(ev, g->base, s, kind, on_socket_event, g);
-	} else {
-		ev = event_new(g->base, s, kind, on_socket_event, g);
-		curl_multi_assign(g->multi, s, ev);
-	}
-	event_add(ev, NULL);
-	return 0;
-}
-
-static void
-on_curl_timer(evutil_socket_t fd, short kind, void *arg)
-{
-	struct graph *g = arg;
-	int running;
-
-	(void)fd;
-	(void)kind;
-	curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(g);
-}
-
-static int
-timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct graph *g = userp;
-	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-
-	(void)multi;
-	if (timeout_ms < 0)
-		evtimer_del(g->timer);
-	else
-		evtimer_add(g->timer, &tv);
-	return 0;
+	check_done(arg);
 }
 
 /* ---- one HTTP exchange -------------------------------------------------- */
@@ -919,12 +861,12 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 		return NULL;
 	}
 	g->multi = curl_multi_init();
-	g->timer = evtimer_new(base, on_curl_timer, g);
 	g->token_timer = evtimer_new(base, on_token_timer, g);
-	curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g);
-	curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, g);
+	if (!g->multi || !g->token_timer || !(g->lc = loop_curl_new(base, g->multi, on_progress, g))) {
+		snprintf(err, errlen, "out of memory");
+		graph_free(g);
+		return NULL;
+	}
 	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
 	return g;
 }
@@ -948,9 +890,8 @@ graph_free(struct graph *g)
 	while (g->wire)
 		req_free(g->wire); /* end_easy takes it off the list */
 	if (g->multi)
-		curl_multi_cleanup(g->multi);
-	if (g->timer)
-		event_free(g->timer);
+		curl_multi_cleanup(g->multi); /* may still tell lc to drop its sockets */
+	loop_curl_free(g->lc);
 	if (g->token_timer)
 		event_free(g->token_timer);
 	if (g->secret)

@@ -19,6 +19,7 @@
 #include "idmap.h"
 #include "inventory.h"
 #include "log.h"
+#include "loop.h"
 #include "rule.h"
 #include "teams.h"
 #include "user.h"
@@ -54,7 +55,7 @@ struct prov {
 	struct dir_licensing *lic; /* replaced only between rounds */
 	int lic_stale;
 	int skus_loaded; /* p->lic has learnt the tenant's plan names (subscribedSkus) */
-	struct event *tick, *kick;
+	struct loop_timer *tick, *kick;
 	struct round *round; /* NULL when idle */
 	int again, again_full, draining;
 	time_t last_full;
@@ -993,10 +994,8 @@ ms_since(const struct timespec *t0)
 static void
 schedule(struct prov *p, int seconds)
 {
-	struct timeval tv = { seconds, 0 };
-
 	p->st.next_at = time(NULL) + seconds;
-	evtimer_add(p->tick, &tv);
+	loop_timer_start(p->tick, (long)seconds * 1000);
 }
 
 static void
@@ -1587,7 +1586,7 @@ cycle_start(struct prov *p, int full)
 	p->st.running = 1;
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	p->st.last_start = time(NULL);
-	evtimer_del(p->tick);
+	loop_timer_stop(p->tick);
 	if ((rc = inv_expire(p->inv, time(NULL))) < 0)
 		round_error(r, "cannot end quarantines");
 	r->full = full || !p->last_full || time(NULL) - p->last_full >= r->cfg->sync.full_interval ||
@@ -1606,21 +1605,17 @@ cycle_start(struct prov *p, int full)
 }
 
 static void
-on_tick(evutil_socket_t fd, short what, void *arg)
+on_tick(void *arg)
 {
-	(void)fd;
-	(void)what;
 	cycle_start(arg, 0);
 }
 
 static void
-on_kick(evutil_socket_t fd, short what, void *arg)
+on_kick(void *arg)
 {
 	struct prov *p = arg;
 	int full = p->again_full;
 
-	(void)fd;
-	(void)what;
 	p->again_full = 0;
 	cycle_start(p, full);
 }
@@ -1628,15 +1623,13 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 void
 prov_trigger(struct prov *p, int full)
 {
-	struct timeval now = { 0, 0 };
-
 	if (p->round) {
 		p->again = 1;
 		p->again_full |= full;
 		return;
 	}
 	p->again_full |= full;
-	evtimer_add(p->kick, &now);
+	loop_timer_start(p->kick, 0);
 }
 
 /* ---- life cycle --------------------------------------------------------- */
@@ -1654,8 +1647,8 @@ prov_new(struct event_base *base, struct config *cfg, struct inventory *inv, str
 	p->inv = inv;
 	p->graph = graph;
 	p->lic = dir_licensing_from_config(cfg);
-	p->tick = evtimer_new(base, on_tick, p);
-	p->kick = evtimer_new(base, on_kick, p);
+	p->tick = loop_timer_new(base, on_tick, p);
+	p->kick = loop_timer_new(base, on_kick, p);
 	if (!p->lic || !p->tick || !p->kick) {
 		prov_free(p);
 		return NULL;
@@ -1718,8 +1711,8 @@ prov_drain(struct prov *p, void (*done)(void *arg), void *arg)
 	p->draining = 1;
 	p->drained = done;
 	p->drained_arg = arg;
-	evtimer_del(p->tick);
-	evtimer_del(p->kick);
+	loop_timer_stop(p->tick);
+	loop_timer_stop(p->kick);
 	/* what waits for a retry is given up; what is on the wire is answered */
 	graph_stop(p->graph);
 	if (!p->round && p->manual == 0)
@@ -1738,10 +1731,8 @@ prov_free(struct prov *p)
 {
 	if (!p)
 		return;
-	if (p->tick)
-		event_free(p->tick);
-	if (p->kick)
-		event_free(p->kick);
+	loop_timer_free(p->tick);
+	loop_timer_free(p->kick);
 	idmap_clear(&p->due);
 	idmap_clear(&p->busy);
 	idmap_clear(&p->inflight);
