@@ -804,12 +804,18 @@ START_TEST(from_dir_keeps_state_and_retry)
 	struct user o = old_user("Abingdon", "Office 1", "GB"), u;
 	struct page_user p;
 
+	o.flags |= USER_F_CHANGE_RESERVED;
+	snprintf(o.change_old, sizeof(o.change_old), "+441235000123");
+	snprintf(o.change_new, sizeof(o.change_new), "+441235000124");
 	page_user(&p, "Abingdon", "Office 1", "GB");
 	from_dir(&u, &o, &p);
 	ck_assert_uint_eq(u.state, US_WAITING);
 	ck_assert_uint_eq(u.backoff, 240);
 	ck_assert_int_eq(u.retry_at, 1800000240);
-	ck_assert_uint_eq(u.flags, USER_F_DUE); /* kept; no move */
+	ck_assert_uint_eq(u.flags, USER_F_DUE | USER_F_CHANGE_RESERVED); /* kept; no move */
+	/* an administrator's change of number in flight is not the directory's to drop */
+	ck_assert_str_eq(u.change_old, "+441235000123");
+	ck_assert_str_eq(u.change_new, "+441235000124");
 	/* the page's fields replace the old ones */
 	ck_assert_str_eq(u.upn, "alice@contoso.com");
 	ck_assert_str_eq(u.name, "Alice");
