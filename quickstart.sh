@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 # Debian 12 packages: build tools, the seven libraries, the test tools.
-PACKAGES="autoconf automake pkg-config make gcc clang libclang-rt-14-dev
+PACKAGES="autoconf automake pkg-config make gcc clang clang-format libclang-rt-14-dev
   libsnmp-dev libcurl4-openssl-dev libcjson-dev libdb5.3-dev libconfig-dev
   libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates
   rsyslog util-linux"

@@ -36,21 +36,32 @@ make_page(int users, size_t *len)
 	    "{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#users\",\"value\":[");
 	for (int i = 0; i < users; i++)
 		n += (size_t)snprintf(s + n, cap - n,
-		    "%s{\"id\":\"%08x-6b2f-4e57-9a41-5c2d7e8f9a10\",\"userPrincipalName\":\"user%d@contoso.com\","
+		    "%s{\"id\":\"%08x-6b2f-4e57-9a41-5c2d7e8f9a10\",\"userPrincipalName\":\"user%d@"
+		    "contoso.com\","
 		    "\"displayName\":\"User Number %d\",\"accountEnabled\":true,\"city\":\"%s\","
-		    "\"officeLocation\":\"Office %d\",\"usageLocation\":\"GB\",\"country\":\"United Kingdom\","
-		    "\"state\":null,\"department\":\"Sales\",\"companyName\":\"Contoso\",\"jobTitle\":\"Engineer\","
-		    "\"employeeType\":\"Employee\",\"onPremisesExtensionAttributes\":{\"extensionAttribute1\":\"a\","
+		    "\"officeLocation\":\"Office "
+		    "%d\",\"usageLocation\":\"GB\",\"country\":\"United Kingdom\","
+		    "\"state\":null,\"department\":\"Sales\",\"companyName\":\"Contoso\","
+		    "\"jobTitle\":\"Engineer\","
+		    "\"employeeType\":\"Employee\",\"onPremisesExtensionAttributes\":{"
+		    "\"extensionAttribute1\":\"a\","
 		    "\"extensionAttribute2\":null,\"extensionAttribute3\":null},"
-		    "\"assignedPlans\":[{\"assignedDateTime\":\"2026-01-01T10:00:00Z\",\"capabilityStatus\":\"Enabled\","
-		    "\"service\":\"MicrosoftCommunicationsOnline\",\"servicePlanId\":\"4828c8ec-dc2e-4779-b502-87ac9ce28ab7\"},"
-		    "{\"assignedDateTime\":\"2026-01-01T10:00:00Z\",\"capabilityStatus\":\"Enabled\","
-		    "\"service\":\"TeamspaceAPI\",\"servicePlanId\":\"57ff2da0-773e-42df-b2af-ffb7a2317929\"},"
-		    "{\"assignedDateTime\":\"2026-01-01T10:00:00Z\",\"capabilityStatus\":\"Deleted\","
-		    "\"service\":\"exchange\",\"servicePlanId\":\"efb87545-963c-4e0d-99df-69c6916d9eb0\"}]}",
+		    "\"assignedPlans\":[{\"assignedDateTime\":\"2026-01-01T10:00:00Z\","
+		    "\"capabilityStatus\":\"Enabled\","
+		    "\"service\":\"MicrosoftCommunicationsOnline\",\"servicePlanId\":\"4828c8ec-"
+		    "dc2e-4779-b502-87ac9ce28ab7\"},"
+		    "{\"assignedDateTime\":\"2026-01-01T10:00:00Z\",\"capabilityStatus\":"
+		    "\"Enabled\","
+		    "\"service\":\"TeamspaceAPI\",\"servicePlanId\":\"57ff2da0-773e-42df-b2af-"
+		    "ffb7a2317929\"},"
+		    "{\"assignedDateTime\":\"2026-01-01T10:00:00Z\",\"capabilityStatus\":"
+		    "\"Deleted\","
+		    "\"service\":\"exchange\",\"servicePlanId\":\"efb87545-963c-4e0d-99df-"
+		    "69c6916d9eb0\"}]}",
 		    i ? "," : "", (unsigned)i, i, i, cities[i % 5], i % 3);
 	n += (size_t)snprintf(s + n, cap - n,
-	    "],\"@odata.nextLink\":\"https://graph.microsoft.com/v1.0/users/delta?$skiptoken=abc\"}");
+	    "],\"@odata.nextLink\":\"https://graph.microsoft.com/v1.0/users/"
+	    "delta?$skiptoken=abc\"}");
 	*len = n;
 	return s;
 }
@@ -89,7 +100,8 @@ main(int argc, char **argv)
 	    (double)len / users, pages);
 	printf("  bare cJSON_Parse + cJSON_Delete:       %10.0f users/s  (%.1f MB/s)\n",
 	    users * pages / bare, len * pages / bare / 1e6);
-	printf("  dir_parse_page + dir_classify + free:  %10.0f users/s  (%.2f x the bare parse time)\n",
+	printf("  dir_parse_page + dir_classify + free:  %10.0f users/s  (%.2f x the bare parse "
+	       "time)\n",
 	    users * pages / ours, ours / bare);
 	printf("  (%zu users classified Teams Phone)\n", classified);
 	dir_licensing_free(lic);

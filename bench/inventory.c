@@ -79,8 +79,10 @@ raw_put_commit(const char *dir, int durable, int n)
 	if (!durable)
 		env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
 	env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1);
-	if (env->open(env, dir, DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-		DB_INIT_MPOOL | DB_RECOVER, 0600) != 0) {
+	if (env->open(env, dir,
+		DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER,
+		0600)
+	    != 0) {
 		fprintf(stderr, "cannot open %s\n", dir);
 		exit(1);
 	}
@@ -143,8 +145,8 @@ bench_open(const char *dir, const char *ranges, int durable)
 	struct inventory *inv;
 	char err[4096];
 
-	if (inv_open(dir, durable ? 0 : INV_OPEN_NOSYNC, &inv, err, sizeof(err)) != INV_OK ||
-	    inv_sync_ranges(inv, c, T0) != INV_OK) {
+	if (inv_open(dir, durable ? 0 : INV_OPEN_NOSYNC, &inv, err, sizeof(err)) != INV_OK
+	    || inv_sync_ranges(inv, c, T0) != INV_OK) {
 		fprintf(stderr, "%s\n", err);
 		exit(1);
 	}
@@ -176,9 +178,9 @@ allocate_n(struct inventory *inv, long n, double *t)
 	}
 }
 
-static const char big_range[] =
-    "{ name = \"big\"; type = \"direct-routing\"; first = \"+441230000000\";"
-    " last = \"+441230999999\"; }";
+static const char big_range[]
+    = "{ name = \"big\"; type = \"direct-routing\"; first = \"+441230000000\";"
+      " last = \"+441230999999\"; }";
 
 /* Median microseconds per allocation at 0, 50 and 99.9 % of a 1,000,000-number range. */
 static void
@@ -228,11 +230,14 @@ db_files_size(const char *dir)
 static void
 size_after_assignments(const char *dir)
 {
-	static const char ranges[] =
-	    "{ name = \"r0\"; type = \"direct-routing\"; first = \"+441230000000\"; last = \"+441230999999\"; },\n"
-	    "{ name = \"r1\"; type = \"direct-routing\"; first = \"+441231000000\"; last = \"+441231999999\"; },\n"
-	    "{ name = \"r2\"; type = \"direct-routing\"; first = \"+441232000000\"; last = \"+441232999999\"; },\n"
-	    "{ name = \"r3\"; type = \"direct-routing\"; first = \"+441233000000\"; last = \"+441233999999\"; }";
+	static const char ranges[] = "{ name = \"r0\"; type = \"direct-routing\"; first = "
+				     "\"+441230000000\"; last = \"+441230999999\"; },\n"
+				     "{ name = \"r1\"; type = \"direct-routing\"; first = "
+				     "\"+441231000000\"; last = \"+441231999999\"; },\n"
+				     "{ name = \"r2\"; type = \"direct-routing\"; first = "
+				     "\"+441232000000\"; last = \"+441232999999\"; },\n"
+				     "{ name = \"r3\"; type = \"direct-routing\"; first = "
+				     "\"+441233000000\"; last = \"+441233999999\"; }";
 	struct inventory *inv = bench_open(dir, ranges, 0);
 	unsigned seed = 42;
 	long long empty;
@@ -260,7 +265,8 @@ size_after_assignments(const char *dir)
 	printf("database files (*.db) with 4 empty 1,000,000-number ranges: %lld bytes\n", empty);
 	printf("database files after 100,000 assignments at random:        %lld bytes "
 	       "(%.0f bytes per assignment; %s)\n",
-	    full, (double)(full - empty) / 100000.0, problems == 0 ? "verified consistent" : report);
+	    full, (double)(full - empty) / 100000.0,
+	    problems == 0 ? "verified consistent" : report);
 }
 
 int
@@ -270,8 +276,8 @@ main(int argc, char **argv)
 	double alloc[3], raw;
 	int durable_samples = 200;
 
-	snprintf(dir, sizeof(dir), "%s/numprov-bench-%ld", argc > 1 ? argv[1] : "/tmp",
-	    (long)getpid());
+	snprintf(
+	    dir, sizeof(dir), "%s/numprov-bench-%ld", argc > 1 ? argv[1] : "/tmp", (long)getpid());
 	log_init("bench", LOG_USER, LOG_WARNING, LOG_DEST_STDERR);
 	printf("numprov inventory benchmark (median of %d samples each)\n\n", SAMPLES);
 
@@ -281,11 +287,14 @@ main(int argc, char **argv)
 	printf("  raw Berkeley DB put+commit:            %8.1f us\n", raw);
 	for (int i = 0; i < 3; i++)
 		printf("  inv_allocate at %5s full:            %8.1f us  (%.1f x raw)\n",
-		    i == 0 ? "0 %" : i == 1 ? "50 %" : "99.9 %", alloc[i], alloc[i] / raw);
+		    i == 0	 ? "0 %"
+			: i == 1 ? "50 %"
+				 : "99.9 %",
+		    alloc[i], alloc[i] / raw);
 
 	raw = raw_put_commit(dir, 1, durable_samples);
-	printf("\ncommit mode durable (fsync at commit, the default), %d samples:\n",
-	    durable_samples);
+	printf(
+	    "\ncommit mode durable (fsync at commit, the default), %d samples:\n", durable_samples);
 	printf("  raw Berkeley DB put+commit:            %8.1f us\n", raw);
 	{
 		struct inventory *inv = bench_open(dir, big_range, 1);
@@ -293,7 +302,8 @@ main(int argc, char **argv)
 		next_user = 0;
 		allocate_n(inv, durable_samples, t);
 		double m = median(t, durable_samples);
-		printf("  inv_allocate at   0 %% full:            %8.1f us  (%.1f x raw)\n", m, m / raw);
+		printf("  inv_allocate at   0 %% full:            %8.1f us  (%.1f x raw)\n", m,
+		    m / raw);
 		free(t);
 		inv_close(inv);
 		rm_rf(dir);

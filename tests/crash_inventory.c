@@ -38,16 +38,16 @@
 #define USERS 300
 #define T0 1800000000L
 
-static const char conf_text[] =
-    "tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
-    "  client_secret_file = \"/s\"; };\n"
-    "database: { path = \"%s/db\"; };\n"
-    "ranges = (\n"
-    "  { name = \"small\"; type = \"direct-routing\"; first = \"+441235000000\";\n"
-    "    last = \"+441235000199\"; reserved = [ \"+441235000000\" ]; },\n"
-    "  { name = \"ext\"; type = \"direct-routing\"; first = \"+441235999000;ext=100\";\n"
-    "    last = \"+441235999000;ext=164\"; }\n"
-    ");\n";
+static const char conf_text[]
+    = "tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
+      "  client_secret_file = \"/s\"; };\n"
+      "database: { path = \"%s/db\"; };\n"
+      "ranges = (\n"
+      "  { name = \"small\"; type = \"direct-routing\"; first = \"+441235000000\";\n"
+      "    last = \"+441235000199\"; reserved = [ \"+441235000000\" ]; },\n"
+      "  { name = \"ext\"; type = \"direct-routing\"; first = \"+441235999000;ext=100\";\n"
+      "    last = \"+441235999000;ext=164\"; }\n"
+      ");\n";
 
 static struct config *
 load_config(const char *dir)
@@ -70,8 +70,7 @@ load_config(const char *dir)
 	return c;
 }
 
-static void
-journal(int fd, const char *fmt, ...) NP_PRINTF(2, 3);
+static void journal(int fd, const char *fmt, ...) NP_PRINTF(2, 3);
 
 static void
 journal(int fd, const char *fmt, ...)
@@ -143,7 +142,8 @@ step(struct inventory *inv, int fd, unsigned *seed, time_t now)
 	} else if (u.state == INV_PENDING && r < 70) {
 		journal(fd, "B confirm %s\n", user);
 		rc = inv_confirm(inv, u.number, user, now);
-		journal(fd, "D %s %s %d\n", user, u.number, rc == INV_OK ? INV_ASSIGNED : INV_PENDING);
+		journal(
+		    fd, "D %s %s %d\n", user, u.number, rc == INV_OK ? INV_ASSIGNED : INV_PENDING);
 	} else if (u.state == INV_PENDING) {
 		journal(fd, "B fail %s\n", user);
 		rc = inv_fail(inv, u.number, user);
@@ -183,8 +183,8 @@ worker(const char *dir, int flags)
 	ops = count_ops(path, &dangling);
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0600)) < 0)
 		return 2;
-	if (inv_open(cfg->database.path, flags, &inv, err, sizeof(err)) != INV_OK ||
-	    inv_sync_ranges(inv, cfg, T0) != INV_OK) {
+	if (inv_open(cfg->database.path, flags, &inv, err, sizeof(err)) != INV_OK
+	    || inv_sync_ranges(inv, cfg, T0) != INV_OK) {
 		fprintf(stderr, "worker: %s\n", err);
 		return 2;
 	}
@@ -217,7 +217,8 @@ replay(const char *path, struct model *m, int *inflight)
 	while (fgets(line, sizeof(line), f)) {
 		if (line[0] == 'B' && sscanf(line, "B %*s u%d", inflight) == 1)
 			ops++;
-		else if (line[0] == 'D' && sscanf(line, "D %31s %31s %d", user, number, &state) == 3) {
+		else if (line[0] == 'D'
+		    && sscanf(line, "D %31s %31s %d", user, number, &state) == 3) {
 			int u = atoi(user + 1);
 			snprintf(m->number[u], E164_STRLEN, "%s", number[0] == '-' ? "" : number);
 			m->state[u] = state;
@@ -229,8 +230,7 @@ replay(const char *path, struct model *m, int *inflight)
 }
 
 static int
-check_committed(struct inventory *inv, const struct model *m, int inflight, char *why,
-    size_t len)
+check_committed(struct inventory *inv, const struct model *m, int inflight, char *why, size_t len)
 {
 	for (int i = 0; i < USERS; i++) {
 		char user[16];
@@ -243,8 +243,8 @@ check_committed(struct inventory *inv, const struct model *m, int inflight, char
 		has = inv_get_user(inv, user, &u) == INV_OK;
 		if (!has && !m->number[i][0])
 			continue;
-		if (has != !!m->number[i][0] || strcmp(u.number, m->number[i]) != 0 ||
-		    u.state != m->state[i]) {
+		if (has != !!m->number[i][0] || strcmp(u.number, m->number[i]) != 0
+		    || u.state != m->state[i]) {
 			snprintf(why, len, "%s: journal says %s/%s, database %s/%s", user,
 			    m->number[i][0] ? m->number[i] : "none", inv_state_name(m->state[i]),
 			    has ? u.number : "none", has ? inv_state_name(u.state) : "-");

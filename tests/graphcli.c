@@ -79,7 +79,9 @@ on_page(const struct dir_page *p, int full, void *arg)
 		dir_classify(lic, u, &l);
 		cJSON_AddStringToObject(o, "id", u->id);
 		cJSON_AddStringToObject(o, "removed",
-		    u->removed == DIR_PRESENT ? "" : u->removed == DIR_REMOVED_DELETED ? "deleted" : "changed");
+		    u->removed == DIR_PRESENT		    ? ""
+			: u->removed == DIR_REMOVED_DELETED ? "deleted"
+							    : "changed");
 		if (u->upn)
 			cJSON_AddStringToObject(o, "upn", u->upn);
 		cJSON_AddNumberToObject(o, "enabled", u->account_enabled);
@@ -88,7 +90,8 @@ on_page(const struct dir_page *p, int full, void *arg)
 		cJSON_AddBoolToObject(o, "full", full);
 		for (int a = 0; a < RA__MAX; a++)
 			if (u->attr[a])
-				cJSON_AddStringToObject(o, rule_attr_name((enum rule_attr)a), u->attr[a]);
+				cJSON_AddStringToObject(
+				    o, rule_attr_name((enum rule_attr)a), u->attr[a]);
 		emit(o);
 	}
 }
@@ -224,8 +227,8 @@ start(int argc, char **argv)
 	if (strcmp(cmd, "numbers") == 0)
 		return teams_list_numbers(graph, on_numbers, on_numbers_done, NULL);
 	if (strcmp(cmd, "assign") == 0 && argc >= 4)
-		return teams_assign(graph, argv[1], argv[2], parse_type(argv[3]), argc > 4 ? argv[4] : NULL,
-		    on_result, NULL);
+		return teams_assign(graph, argv[1], argv[2], parse_type(argv[3]),
+		    argc > 4 ? argv[4] : NULL, on_result, NULL);
 	if (strcmp(cmd, "unassign") == 0 && argc == 3)
 		return teams_unassign(graph, argv[1], parse_type(argv[2]), on_result, NULL);
 	if (strcmp(cmd, "userconfig") == 0 && argc == 2)
@@ -292,8 +295,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (fast) {
-		graph_tune(graph, &(struct graph_tuning){ 50, 400, 6, 3 });
-		tt = (struct teams_tuning){ 20, 200, 60 };
+		graph_tune(graph, &(struct graph_tuning) { 50, 400, 6, 3 });
+		tt = (struct teams_tuning) { 20, 200, 60 };
 	}
 	if (polls > 0)
 		tt.poll_max = polls;

@@ -2,7 +2,8 @@
 # Every test of numprov, from a clean tree or an existing one:
 #   1. gcc build with ASan + UBSan and -Werror, `make check` (Check unit tests and
 #      the SIGKILL crash test of the inventory);
-#   2. clang build with -Werror (the code must be warning-free with both);
+#   2. clang build with -Werror (the code must be warning-free with both), the CLI's
+#      link check (nm) and the source format (clang-format);
 #   3. integration tests (pytest) against the sanitized binaries;
 #   4. a short run of every libFuzzer harness.
 # Closes with one line: "N passed, N failed".
@@ -73,6 +74,25 @@ if ! ls build/test/tests/unit/*.log >/dev/null 2>&1; then
 	fail 1 "make check ran no unit test"
 	tail -40 build/test.check.log
 fi
+
+# the CLI carries neither the Graph client nor the provisioning cycle (src/ layout)
+cli_is_lean() {
+	local bad
+	bad=$(nm build/test/numprovctl | grep -E ' [TtUu] (graph_|teams_|prov_|control_new|loop_|curl_)')
+	[ -z "$bad" ] || { echo "numprovctl links daemon code:"; echo "$bad" | head; return 1; }
+}
+step "numprovctl links only src/common (nm)" cli_is_lean
+
+# every C source as .clang-format has it
+formatted() {
+	local f bad=0
+	for f in src/*/*.[ch] tests/*.c tests/unit/*.[ch] tests/fuzz/*.c bench/*.c; do
+		clang-format --dry-run --Werror "$f" >/dev/null 2>&1 ||
+			{ echo "not formatted: $f (clang-format -i $f)"; bad=1; }
+	done
+	return $bad
+}
+step "clang-format" formatted
 
 # 2. clang must be clean too
 step "clang build (-Wall -Wextra -Werror)" configure_build build/clang CC=clang --enable-werror

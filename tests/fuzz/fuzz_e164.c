@@ -11,13 +11,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check(int ok)
+static void
+check(int ok)
 {
 	if (!ok)
 		abort();
 }
 
-static int all_digits(const char *s)
+static int
+all_digits(const char *s)
 {
 	for (; *s; s++)
 		if (*s < '0' || *s > '9')
@@ -26,13 +28,15 @@ static int all_digits(const char *s)
 }
 
 /* An error is one NUL-terminated line that fits the buffer. */
-static void check_error(const char *err, size_t errlen)
+static void
+check_error(const char *err, size_t errlen)
 {
 	check(memchr(err, '\0', errlen) != NULL);
 	check(strchr(err, '\n') == NULL && err[0] != '\0');
 }
 
-static void check_number(const struct e164 *n)
+static void
+check_number(const struct e164 *n)
 {
 	char text[E164_STRLEN], err[128];
 	struct e164 again;
@@ -48,7 +52,8 @@ static void check_number(const struct e164 *n)
 	check(e164_cmp(n, &again) == 0 && e164_cmp(&again, n) == 0);
 }
 
-static void check_offset(const struct e164_range *r, uint64_t off)
+static void
+check_offset(const struct e164_range *r, uint64_t off)
 {
 	struct e164 n;
 	uint64_t back = ~(uint64_t)0;
@@ -57,7 +62,8 @@ static void check_offset(const struct e164_range *r, uint64_t off)
 	check(e164_range_contains(r, &n, &back) == 1 && back == off);
 }
 
-static void check_range(const struct e164_range *r)
+static void
+check_range(const struct e164_range *r)
 {
 	struct e164 n;
 	struct e164_range point;
@@ -78,7 +84,8 @@ static void check_range(const struct e164_range *r)
 	check(e164_range_overlap(r, &point) == 1 && e164_range_overlap(&point, r) == 1);
 }
 
-static void fuzz_number(const char *s)
+static void
+fuzz_number(const char *s)
 {
 	struct e164 n;
 	char err[128], tiny[5];
@@ -92,7 +99,8 @@ static void fuzz_number(const char *s)
 	check(e164_parse(s, &n, tiny, sizeof tiny) == e164_parse(s, &n, NULL, 0));
 }
 
-static void fuzz_range(const char *first, const char *last)
+static void
+fuzz_range(const char *first, const char *last)
 {
 	struct e164_range r, swapped;
 	char err[128];
@@ -110,7 +118,8 @@ static void fuzz_range(const char *first, const char *last)
 		check(strstr(err, "greater") != NULL);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *buf = malloc(size + 1);
 	char *nl;

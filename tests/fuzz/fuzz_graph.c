@@ -22,12 +22,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memcpy(text, data, size);
 	text[size] = '\0';
-	if (graph_parse_error(text, size, code, sizeof(code), msg, sizeof(msg)) == 0 &&
-	    (strchr(msg, '\n') || strlen(code) >= sizeof(code)))
+	if (graph_parse_error(text, size, code, sizeof(code), msg, sizeof(msg)) == 0
+	    && (strchr(msg, '\n') || strlen(code) >= sizeof(code)))
 		abort();
 	(void)graph_parse_retry_after(text, (long)time(NULL));
-	if (teams_parse_operation(text, size, detail, sizeof(detail)) > TOP_UNKNOWN ||
-	    strchr(detail, '\n'))
+	if (teams_parse_operation(text, size, detail, sizeof(detail)) > TOP_UNKNOWN
+	    || strchr(detail, '\n'))
 		abort();
 	n = teams_parse_numbers(text, size, &v, &next);
 	for (int i = 0; i < n; i++)

@@ -31,9 +31,9 @@ same_user(const struct user *a, const struct user *b)
 	same_text(a->name, b->name);
 	same_text(a->change_old, b->change_old);
 	same_text(a->change_new, b->change_new);
-	if (a->enabled != b->enabled || a->teams_phone != b->teams_phone ||
-	    a->calling_plan != b->calling_plan || a->state != b->state || a->flags != b->flags ||
-	    a->backoff != b->backoff || a->retry_at != b->retry_at)
+	if (a->enabled != b->enabled || a->teams_phone != b->teams_phone
+	    || a->calling_plan != b->calling_plan || a->state != b->state || a->flags != b->flags
+	    || a->backoff != b->backoff || a->retry_at != b->retry_at)
 		abort();
 	for (int i = 0; i < RA__MAX; i++) {
 		size_t n;
@@ -55,12 +55,12 @@ same_user(const struct user *a, const struct user *b)
 static void
 well_formed(const struct user *u)
 {
-	if (u->state >= US__MAX || (u->enabled != 0 && u->enabled != 1) || u->teams_phone > 1 ||
-	    u->calling_plan > 1)
+	if (u->state >= US__MAX || (u->enabled != 0 && u->enabled != 1) || u->teams_phone > 1
+	    || u->calling_plan > 1)
 		abort();
-	if (strlen(u->upn) >= sizeof(u->upn) || strlen(u->name) >= sizeof(u->name) ||
-	    strlen(u->change_old) >= sizeof(u->change_old) ||
-	    strlen(u->change_new) >= sizeof(u->change_new))
+	if (strlen(u->upn) >= sizeof(u->upn) || strlen(u->name) >= sizeof(u->name)
+	    || strlen(u->change_old) >= sizeof(u->change_old)
+	    || strlen(u->change_new) >= sizeof(u->change_new))
 		abort();
 	for (int i = 0; i < RA__MAX; i++)
 		if (u->attr[i] && !u->attr[i][0]) /* empty is stored as missing */

@@ -1,8 +1,11 @@
 """Shared fixtures: the built programs and a scratch configuration."""
+import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -166,3 +169,222 @@ def sim(graphsim):
     """The module's simulator, reset to the test tenant for each test."""
     graphsim.ctl.reset()
     return graphsim
+
+
+# ---- the shared numprovd fixture --------------------------------------------------------
+
+IDS = gtl.IDS
+UPN = {n: f"{n}@{gtl.DOMAIN}" for n in IDS}
+
+# The two range sets of the integration tests, each defined once here. RANGES: six ranges
+# over every number type, with priority, overflow, quarantine, a policy and a
+# reservation (the behaviour tests); CTL_RANGES: three ranges for the numprovctl tests.
+RANGES = """
+  { name = "london"; type = "direct-routing"; provider = "Gamma";
+    first = "+442080000000"; last = "+442080000004";
+    match = "city = 'London'"; priority = 10; quarantine_days = 30; },
+  { name = "london-overflow"; type = "direct-routing"; provider = "Gamma";
+    first = "+442080001000"; last = "+442080001099";
+    match = "city = 'London'"; priority = 20; },
+  { name = "park-lane"; type = "calling-plan"; provider = "Microsoft";
+    first = "+442071230000"; last = "+442071230004";
+    match = "Office = \\"Park Lane\\" AND City = \\"LONDON\\""; },
+  { name = "abingdon"; type = "direct-routing"; provider = "Gamma";
+    first = "+441235000000"; last = "+441235000099";
+    match = "city = 'Abingdon' AND office = 'Office 1'";
+    voice_routing_policy = "UK-National"; reserved = [ "+441235000000" ]; },
+  { name = "north"; type = "direct-routing"; provider = "BT";
+    first = "+441130000000"; last = "+441130000009";
+    match = "city = 'Leeds' OR city = 'York'"; },
+  { name = "paris"; type = "operator-connect"; provider = "Orange";
+    first = "+33140000000"; last = "+33140000002";
+    match = "usage_location = 'FR'"; }
+"""
+
+
+CTL_RANGES = """
+  { name = "london"; type = "direct-routing"; provider = "Gamma";
+    first = "+442080000000"; last = "+442080000009";
+    match = "city = 'London'"; },
+  { name = "park-lane"; type = "calling-plan"; provider = "Microsoft";
+    first = "+442071230000"; last = "+442071230004";
+    match = "Office = \\"Park Lane\\" AND City = \\"LONDON\\""; },
+  { name = "abingdon"; type = "direct-routing"; provider = "Gamma";
+    first = "+441235000000"; last = "+441235000099";
+    match = "city = 'Abingdon' AND office = 'Office 1'";
+    reserved = [ "+441235000000" ]; }
+"""
+
+
+class Numprovd:
+    """numprovd -f on the simulator's tenant; its log lines are collected."""
+
+    def __init__(self, sim, tmp, mode="enforce", interval=300, ranges=RANGES, policy=""):
+        self.sim, self.tmp = sim, tmp
+        self.sock = tmp / "control.sock"
+        self.conf = sim.config(
+            tmp / "numprovd.conf",
+            sync=f'mode = "{mode}"; interval = {interval}; full_interval = 86400; '
+                 f'retry_min = 1; retry_max = 4;',
+            extra=f'control: {{ socket = "{self.sock}"; group = "root"; }};\n'
+                  f'snmp: {{ enabled = false; }};\n{policy}'
+                  f'ranges = ({ranges});\n')
+        self.lines = []
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(self.conf)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def events(self, kind=None):
+        out = []
+        for line in list(self.lines):
+            m = re.search(r"\] ?(event=.*)$|\s(event=.*)$", line)
+            if not m:
+                continue
+            fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', m.group(1) or m.group(2)))
+            fields = {k: v.strip('"') for k, v in fields.items()}
+            if kind is None or fields.get("event") == kind:
+                out.append(fields)
+        return out
+
+    def wait_event(self, kind, count=1, timeout=30, **match):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = [e for e in self.events(kind)
+                     if all(e.get(k) == v for k, v in match.items())]
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {count} x event={kind} {match} in:\n" + "\n".join(self.lines[-40:]))
+
+    def syncs(self):
+        return len(self.events("sync"))
+
+    def wait_syncs(self, n, timeout=30):
+        return self.wait_event("sync", count=n, timeout=timeout)
+
+    def ctl(self, *args):
+        r = subprocess.run([binary("numprovctl"), "-c", str(self.conf), *args],
+                           capture_output=True, text=True, timeout=60)
+        return r
+
+    def ranges(self):
+        r = self.ctl("--json", "ranges")
+        assert r.returncode == 0, r.stderr
+        return {x["name"]: x for x in json.loads(r.stdout)}
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=40)
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def numprovd(sim, tmp_path):
+    made = []
+
+    def make(**kw):
+        d = Numprovd(sim, tmp_path, **kw)
+        made.append(d)
+        return d.start()
+
+    yield make
+    for d in made:
+        d.stop(signal.SIGKILL)
+
+
+def holder(sim, number):
+    return (sim.ctl.truth()["numbers"].get(number) or {}).get("target")
+
+
+def add_user(sim, name, **props):
+    uid = props.pop("id", None) or f"00000000-0000-4000-8000-{abs(hash(name)) % 10**12:012d}"
+    sim.ctl.add_user({"id": uid, "userPrincipalName": f"{name}@{gtl.DOMAIN}",
+                      "displayName": name, "accountEnabled": True, "licenses": ["SPE_E5"],
+                      **props})
+    return uid
+
+
+def wait_for(cond, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def user_json(d, who):
+    r = d.ctl("--json", "user", who)
+    assert r.returncode == 0, r.stderr
+    return _json.loads(r.stdout)
+
+
+class Ctld(Numprovd):
+    """The shared numprovd on CTL_RANGES, Teams finishing each change at the first poll."""
+
+    def __init__(self, sim, tmp, sock=None):
+        sim.ctl.settings(op_polls=0)
+        super().__init__(sim, tmp, ranges=CTL_RANGES)
+        if sock:
+            self.sock = sock
+            self.conf.write_text(self.conf.read_text().replace(f'socket = "{tmp}/control.sock"',
+                                                               f'socket = "{sock}"'))
+
+    def start(self, wait=True):
+        super().start()
+        if wait:
+            self.wait_first_sync()
+        return self
+
+    def log(self):
+        return "\n".join(self.lines[-30:])
+
+    def json(self, *args):
+        r = self.ctl("--json", *args)
+        assert r.returncode == 0, (r.stderr, self.log())
+        return json.loads(r.stdout)
+
+    def status(self):
+        return self.json("status")
+
+    def ranges(self):
+        return {x["name"]: x for x in self.json("ranges")}
+
+    def wait_first_sync(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.log()
+            r = self.ctl("--json", "status")
+            if r.returncode == 0:
+                st = json.loads(r.stdout)
+                if st["syncs"] >= 1 and not st["running"]:
+                    return st
+            time.sleep(0.2)
+        raise AssertionError("no first sync:\n" + self.log())
+
+
+@pytest.fixture
+def ctld(sim, tmp_path):
+    made = []
+
+    def make(wait=True, **kw):
+        d = Ctld(sim, tmp_path, **kw)
+        made.append(d)
+        return d.start(wait)
+
+    yield make
+    for d in made:
+        d.stop(signal.SIGKILL)

@@ -7,9 +7,8 @@ import socket
 import threading
 import time
 
-from test_ctl import ctld  # noqa: F401  (the fixture)
 
-STALL_TIMEOUT = 15  # src/control.c: a client that reads nothing for this long goes
+STALL_TIMEOUT = 15  # src/daemon/control.c: a client that reads nothing for this long goes
 
 
 def rss_kib(pid):

@@ -3,111 +3,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
-from conftest import binary, gtl
-
-IDS = gtl.IDS
-UPN = {n: f"{n}@{gtl.DOMAIN}" for n in IDS}
-
-RANGES = """
-  { name = "london"; type = "direct-routing"; provider = "Gamma";
-    first = "+442080000000"; last = "+442080000009";
-    match = "city = 'London'"; },
-  { name = "park-lane"; type = "calling-plan"; provider = "Microsoft";
-    first = "+442071230000"; last = "+442071230004";
-    match = "Office = \\"Park Lane\\" AND City = \\"LONDON\\""; },
-  { name = "abingdon"; type = "direct-routing"; provider = "Gamma";
-    first = "+441235000000"; last = "+441235000099";
-    match = "city = 'Abingdon' AND office = 'Office 1'";
-    reserved = [ "+441235000000" ]; }
-"""
-
-
-class Ctld:
-    """numprovd -f on the simulator's tenant with its control socket at `sock`."""
-
-    def __init__(self, sim, tmp, sock=None):
-        self.sim, self.tmp = sim, tmp
-        self.sock = sock or tmp / "control.sock"
-        sim.ctl.settings(op_polls=0)  # Teams finishes each change at the first poll
-        self.conf = sim.config(
-            tmp / "numprovd.conf",
-            extra=f'control: {{ socket = "{self.sock}"; group = "root"; }};\n'
-                  f'snmp: {{ enabled = false; }};\nranges = ({RANGES});\n')
-        self.lines = []
-        self.proc = None
-
-    def start(self, wait=True):
-        self.proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(self.conf)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        if wait:
-            self.wait_first_sync()
-        return self
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def log(self):
-        return "\n".join(self.lines[-30:])
-
-    def ctl(self, *args):
-        return subprocess.run([binary("numprovctl"), "-c", str(self.conf), *args],
-                              capture_output=True, text=True, timeout=90)
-
-    def json(self, *args):
-        r = self.ctl("--json", *args)
-        assert r.returncode == 0, (r.stderr, self.log())
-        return json.loads(r.stdout)
-
-    def status(self):
-        return self.json("status")
-
-    def ranges(self):
-        return {x["name"]: x for x in self.json("ranges")}
-
-    def wait_first_sync(self, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.log()
-            r = self.ctl("--json", "status")
-            if r.returncode == 0:
-                st = json.loads(r.stdout)
-                if st["syncs"] >= 1 and not st["running"]:
-                    return st
-            time.sleep(0.2)
-        raise AssertionError("no first sync:\n" + self.log())
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=40)
-        return self.proc.returncode if self.proc else None
-
-
-@pytest.fixture
-def ctld(sim, tmp_path):
-    made = []
-
-    def make(wait=True, **kw):
-        d = Ctld(sim, tmp_path, **kw)
-        made.append(d)
-        return d.start(wait)
-
-    yield make
-    for d in made:
-        d.stop(signal.SIGKILL)
-
+from conftest import CTL_RANGES, IDS, UPN, binary, gtl  # noqa: F401
 
 @pytest.fixture
 def public_dir():
@@ -214,7 +118,7 @@ def test_ranges_come_from_the_daemon(sim, ctld):
     assert data["park-lane"]["type"] == "calling-plan" and data["park-lane"]["assigned"] == 1
     assert set(data["london"]) == {"name", "index", "type", "provider", "first", "last", "size",
                                    "assigned", "pending", "available", "reserved",
-                                   "quarantined", "utilisation", "status"}
+                                   "quarantined", "utilisation", "warn_percent", "status"}
     # the daemon is the one answering: it works with the socket alone, no config
     s = subprocess.run([binary("numprovctl"), "-s", str(d.sock), "--json", "ranges"],
                        capture_output=True, text=True, timeout=60)
@@ -416,7 +320,7 @@ def test_sync_returns_at_once(sim, ctld):
 def test_daemon_not_running(sim, tmp_path):
     sock = tmp_path / "control.sock"
     conf = sim.config(tmp_path / "numprovd.conf",
-                      extra=f'control: {{ socket = "{sock}"; }};\nranges = ({RANGES});\n')
+                      extra=f'control: {{ socket = "{sock}"; }};\nranges = ({CTL_RANGES});\n')
     for args in (("status",), ("assign", UPN["alice"], "+442080000001"), ("sync",)):
         r = subprocess.run([binary("numprovctl"), "-c", str(conf), *args], capture_output=True,
                            text=True, timeout=60)
@@ -453,7 +357,7 @@ def test_socket_of_a_live_daemon_is_not_taken_over(sim, ctld, tmp_path):
     other.mkdir()
     conf = sim.config(other / "numprovd.conf",
                       extra=f'control: {{ socket = "{d.sock}"; group = "root"; }};\n'
-                            f'snmp: {{ enabled = false; }};\nranges = ({RANGES});\n')
+                            f'snmp: {{ enabled = false; }};\nranges = ({CTL_RANGES});\n')
     r = subprocess.run([binary("numprovd"), "-f", "-c", str(conf)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode != 0

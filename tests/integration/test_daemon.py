@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from conftest import binary, gtl
-from test_provision import RANGES, UPN, Numprovd, add_user, holder, numprovd  # noqa: F401
+from conftest import Numprovd
 
 
 def test_sighup_refuses_a_bad_config_and_keeps_the_old(sim, numprovd):

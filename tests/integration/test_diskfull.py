@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import BUILD, binary
-from test_provision import Numprovd, add_user
+from conftest import Numprovd, add_user
 
 HERE = pathlib.Path(__file__).resolve().parent
 SCRIPT = HERE / "diskfull_ns.sh"
@@ -186,6 +186,8 @@ def test_full_disk_fails_the_round_cleanly_and_recovers(sim, ns, nsd):
 
     got = wait_for("every joiner numbered after the disk emptied", all_numbered, d, timeout=60)
     d.wait_syncs(len(d.events("sync")) + 1, timeout=30)
+    # the link never moved past changes it could not record: no full sync was needed
+    assert all(e["full"] == "no" for e in d.events("sync")[first_full:]), d.events("sync")
     d.alive()
     assert any("can be written again" in line for line in d.lines)
     for uid, number in before.items():

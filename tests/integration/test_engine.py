@@ -5,30 +5,12 @@ leaving the user without a number, an unassign undone by the next sync, a hand-a
 number replaced because Teams may replace rather than refuse)."""
 import json
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import binary, gtl
-from test_provision import IDS, UPN, Numprovd, add_user, holder, numprovd  # noqa: F401
-
-
-def wait_for(cond, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def user_json(d, who):
-    r = d.ctl("--json", "user", who)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+from conftest import IDS, UPN, Numprovd, add_user, gtl, holder, user_json, wait_for
 
 
 # ---- A1: a reload while a round or an administrator's change waits on Graph -------------
@@ -138,7 +120,7 @@ def test_assign_unsuitable_number_is_refused_before_anything_is_sent(sim, numpro
     d.wait_syncs(1)
     before = holder(sim, "+442080000000")
     since = sim.ctl.log()["requests"][-1]["seq"]
-    r = d.ctl("assign", UPN["alice"], "+442071230000")  # Calling Plan number, no Calling Plan
+    r = d.ctl("assign", UPN["alice"], "+442071230003")  # Calling Plan number, no Calling Plan
     assert r.returncode != 0
     assert "Calling Plan" in r.stderr and "--force" in r.stderr, r.stderr
     assert sim.ctl.change_requests("assignNumber", since=since) == []

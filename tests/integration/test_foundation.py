@@ -85,7 +85,7 @@ def test_ranges_table_and_json(daemon):
         "type": "direct-routing", "provider": "Gamma",
         "first": "+441235000000", "last": "+441235000999", "size": 1000,
         "assigned": 0, "pending": 0, "available": 998, "reserved": 2, "quarantined": 0,
-        "utilisation": 0.2, "status": "ok"}
+        "utilisation": 0.2, "warn_percent": 90, "status": "ok"}
     assert data["hq-ext"]["first"] == "+441235999000;ext=100"
     # --json may stand anywhere on the line
     assert json.loads(d.ctl("ranges", "--json").stdout) == json.loads(j.stdout)

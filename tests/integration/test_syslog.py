@@ -18,7 +18,7 @@ import urllib.parse
 import pytest
 
 from conftest import binary, gtl
-from test_provision import RANGES, UPN, add_user
+from conftest import RANGES, UPN, add_user
 
 IDS = gtl.IDS
 HERE = pathlib.Path(__file__).resolve().parent

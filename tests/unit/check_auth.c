@@ -162,28 +162,37 @@ verify(const char *jwt, enum auth_alg alg)
 	h = part_json(jwt, (size_t)(d1 - jwt));
 	p = part_json(d1 + 1, (size_t)(d2 - d1 - 1));
 	ck_assert_str_eq(cJSON_GetObjectItem(h, "typ")->valuestring, "JWT");
-	ck_assert_str_eq(cJSON_GetObjectItem(h, "alg")->valuestring, alg == AUTH_PS256 ? "PS256" : "RS256");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(h, "alg")->valuestring, alg == AUTH_PS256 ? "PS256" : "RS256");
 	thumb(alg == AUTH_PS256 ? EVP_sha256() : EVP_sha1(), want);
-	ck_assert_str_eq(cJSON_GetObjectItem(h, alg == AUTH_PS256 ? "x5t#S256" : "x5t")->valuestring, want);
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(h, alg == AUTH_PS256 ? "x5t#S256" : "x5t")->valuestring, want);
 	ck_assert_str_eq(cJSON_GetObjectItem(p, "aud")->valuestring,
 	    "https://login.example/contoso/oauth2/v2.0/token");
-	ck_assert_str_eq(cJSON_GetObjectItem(p, "iss")->valuestring, "11111111-2222-3333-4444-555555555555");
-	ck_assert_str_eq(cJSON_GetObjectItem(p, "sub")->valuestring, "11111111-2222-3333-4444-555555555555");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(p, "iss")->valuestring, "11111111-2222-3333-4444-555555555555");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(p, "sub")->valuestring, "11111111-2222-3333-4444-555555555555");
 	ck_assert_uint_eq(strlen(cJSON_GetObjectItem(p, "jti")->valuestring), 36);
 	ck_assert_int_eq((long)cJSON_GetObjectItem(p, "nbf")->valuedouble, 1800000000L);
 	ck_assert_int_eq((long)cJSON_GetObjectItem(p, "exp")->valuedouble, 1800000600L);
 	siglen = b64url_decode(d2 + 1, strlen(d2 + 1), sig);
-	ck_assert_int_eq(EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, X509_get0_pubkey(cert)), 1);
+	ck_assert_int_eq(
+	    EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, X509_get0_pubkey(cert)), 1);
 	if (alg == AUTH_PS256) {
 		EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
 		EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO);
 	}
-	ck_assert_int_eq(EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt, (size_t)(d2 - jwt)), 1);
+	ck_assert_int_eq(
+	    EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt, (size_t)(d2 - jwt)), 1);
 	/* and a changed claim no longer verifies */
-	ck_assert_int_ne(EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, X509_get0_pubkey(cert)), 0);
+	ck_assert_int_ne(
+	    EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, X509_get0_pubkey(cert)), 0);
 	if (alg == AUTH_PS256)
 		EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
-	ck_assert_int_ne(EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt, (size_t)(d2 - jwt) - 1), 1);
+	ck_assert_int_ne(
+	    EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt, (size_t)(d2 - jwt) - 1),
+	    1);
 	EVP_MD_CTX_free(md);
 	cJSON_Delete(h);
 	cJSON_Delete(p);

@@ -10,9 +10,9 @@
 #include "rule.h"
 #include "testutil.h"
 
-#define TENANT                                                             \
-	"tenant: { id = \"contoso.onmicrosoft.com\";\n"                    \
-	"  client_id = \"11111111-2222-3333-4444-555555555555\";\n"        \
+#define TENANT                                                                                     \
+	"tenant: { id = \"contoso.onmicrosoft.com\";\n"                                            \
+	"  client_id = \"11111111-2222-3333-4444-555555555555\";\n"                                \
 	"  client_secret_file = \"/etc/numprov/client-secret\"; };\n"
 
 static char file[64];
@@ -119,7 +119,8 @@ END_TEST
 
 START_TEST(wrong_type)
 {
-	ck_assert_ptr_null(load(TENANT "sync: {\n  mode = \"enforce\";\n  interval = \"300\";\n};\n"));
+	ck_assert_ptr_null(
+	    load(TENANT "sync: {\n  mode = \"enforce\";\n  interval = \"300\";\n};\n"));
 	assert_error_at(6, "sync.interval must be an integer, not a string");
 }
 END_TEST
@@ -134,7 +135,8 @@ END_TEST
 START_TEST(bad_enum)
 {
 	ck_assert_ptr_null(load(TENANT "sync: { mode = \"dryrun\"; };\n"));
-	assert_error_at(4, "sync.mode is \"dryrun\"; it must be \"enforce\", \"dry-run\" or \"off\"");
+	assert_error_at(
+	    4, "sync.mode is \"dryrun\"; it must be \"enforce\", \"dry-run\" or \"off\"");
 }
 END_TEST
 
@@ -149,7 +151,8 @@ START_TEST(tenant_required_fields)
 {
 	ck_assert_ptr_null(load("tenant: { id = \"x\"; client_id = \"not-a-guid\"; };\n"));
 	assert_error_at(1, "tenant.client_id \"not-a-guid\" is not a GUID");
-	assert_error_at(1, "tenant needs client_secret_file, or certificate_file and private_key_file");
+	assert_error_at(
+	    1, "tenant needs client_secret_file, or certificate_file and private_key_file");
 	ck_assert_ptr_null(load("sync: { interval = 5; };\n"));
 	ck_assert_msg(strstr(err, "the tenant { ... } group is required") != NULL, "%s", err);
 }
@@ -173,8 +176,8 @@ START_TEST(several_errors_at_once)
 }
 END_TEST
 
-#define RANGE(name, first, last, extra)                                              \
-	"  { name = \"" name "\"; type = \"direct-routing\"; first = \"" first "\";\n" \
+#define RANGE(name, first, last, extra)                                                            \
+	"  { name = \"" name "\"; type = \"direct-routing\"; first = \"" first "\";\n"             \
 	"    last = \"" last "\"; " extra " }"
 
 START_TEST(range_parsed)
@@ -211,18 +214,19 @@ END_TEST
 
 START_TEST(overlap_names_both)
 {
-	ck_assert_ptr_null(load(TENANT "ranges = (\n"
-	    RANGE("first", "+441235000000", "+441235000999", "") ",\n"
-	    RANGE("second", "+441235000500", "+441235001499", "") "\n);\n"));
-	assert_error_at(7, "range 'second' (+441235000500..+441235001499) overlaps range 'first' "
-			   "(+441235000000..+441235000999, line 5)");
+	ck_assert_ptr_null(
+	    load(TENANT "ranges = (\n" RANGE("first", "+441235000000", "+441235000999",
+		"") ",\n" RANGE("second", "+441235000500", "+441235001499", "") "\n);\n"));
+	assert_error_at(7,
+	    "range 'second' (+441235000500..+441235001499) overlaps range 'first' "
+	    "(+441235000000..+441235000999, line 5)");
 }
 END_TEST
 
 START_TEST(first_after_last)
 {
-	ck_assert_ptr_null(load(TENANT "ranges = (\n" RANGE("a", "+441235000999", "+441235000000", "")
-	    "\n);\n"));
+	ck_assert_ptr_null(
+	    load(TENANT "ranges = (\n" RANGE("a", "+441235000999", "+441235000000", "") "\n);\n"));
 	assert_error_at(5, "range 'a': ");
 	ck_assert_msg(strstr(err, "+441235000999") && strstr(err, "+441235000000"), "%s", err);
 }
@@ -230,8 +234,8 @@ END_TEST
 
 START_TEST(different_lengths)
 {
-	ck_assert_ptr_null(load(TENANT "ranges = (\n" RANGE("a", "+441235000000", "+4412350009999", "")
-	    "\n);\n"));
+	ck_assert_ptr_null(
+	    load(TENANT "ranges = (\n" RANGE("a", "+441235000000", "+4412350009999", "") "\n);\n"));
 	assert_error_at(5, "range 'a': ");
 	ck_assert_msg(strstr(err, "+441235000000") && strstr(err, "+4412350009999"), "%s", err);
 }
@@ -239,17 +243,16 @@ END_TEST
 
 START_TEST(reserved_outside_range)
 {
-	ck_assert_ptr_null(load(TENANT "ranges = (\n" RANGE("a", "+441235000000", "+441235000999",
-	    "reserved = [ \"+441235001000\" ];") "\n);\n"));
+	ck_assert_ptr_null(load(TENANT "ranges = (\n" RANGE(
+	    "a", "+441235000000", "+441235000999", "reserved = [ \"+441235001000\" ];") "\n);\n"));
 	assert_error_at(6, "range 'a': reserved number +441235001000 is not in the range");
 }
 END_TEST
 
 START_TEST(duplicate_range_names)
 {
-	ck_assert_ptr_null(load(TENANT "ranges = (\n"
-	    RANGE("a", "+441235000000", "+441235000999", "") ",\n"
-	    RANGE("a", "+441235001000", "+441235001999", "") "\n);\n"));
+	ck_assert_ptr_null(load(TENANT "ranges = (\n" RANGE("a", "+441235000000", "+441235000999",
+	    "") ",\n" RANGE("a", "+441235001000", "+441235001999", "") "\n);\n"));
 	assert_error_at(7, "range name 'a' is used twice (first at line 5)");
 }
 END_TEST
@@ -257,8 +260,9 @@ END_TEST
 START_TEST(range_needs_type_and_bounds)
 {
 	ck_assert_ptr_null(load(TENANT "ranges = (\n  { name = \"a\"; type = \"sip\"; }\n);\n"));
-	assert_error_at(5, "type is \"sip\"; it must be \"calling-plan\", \"operator-connect\" or "
-			   "\"direct-routing\"");
+	assert_error_at(5,
+	    "type is \"sip\"; it must be \"calling-plan\", \"operator-connect\" or "
+	    "\"direct-routing\"");
 	assert_error_at(5, "first is required");
 	assert_error_at(5, "last is required");
 }
@@ -266,8 +270,9 @@ END_TEST
 
 START_TEST(licensing_guids)
 {
-	struct config *c = load(TENANT "licensing: {\n  calling_plan = [ \"4ed3ff63-69d7-4fb7-b984-5aec7f605ca8\" ];\n"
-				       "  teams_phone = [ ];\n};\n");
+	struct config *c = load(
+	    TENANT "licensing: {\n  calling_plan = [ \"4ed3ff63-69d7-4fb7-b984-5aec7f605ca8\" ];\n"
+		   "  teams_phone = [ ];\n};\n");
 
 	ck_assert_msg(c != NULL, "%s", err);
 	ck_assert_uint_eq(c->licensing.n_calling_plan, 1);
@@ -281,9 +286,10 @@ END_TEST
 
 START_TEST(tenant_graph_options)
 {
-	struct config *c = load("tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
-				"  certificate_file = \"/c\"; private_key_file = \"/k\";\n"
-				"  assertion_alg = \"RS256\"; throttle_priority = \"low\"; timeout = 20; };\n");
+	struct config *c
+	    = load("tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
+		   "  certificate_file = \"/c\"; private_key_file = \"/k\";\n"
+		   "  assertion_alg = \"RS256\"; throttle_priority = \"low\"; timeout = 20; };\n");
 
 	ck_assert_msg(c != NULL, "%s", err);
 	ck_assert_int_eq(c->tenant.assertion_alg, 1);
@@ -291,8 +297,9 @@ START_TEST(tenant_graph_options)
 	ck_assert_int_eq(c->tenant.timeout, 20);
 	config_free(c);
 	ck_assert_ptr_null(load(TENANT "tenant2: { };\n"));
-	ck_assert_ptr_null(load("tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
-				"  client_secret_file = \"/s\"; assertion_alg = \"HS256\"; };\n"));
+	ck_assert_ptr_null(
+	    load("tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
+		 "  client_secret_file = \"/s\"; assertion_alg = \"HS256\"; };\n"));
 	assert_error_at(2, "tenant.assertion_alg is \"HS256\"; it must be \"PS256\" or \"RS256\"");
 }
 END_TEST
@@ -300,8 +307,8 @@ END_TEST
 START_TEST(missing_file)
 {
 	ck_assert_ptr_null(config_load("/nonexistent/numprovd.conf", err, sizeof(err)));
-	ck_assert_msg(strstr(err, "/nonexistent/numprovd.conf: cannot read the file") != NULL, "%s",
-	    err);
+	ck_assert_msg(
+	    strstr(err, "/nonexistent/numprovd.conf: cannot read the file") != NULL, "%s", err);
 }
 END_TEST
 

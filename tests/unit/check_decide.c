@@ -15,14 +15,15 @@
 #include "decide.h"
 #include "inventory.h"
 #include "rule.h"
+#include "teams.h"
 #include "testutil.h"
 #include "user.h"
 
 #define NOW ((time_t)1800000000)
 
-#define TENANT                                                             \
-	"tenant: { id = \"contoso.onmicrosoft.com\";\n"                    \
-	"  client_id = \"11111111-2222-3333-4444-555555555555\";\n"        \
+#define TENANT                                                                                     \
+	"tenant: { id = \"contoso.onmicrosoft.com\";\n"                                            \
+	"  client_id = \"11111111-2222-3333-4444-555555555555\";\n"                                \
 	"  client_secret_file = \"/etc/numprov/client-secret\"; };\n"
 
 /*
@@ -38,32 +39,35 @@
  *   8 cp-gb          calling-plan     usage_location GB                    500
  *   9 late-first     direct-routing   company Tie                            5
  */
-#define RANGES                                                                                    \
-	"ranges = (\n"                                                                            \
-	" { name = \"dr-abingdon\"; type = \"direct-routing\"; first = \"+441235000000\";\n"      \
-	"   last = \"+441235000999\"; match = \"city = 'Abingdon' AND office = 'Office 1'\";\n"   \
-	"   priority = 10; reserved = [ \"+441235000000\" ]; },\n"                                \
-	" { name = \"dr-abingdon-2\"; type = \"direct-routing\"; first = \"+441235001000\";\n"    \
-	"   last = \"+441235001999\"; match = \"city = 'Abingdon'\"; priority = 10; },\n"         \
-	" { name = \"cp-london\"; type = \"calling-plan\"; first = \"+442071230000\";\n"          \
-	"   last = \"+442071230499\"; match = \"Office = \\\"Park Lane\\\" AND City = \\\"LONDON\\\"\"; },\n" \
-	" { name = \"ext-hq\"; type = \"direct-routing\"; first = \"+441235999000;ext=100\";\n"   \
-	"   last = \"+441235999000;ext=199\";\n"                                                  \
-	"   match = \"usage_location = 'GB' AND department IN ('Support', 'Sales')\"; priority = 50; },\n" \
-	" { name = \"dr-or\"; type = \"direct-routing\"; first = \"+441865000000\";\n"            \
-	"   last = \"+441865000099\";\n"                                                          \
-	"   match = \"(city = 'Oxford' OR city = 'Didcot') AND NOT department = 'Contractors'\";\n" \
-	"   priority = 30; },\n"                                                                  \
-	" { name = \"z-tie\"; type = \"direct-routing\"; first = \"+441865100000\";\n"            \
-	"   last = \"+441865100099\"; match = \"company = 'Tie'\"; priority = 20; },\n"           \
-	" { name = \"a-tie\"; type = \"operator-connect\"; first = \"+441865200000\";\n"          \
-	"   last = \"+441865200099\"; match = \"company = 'Tie'\"; priority = 20; },\n"           \
-	" { name = \"oc-uk\"; type = \"operator-connect\"; first = \"+441632960000\";\n"          \
-	"   last = \"+441632960999\"; match = \"usage_location = 'GB'\"; priority = 1000; },\n"   \
-	" { name = \"cp-gb\"; type = \"calling-plan\"; first = \"+442071240000\";\n"              \
-	"   last = \"+442071240999\"; match = \"usage_location = 'GB'\"; priority = 500; },\n"    \
-	" { name = \"late-first\"; type = \"direct-routing\"; first = \"+441865300000\";\n"       \
-	"   last = \"+441865300099\"; match = \"company = 'Tie'\"; priority = 5; }\n"             \
+#define RANGES                                                                                     \
+	"ranges = (\n"                                                                             \
+	" { name = \"dr-abingdon\"; type = \"direct-routing\"; first = \"+441235000000\";\n"       \
+	"   last = \"+441235000999\"; match = \"city = 'Abingdon' AND office = 'Office 1'\";\n"    \
+	"   priority = 10; reserved = [ \"+441235000000\" ]; },\n"                                 \
+	" { name = \"dr-abingdon-2\"; type = \"direct-routing\"; first = \"+441235001000\";\n"     \
+	"   last = \"+441235001999\"; match = \"city = 'Abingdon'\"; priority = 10; },\n"          \
+	" { name = \"cp-london\"; type = \"calling-plan\"; first = \"+442071230000\";\n"           \
+	"   last = \"+442071230499\"; match = \"Office = \\\"Park Lane\\\" AND City = "            \
+	"\\\"LONDON\\\"\"; },\n"                                                                   \
+	" { name = \"ext-hq\"; type = \"direct-routing\"; first = \"+441235999000;ext=100\";\n"    \
+	"   last = \"+441235999000;ext=199\";\n"                                                   \
+	"   match = \"usage_location = 'GB' AND department IN ('Support', 'Sales')\"; priority = " \
+	"50; },\n"                                                                                 \
+	" { name = \"dr-or\"; type = \"direct-routing\"; first = \"+441865000000\";\n"             \
+	"   last = \"+441865000099\";\n"                                                           \
+	"   match = \"(city = 'Oxford' OR city = 'Didcot') AND NOT department = "                  \
+	"'Contractors'\";\n"                                                                       \
+	"   priority = 30; },\n"                                                                   \
+	" { name = \"z-tie\"; type = \"direct-routing\"; first = \"+441865100000\";\n"             \
+	"   last = \"+441865100099\"; match = \"company = 'Tie'\"; priority = 20; },\n"            \
+	" { name = \"a-tie\"; type = \"operator-connect\"; first = \"+441865200000\";\n"           \
+	"   last = \"+441865200099\"; match = \"company = 'Tie'\"; priority = 20; },\n"            \
+	" { name = \"oc-uk\"; type = \"operator-connect\"; first = \"+441632960000\";\n"           \
+	"   last = \"+441632960999\"; match = \"usage_location = 'GB'\"; priority = 1000; },\n"    \
+	" { name = \"cp-gb\"; type = \"calling-plan\"; first = \"+442071240000\";\n"               \
+	"   last = \"+442071240999\"; match = \"usage_location = 'GB'\"; priority = 500; },\n"     \
+	" { name = \"late-first\"; type = \"direct-routing\"; first = \"+441865300000\";\n"        \
+	"   last = \"+441865300099\"; match = \"company = 'Tie'\"; priority = 5; }\n"              \
 	");\n"
 
 /* A number of ours (dr-abingdon) and one outside every range. */
@@ -73,9 +77,9 @@
 
 enum cfg_variant {
 	C_ENFORCE,    /* the defaults: release on delete and unlicense, keep on disable */
-	C_DRY,        /* the same in dry-run */
-	C_OFF,        /* the same with sync.mode off */
-	C_KEEP,       /* release_on_delete = release_on_unlicense = false */
+	C_DRY,	      /* the same in dry-run */
+	C_OFF,	      /* the same with sync.mode off */
+	C_KEEP,	      /* release_on_delete = release_on_unlicense = false */
 	C_RELDIS,     /* release_on_disable = true */
 	C_RELDIS_DRY, /* ... in dry-run */
 	C_RELDIS_OFF, /* ... with sync.mode off */
@@ -126,9 +130,10 @@ load_variant(enum cfg_variant v)
 
 	snprintf(text, sizeof(text),
 	    TENANT "sync: { mode = \"%s\"; };\n"
-	    "policy: { release_on_delete = %s; release_on_unlicense = %s; release_on_disable = %s; };\n"
-	    RANGES,
-	    variants[v].mode, variants[v].on_delete, variants[v].on_unlicense, variants[v].on_disable);
+		   "policy: { release_on_delete = %s; release_on_unlicense = %s; "
+		   "release_on_disable = %s; };\n" RANGES,
+	    variants[v].mode, variants[v].on_delete, variants[v].on_unlicense,
+	    variants[v].on_disable);
 	return load_text(text);
 }
 
@@ -170,7 +175,7 @@ struct row {
 	/* what the inventory holds for them (NULL: nothing), and what Teams shows */
 	const char *held;
 	int held_pending;
-	const char *teams; /* NULL: Teams not read this cycle */
+	const char *teams;	/* NULL: Teams not read this cycle */
 	const char *change_new; /* an administrator's change of number in flight */
 	/* expected */
 	enum action act;
@@ -201,14 +206,14 @@ static const struct row rows[] = {
 	    .cand = { "dr-abingdon", "dr-abingdon-2", "oc-uk" } },
 	/* B2: the licence class picks the range types */
 	{ "B2", "calling plan: calling-plan ranges only", C_ENFORCE, .calling_plan = 1,
-	    .city = "London", .office = "Park Lane", .usage = "GB", .teams = "",
-	    .act = ACT_ASSIGN, .reason = RSN_NEW, .cand = { "cp-london", "cp-gb" } },
+	    .city = "London", .office = "Park Lane", .usage = "GB", .teams = "", .act = ACT_ASSIGN,
+	    .reason = RSN_NEW, .cand = { "cp-london", "cp-gb" } },
 	{ "B2", "calling plan: direct-routing rules that hold do not count", C_ENFORCE,
-	    .calling_plan = 1, ABINGDON_1, .dept = "Sales", .company = "Tie",
-	    .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "cp-gb" } },
+	    .calling_plan = 1, ABINGDON_1, .dept = "Sales", .company = "Tie", .act = ACT_CHECK,
+	    .reason = RSN_NEW, .cand = { "cp-gb" } },
 	{ "B2", "no calling plan: calling-plan rules that hold do not count", C_ENFORCE,
-	    .city = "London", .office = "Park Lane", .usage = "GB", .teams = "",
-	    .act = ACT_ASSIGN, .reason = RSN_NEW, .cand = { "oc-uk" } },
+	    .city = "London", .office = "Park Lane", .usage = "GB", .teams = "", .act = ACT_ASSIGN,
+	    .reason = RSN_NEW, .cand = { "oc-uk" } },
 	{ "B2", "no calling plan: direct routing and operator connect both", C_ENFORCE,
 	    .company = "Tie", .teams = "", .act = ACT_ASSIGN, .reason = RSN_NEW,
 	    .cand = { "late-first", "z-tie", "a-tie" } },
@@ -219,30 +224,31 @@ static const struct row rows[] = {
 		"oc-uk" } },
 	{ "B3", "ties keep config order, not name order", C_ENFORCE, .company = "Tie",
 	    .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "late-first", "z-tie", "a-tie" } },
-	{ "B3", "extension range before the catch-all", C_ENFORCE, .usage = "GB",
-	    .dept = "Support", .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "ext-hq", "oc-uk" } },
+	{ "B3", "extension range before the catch-all", C_ENFORCE, .usage = "GB", .dept = "Support",
+	    .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "ext-hq", "oc-uk" } },
 	/* B4: rules through the candidates */
 	{ "B4", "AND: the office must hold too", C_ENFORCE, .city = "Abingdon",
-	    .office = "Office 2", .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "dr-abingdon-2" } },
+	    .office = "Office 2", .act = ACT_CHECK, .reason = RSN_NEW,
+	    .cand = { "dr-abingdon-2" } },
 	{ "B4", "AND: comparisons ignore case and surrounding spaces", C_ENFORCE,
 	    .city = "  ABINGDON ", .office = "office 1", .act = ACT_CHECK, .reason = RSN_NEW,
 	    .cand = { "dr-abingdon", "dr-abingdon-2" } },
-	{ "B4", "OR: either city", C_ENFORCE, .city = "Didcot", .act = ACT_CHECK,
-	    .reason = RSN_NEW, .cand = { "dr-or" } },
+	{ "B4", "OR: either city", C_ENFORCE, .city = "Didcot", .act = ACT_CHECK, .reason = RSN_NEW,
+	    .cand = { "dr-or" } },
 	{ "B4", "OR: the other city", C_ENFORCE, .city = "oxford", .dept = "Sales",
 	    .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "dr-or" } },
 	{ "B4", "NOT: excluded department", C_ENFORCE, .city = "Oxford", .dept = "Contractors",
 	    .act = ACT_UNMATCHED, .reason = RSN_NO_MATCH },
-	{ "B4", "the seed's rule, case-insensitive", C_ENFORCE, .calling_plan = 1,
-	    .city = "london", .office = "PARK LANE", .act = ACT_CHECK, .reason = RSN_NEW,
-	    .cand = { "cp-london" } },
+	{ "B4", "the seed's rule, case-insensitive", C_ENFORCE, .calling_plan = 1, .city = "london",
+	    .office = "PARK LANE", .act = ACT_CHECK, .reason = RSN_NEW, .cand = { "cp-london" } },
 	/* B5: no range's rule holds */
-	{ "B5", "no rule holds", C_ENFORCE, .city = "Paris", .usage = "FR",
+	{ "B5", "no rule holds", C_ENFORCE, .city = "Paris", .usage = "FR", .act = ACT_UNMATCHED,
+	    .reason = RSN_NO_MATCH },
+	{ "B5", "no rule holds, Teams read", C_ENFORCE, .city = "Paris", .usage = "FR", .teams = "",
 	    .act = ACT_UNMATCHED, .reason = RSN_NO_MATCH },
-	{ "B5", "no rule holds, Teams read", C_ENFORCE, .city = "Paris", .usage = "FR",
-	    .teams = "", .act = ACT_UNMATCHED, .reason = RSN_NO_MATCH },
 	{ "B5", "calling plan, no calling-plan rule holds", C_ENFORCE, .calling_plan = 1,
-	    .city = "Abingdon", .office = "Office 1", .usage = "FR", .act = ACT_UNMATCHED, .reason = RSN_NO_MATCH },
+	    .city = "Abingdon", .office = "Office 1", .usage = "FR", .act = ACT_UNMATCHED,
+	    .reason = RSN_NO_MATCH },
 	{ "B5", "no attributes at all", C_ENFORCE, .act = ACT_UNMATCHED, .reason = RSN_NO_MATCH },
 	{ "B5", "unmatched before: still unmatched", C_ENFORCE, .state = US_NO_MATCH,
 	    .city = "Paris", .act = ACT_UNMATCHED, .reason = RSN_NO_MATCH },
@@ -250,9 +256,9 @@ static const struct row rows[] = {
 	{ "B6", "disabled with a number: retained once", C_ENFORCE, .disabled = 1, ABINGDON_1,
 	    .state = US_ASSIGNED, .held = OURS, .act = ACT_RETAIN, .reason = RSN_DISABLED,
 	    .number = OURS },
-	{ "B6", "disabled, already recorded as such: nothing", C_ENFORCE, .disabled = 1,
-	    ABINGDON_1, .state = US_DISABLED, .held = OURS, .act = ACT_NOTHING,
-	    .reason = RSN_DISABLED, .number = OURS },
+	{ "B6", "disabled, already recorded as such: nothing", C_ENFORCE, .disabled = 1, ABINGDON_1,
+	    .state = US_DISABLED, .held = OURS, .act = ACT_NOTHING, .reason = RSN_DISABLED,
+	    .number = OURS },
 	{ "B6", "disabled without a number: none given", C_ENFORCE, .disabled = 1, ABINGDON_1,
 	    .teams = "", .act = ACT_NOTHING, .reason = RSN_DISABLED },
 	{ "B6", "disabled and moved: retained as disabled", C_ENFORCE, .disabled = 1, ABINGDON_1,
@@ -261,9 +267,9 @@ static const struct row rows[] = {
 	{ "B6", "release_on_disable: released", C_RELDIS, .disabled = 1, ABINGDON_1,
 	    .state = US_ASSIGNED, .held = OURS, .act = ACT_RELEASE, .reason = RSN_DISABLED,
 	    .number = OURS },
-	{ "B6", "release_on_disable, recorded disabled before: released", C_RELDIS,
-	    .disabled = 1, .state = US_DISABLED, .held = OURS, .act = ACT_RELEASE,
-	    .reason = RSN_DISABLED, .number = OURS },
+	{ "B6", "release_on_disable, recorded disabled before: released", C_RELDIS, .disabled = 1,
+	    .state = US_DISABLED, .held = OURS, .act = ACT_RELEASE, .reason = RSN_DISABLED,
+	    .number = OURS },
 	{ "B6", "release_on_disable, dry-run: decided like enforce", C_RELDIS_DRY, .disabled = 1,
 	    .state = US_ASSIGNED, .held = OURS, .act = ACT_RELEASE, .reason = RSN_DISABLED,
 	    .number = OURS },
@@ -280,14 +286,14 @@ static const struct row rows[] = {
 	{ "B7", "deleted while disabled and unlicensed: released as deleted", C_ENFORCE,
 	    .state = US_GONE, .disabled = 1, .unlicensed = 1, .held = OURS, .act = ACT_RELEASE,
 	    .reason = RSN_DELETED, .number = OURS },
-	{ "B7", "release_on_delete = false: kept by policy", C_KEEP, .state = US_GONE,
-	    .held = OURS, .act = ACT_NOTHING, .reason = RSN_POLICY, .number = OURS },
+	{ "B7", "release_on_delete = false: kept by policy", C_KEEP, .state = US_GONE, .held = OURS,
+	    .act = ACT_NOTHING, .reason = RSN_POLICY, .number = OURS },
 	{ "B7", "release_on_delete = false, no number: forgotten", C_KEEP, .state = US_GONE,
 	    .act = ACT_FORGET, .reason = RSN_DELETED },
 	{ "B7", "dry-run: decided like enforce", C_DRY, .state = US_GONE, .held = OURS,
 	    .act = ACT_RELEASE, .reason = RSN_DELETED, .number = OURS },
-	{ "B7", "mode off: no release", C_OFF, .state = US_GONE, .held = OURS,
-	    .act = ACT_NOTHING, .reason = RSN_MODE_OFF, .number = OURS },
+	{ "B7", "mode off: no release", C_OFF, .state = US_GONE, .held = OURS, .act = ACT_NOTHING,
+	    .reason = RSN_MODE_OFF, .number = OURS },
 	{ "B7", "deleted, assignment unsettled: settled first", C_ENFORCE, .state = US_GONE,
 	    .held = OURS, .held_pending = 1, .act = ACT_NOTHING, .reason = RSN_PENDING,
 	    .number = OURS },
@@ -303,22 +309,22 @@ static const struct row rows[] = {
 	    .number = OURS },
 	{ "B8", "unlicensed without a number: nothing", C_ENFORCE, .unlicensed = 1, ABINGDON_1,
 	    .teams = "", .act = ACT_NOTHING, .reason = RSN_UNLICENSED },
-	{ "B8", "unlicensed, Teams shows a number of ours: not adopted", C_ENFORCE,
-	    .unlicensed = 1, .teams = OURS, .act = ACT_NOTHING, .reason = RSN_UNLICENSED },
+	{ "B8", "unlicensed, Teams shows a number of ours: not adopted", C_ENFORCE, .unlicensed = 1,
+	    .teams = OURS, .act = ACT_NOTHING, .reason = RSN_UNLICENSED },
 	{ "B8", "dry-run: decided like enforce", C_DRY, .unlicensed = 1, .held = OURS,
 	    .act = ACT_RELEASE, .reason = RSN_UNLICENSED, .number = OURS },
-	{ "B8", "mode off: no release", C_OFF, .unlicensed = 1, .held = OURS,
-	    .act = ACT_NOTHING, .reason = RSN_UNLICENSED, .number = OURS },
+	{ "B8", "mode off: no release", C_OFF, .unlicensed = 1, .held = OURS, .act = ACT_NOTHING,
+	    .reason = RSN_UNLICENSED, .number = OURS },
 	{ "B8", "unlicensed, assignment unsettled: settled first", C_ENFORCE, .unlicensed = 1,
 	    .held = OURS, .held_pending = 1, .act = ACT_NOTHING, .reason = RSN_PENDING,
 	    .number = OURS },
 	/* B9: moved */
-	{ "B9", "moved with a number: retained", C_ENFORCE, .city = "Oxford",
-	    .state = US_ASSIGNED, .flags = USER_F_MOVED | USER_F_DUE, .held = OURS,
-	    .act = ACT_RETAIN, .reason = RSN_MOVED, .number = OURS },
-	{ "B9", "not moved, holds a number: nothing", C_ENFORCE, ABINGDON_1,
-	    .state = US_ASSIGNED, .flags = USER_F_DUE, .held = OURS, .act = ACT_NOTHING,
-	    .reason = RSN_HAS_NUMBER, .number = OURS },
+	{ "B9", "moved with a number: retained", C_ENFORCE, .city = "Oxford", .state = US_ASSIGNED,
+	    .flags = USER_F_MOVED | USER_F_DUE, .held = OURS, .act = ACT_RETAIN,
+	    .reason = RSN_MOVED, .number = OURS },
+	{ "B9", "not moved, holds a number: nothing", C_ENFORCE, ABINGDON_1, .state = US_ASSIGNED,
+	    .flags = USER_F_DUE, .held = OURS, .act = ACT_NOTHING, .reason = RSN_HAS_NUMBER,
+	    .number = OURS },
 	{ "B9", "holds a number no rule would give now: kept", C_ENFORCE, .city = "Paris",
 	    .state = US_ASSIGNED, .held = OURS, .act = ACT_NOTHING, .reason = RSN_HAS_NUMBER,
 	    .number = OURS },
@@ -346,12 +352,10 @@ static const struct row rows[] = {
 	    .reason = RSN_HAS_NUMBER, .number = OURS },
 	{ "B10", "outside every range: nothing, never assigned", C_ENFORCE, ABINGDON_1,
 	    .teams = FOREIGN, .act = ACT_NOTHING, .reason = RSN_EXTERNAL, .number = FOREIGN },
-	{ "B10", "outside every range, unmatched user: still nothing", C_ENFORCE,
-	    .city = "Paris", .teams = FOREIGN, .act = ACT_NOTHING, .reason = RSN_EXTERNAL,
-	    .number = FOREIGN },
-	{ "B10", "the DID of an extension range is not in it", C_ENFORCE,
-	    .teams = "+441235999000", .act = ACT_NOTHING, .reason = RSN_EXTERNAL,
-	    .number = "+441235999000" },
+	{ "B10", "outside every range, unmatched user: still nothing", C_ENFORCE, .city = "Paris",
+	    .teams = FOREIGN, .act = ACT_NOTHING, .reason = RSN_EXTERNAL, .number = FOREIGN },
+	{ "B10", "the DID of an extension range is not in it", C_ENFORCE, .teams = "+441235999000",
+	    .act = ACT_NOTHING, .reason = RSN_EXTERNAL, .number = "+441235999000" },
 	{ "B10", "not a number at all: external, never assigned", C_ENFORCE, ABINGDON_1,
 	    .teams = "garbage", .act = ACT_NOTHING, .reason = RSN_EXTERNAL, .number = "garbage" },
 	{ "B10", "external before, Teams not read: asks Teams", C_ENFORCE, ABINGDON_1,
@@ -378,15 +382,15 @@ static const struct row rows[] = {
 	/* B11: administrators */
 	{ "B11", "held by the administrator: nothing", C_ENFORCE, ABINGDON_1, .state = US_HELD,
 	    .act = ACT_NOTHING, .reason = RSN_HELD },
-	{ "B11", "held, Teams shows none: still nothing", C_ENFORCE, ABINGDON_1,
-	    .state = US_HELD, .teams = "", .act = ACT_NOTHING, .reason = RSN_HELD },
+	{ "B11", "held, Teams shows none: still nothing", C_ENFORCE, ABINGDON_1, .state = US_HELD,
+	    .teams = "", .act = ACT_NOTHING, .reason = RSN_HELD },
 	{ "B11", "held, Teams shows a number of ours: not adopted", C_ENFORCE, .state = US_HELD,
 	    .teams = OURS, .act = ACT_NOTHING, .reason = RSN_HELD },
 	{ "B11", "held, moved: still nothing", C_ENFORCE, .state = US_HELD,
 	    .flags = USER_F_MOVED | USER_F_DUE, .city = "Didcot", .act = ACT_NOTHING,
 	    .reason = RSN_HELD },
-	{ "B11", "held and unlicensed: stays held", C_ENFORCE, .state = US_HELD,
-	    .unlicensed = 1, .flags = USER_F_DUE, .act = ACT_NOTHING, .reason = RSN_HELD },
+	{ "B11", "held and unlicensed: stays held", C_ENFORCE, .state = US_HELD, .unlicensed = 1,
+	    .flags = USER_F_DUE, .act = ACT_NOTHING, .reason = RSN_HELD },
 	{ "B11", "held and disabled: stays held", C_ENFORCE, .state = US_HELD, .disabled = 1,
 	    .flags = USER_F_DUE, .act = ACT_NOTHING, .reason = RSN_HELD },
 	{ "B11", "held and deleted: forgotten", C_ENFORCE, .state = US_GONE, .act = ACT_FORGET,
@@ -411,9 +415,8 @@ static const struct row rows[] = {
 	{ "B11", "unsettled and moved: settled first", C_ENFORCE, .state = US_ASSIGNING,
 	    .flags = USER_F_MOVED, .held = OURS, .held_pending = 1, .act = ACT_NOTHING,
 	    .reason = RSN_PENDING, .number = OURS },
-	{ "B11", "unsettled and disabled: settled first", C_RELDIS, .disabled = 1,
-	    .held = OURS, .held_pending = 1, .act = ACT_NOTHING, .reason = RSN_PENDING,
-	    .number = OURS },
+	{ "B11", "unsettled and disabled: settled first", C_RELDIS, .disabled = 1, .held = OURS,
+	    .held_pending = 1, .act = ACT_NOTHING, .reason = RSN_PENDING, .number = OURS },
 	{ "B11", "unsettled, Teams shows another: settled first", C_ENFORCE, .held = OURS,
 	    .held_pending = 1, .teams = FOREIGN, .act = ACT_NOTHING, .reason = RSN_PENDING,
 	    .number = OURS },
@@ -446,11 +449,11 @@ static const struct row rows[] = {
 	{ "B14", "retry in the future, but unmatched now: waits all the same", C_ENFORCE,
 	    .city = "Paris", .state = US_WAITING, .retry_at = NOW + 60, .act = ACT_WAIT,
 	    .reason = RSN_RETRY, .until = NOW + 60 },
-	{ "B14", "retry pending, holds a number meanwhile: nothing", C_ENFORCE,
-	    .state = US_WAITING, .retry_at = NOW + 600, .held = OURS, .act = ACT_NOTHING,
-	    .reason = RSN_HAS_NUMBER, .number = OURS },
-	{ "B14", "dry-run: decided like enforce", C_DRY, .state = US_WAITING,
-	    .retry_at = NOW + 600, .act = ACT_WAIT, .reason = RSN_RETRY, .until = NOW + 600 },
+	{ "B14", "retry pending, holds a number meanwhile: nothing", C_ENFORCE, .state = US_WAITING,
+	    .retry_at = NOW + 600, .held = OURS, .act = ACT_NOTHING, .reason = RSN_HAS_NUMBER,
+	    .number = OURS },
+	{ "B14", "dry-run: decided like enforce", C_DRY, .state = US_WAITING, .retry_at = NOW + 600,
+	    .act = ACT_WAIT, .reason = RSN_RETRY, .until = NOW + 600 },
 	/* B15: the modes */
 	{ "B15", "mode off: no number for a new user", C_OFF, ABINGDON_1, .teams = "",
 	    .act = ACT_NOTHING, .reason = RSN_MODE_OFF },
@@ -464,11 +467,10 @@ static const struct row rows[] = {
 	    .act = ACT_NOTHING, .reason = RSN_MODE_OFF },
 	{ "B15", "mode off: a number kept is still nothing", C_OFF, .state = US_ASSIGNED,
 	    .held = OURS, .act = ACT_NOTHING, .reason = RSN_HAS_NUMBER, .number = OURS },
-	{ "B15", "mode off: a deleted user without a number is forgotten", C_OFF,
-	    .state = US_GONE, .act = ACT_FORGET, .reason = RSN_DELETED },
-	{ "B15", "dry-run: a new user decided like enforce", C_DRY, ABINGDON_1,
-	    .act = ACT_CHECK, .reason = RSN_NEW,
-	    .cand = { "dr-abingdon", "dr-abingdon-2", "oc-uk" } },
+	{ "B15", "mode off: a deleted user without a number is forgotten", C_OFF, .state = US_GONE,
+	    .act = ACT_FORGET, .reason = RSN_DELETED },
+	{ "B15", "dry-run: a new user decided like enforce", C_DRY, ABINGDON_1, .act = ACT_CHECK,
+	    .reason = RSN_NEW, .cand = { "dr-abingdon", "dr-abingdon-2", "oc-uk" } },
 	{ "B15", "dry-run, Teams shows none: assign", C_DRY, ABINGDON_1, .teams = "",
 	    .act = ACT_ASSIGN, .reason = RSN_NEW,
 	    .cand = { "dr-abingdon", "dr-abingdon-2", "oc-uk" } },
@@ -530,8 +532,9 @@ START_TEST(decision_table)
 		n++;
 	ck_assert_msg(d.n_cand == n, "%s %s: %zu candidates, want %zu", w->b, w->what, d.n_cand, n);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(strcmp(d.cand[i]->name, w->cand[i]) == 0, "%s %s: candidate %zu is %s, want %s",
-		    w->b, w->what, i, d.cand[i]->name, w->cand[i]);
+		ck_assert_msg(strcmp(d.cand[i]->name, w->cand[i]) == 0,
+		    "%s %s: candidate %zu is %s, want %s", w->b, w->what, i, d.cand[i]->name,
+		    w->cand[i]);
 	for (size_t i = n; i < DECIDE_MAX_CAND; i++)
 		ck_assert_ptr_null(d.cand[i]);
 	user_clear(&u);
@@ -631,9 +634,9 @@ static const struct {
 	{ "+441235000500", "dr-abingdon" },
 	{ "+441235001000", "dr-abingdon-2" },
 	{ "+441235001999", "dr-abingdon-2" },
-	{ "+441235002000", NULL },          /* one past */
-	{ "+441234999999", NULL },          /* one before */
-	{ "441235000123", "dr-abingdon" },  /* written otherwise */
+	{ "+441235002000", NULL },	   /* one past */
+	{ "+441234999999", NULL },	   /* one before */
+	{ "441235000123", "dr-abingdon" }, /* written otherwise */
 	{ "0044 1235 000123", "dr-abingdon" },
 	{ "tel:+44-1235-000-123", "dr-abingdon" },
 	{ "+44 (0)1235 000123", "dr-abingdon" },
@@ -642,10 +645,10 @@ static const struct {
 	{ "tel:+441235999000;ext=150", "ext-hq" },
 	{ "+441235999000;ext=200", NULL },
 	{ "+441235999000;ext=099", NULL },
-	{ "+441235999000;ext=10", NULL },   /* another width */
-	{ "+441235999000", NULL },          /* the DID itself */
-	{ "+4412350001230", NULL },         /* one digit more */
-	{ "+44123500012", NULL },           /* one digit less */
+	{ "+441235999000;ext=10", NULL }, /* another width */
+	{ "+441235999000", NULL },	  /* the DID itself */
+	{ "+4412350001230", NULL },	  /* one digit more */
+	{ "+44123500012", NULL },	  /* one digit less */
 	{ "+442071230499", "cp-london" },
 	{ "+442071240000", "cp-gb" },
 	{ "+441632960999", "oc-uk" },
@@ -663,11 +666,12 @@ START_TEST(range_of_number_table)
 	const struct cfg_range *r = range_of_number(cfg, numbers[_i].number);
 
 	if (numbers[_i].range) {
-		ck_assert_msg(r != NULL, "%s: in no range, want %s", numbers[_i].number,
-		    numbers[_i].range);
+		ck_assert_msg(
+		    r != NULL, "%s: in no range, want %s", numbers[_i].number, numbers[_i].range);
 		ck_assert_str_eq(r->name, numbers[_i].range);
 	} else {
-		ck_assert_msg(r == NULL, "%s: in %s, want none", numbers[_i].number, r ? r->name : "");
+		ck_assert_msg(
+		    r == NULL, "%s: in %s, want none", numbers[_i].number, r ? r->name : "");
 	}
 	config_free(cfg);
 }
@@ -763,8 +767,13 @@ load_many(void)
 	for (int i = 0; i < MANY; i++)
 		used += (size_t)snprintf(text + used, sizeof(text) - used,
 		    " { name = \"r%02d\"; type = \"direct-routing\"; first = \"+4411800%02d000\";"
-		    " last = \"+4411800%02d999\"; match = \"company = 'Many'\"; priority = %d; }%s\n",
-		    i, i, i, i == MANY - 1 ? 1 : i == MANY - 2 ? 2 : 100, i == MANY - 1 ? "" : ",");
+		    " last = \"+4411800%02d999\"; match = \"company = 'Many'\"; priority = %d; "
+		    "}%s\n",
+		    i, i, i,
+		    i == MANY - 1	? 1
+			: i == MANY - 2 ? 2
+					: 100,
+		    i == MANY - 1 ? "" : ",");
 	snprintf(text + used, sizeof(text) - used, ");\n");
 	return load_text(text);
 }
@@ -805,17 +814,32 @@ END_TEST
 
 START_TEST(action_and_reason_names)
 {
-	static const char *const acts[] = { [ACT_NOTHING] = "none", [ACT_ASSIGN] = "assign",
-		[ACT_CHECK] = "assign", [ACT_ADOPT] = "adopt", [ACT_RELEASE] = "release",
-		[ACT_RETAIN] = "retain", [ACT_WAIT] = "wait", [ACT_UNMATCHED] = "unmatched",
-		[ACT_FORGET] = "forget", [ACT_SETTLE] = "settle" };
-	static const char *const reasons[] = { [RSN_NONE] = "", [RSN_DELETED] = "deleted",
-		[RSN_UNLICENSED] = "unlicensed", [RSN_DISABLED] = "disabled", [RSN_MOVED] = "moved",
-		[RSN_HAS_NUMBER] = "has-number", [RSN_PENDING] = "pending",
-		[RSN_HELD] = "held-by-administrator", [RSN_ADMIN] = "administrator",
-		[RSN_CHANGE] = "change-of-number", [RSN_MODE_OFF] = "mode-off",
-		[RSN_POLICY] = "policy", [RSN_RETRY] = "retry", [RSN_NO_MATCH] = "no-match",
-		[RSN_EXTERNAL] = "number-outside-ranges", [RSN_NEW] = "new" };
+	static const char *const acts[] = { [ACT_NOTHING] = "none",
+		[ACT_ASSIGN] = "assign",
+		[ACT_CHECK] = "assign",
+		[ACT_ADOPT] = "adopt",
+		[ACT_RELEASE] = "release",
+		[ACT_RETAIN] = "retain",
+		[ACT_WAIT] = "wait",
+		[ACT_UNMATCHED] = "unmatched",
+		[ACT_FORGET] = "forget",
+		[ACT_SETTLE] = "settle" };
+	static const char *const reasons[] = { [RSN_NONE] = "",
+		[RSN_DELETED] = "deleted",
+		[RSN_UNLICENSED] = "unlicensed",
+		[RSN_DISABLED] = "disabled",
+		[RSN_MOVED] = "moved",
+		[RSN_HAS_NUMBER] = "has-number",
+		[RSN_PENDING] = "pending",
+		[RSN_HELD] = "held-by-administrator",
+		[RSN_ADMIN] = "administrator",
+		[RSN_CHANGE] = "change-of-number",
+		[RSN_MODE_OFF] = "mode-off",
+		[RSN_POLICY] = "policy",
+		[RSN_RETRY] = "retry",
+		[RSN_NO_MATCH] = "no-match",
+		[RSN_EXTERNAL] = "number-outside-ranges",
+		[RSN_NEW] = "new" };
 
 	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)
 		ck_assert_str_eq(action_name((enum action)i), acts[i]);
@@ -835,9 +859,9 @@ END_TEST
 static int
 same_decision(const struct decision *a, const struct decision *b)
 {
-	if (a->act != b->act || a->reason != b->reason || a->until != b->until ||
-	    a->n_cand != b->n_cand || (a->number == NULL) != (b->number == NULL) ||
-	    (a->number && strcmp(a->number, b->number) != 0))
+	if (a->act != b->act || a->reason != b->reason || a->until != b->until
+	    || a->n_cand != b->n_cand || (a->number == NULL) != (b->number == NULL)
+	    || (a->number && strcmp(a->number, b->number) != 0))
 		return 0;
 	for (size_t i = 0; i < a->n_cand; i++)
 		if (strcmp(a->cand[i]->name, b->cand[i]->name) != 0)
@@ -850,10 +874,10 @@ same_decision(const struct decision *a, const struct decision *b)
  * or NULL. (Plain tests, not ck_assert: Check records every assertion passed,
  * and the sweep makes millions.)
  */
-#define RULE(cond, what)           \
-	do {                       \
-		if (!(cond))       \
-			return what; \
+#define RULE(cond, what)                                                                           \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			return what;                                                               \
 	} while (0)
 
 static const char *
@@ -881,8 +905,10 @@ broken_rule(const struct config *cfg, const struct user *u, const struct inv_use
 		RULE(d->act == ACT_ASSIGN || !teams, "check only when Teams was not read");
 		RULE(!h, "B10: never a second number");
 		RULE(automatic, "B15: no assignment in mode off");
-		RULE(u->teams_phone && u->enabled, "B1/B6/B8: assign only to licensed, enabled users");
-		RULE(u->state != US_GONE && u->state != US_HELD, "B7/B11: no number for gone or held");
+		RULE(u->teams_phone && u->enabled,
+		    "B1/B6/B8: assign only to licensed, enabled users");
+		RULE(u->state != US_GONE && u->state != US_HELD,
+		    "B7/B11: no number for gone or held");
 		RULE(d->n_cand > 0 || (d->act == ACT_CHECK && d->reason == RSN_EXTERNAL),
 		    "B5: an assignment needs candidates");
 		RULE(d->n_cand == decide_candidates(cfg, u, want, DECIDE_MAX_CAND),
@@ -910,16 +936,19 @@ broken_rule(const struct config *cfg, const struct user *u, const struct inv_use
 			break;
 		}
 		RULE(automatic, "B15: no automatic release in mode off");
-		RULE((d->reason == RSN_DELETED && u->state == US_GONE && cfg->policy.release_on_delete) ||
-			(d->reason == RSN_UNLICENSED && !u->teams_phone &&
-			    cfg->policy.release_on_unlicense) ||
-			(d->reason == RSN_DISABLED && !u->enabled && cfg->policy.release_on_disable),
+		RULE((d->reason == RSN_DELETED && u->state == US_GONE
+			 && cfg->policy.release_on_delete)
+			|| (d->reason == RSN_UNLICENSED && !u->teams_phone
+			    && cfg->policy.release_on_unlicense)
+			|| (d->reason == RSN_DISABLED && !u->enabled
+			    && cfg->policy.release_on_disable),
 		    "B6/B7/B8: release only as the policy says");
 		break;
 	case ACT_RETAIN:
 		RULE(h && h->state == INV_ASSIGNED, "retain a number held");
-		RULE((d->reason == RSN_DISABLED && !u->enabled) ||
-			(d->reason == RSN_MOVED && (u->flags & USER_F_MOVED)), "B6/B9: retain");
+		RULE((d->reason == RSN_DISABLED && !u->enabled)
+			|| (d->reason == RSN_MOVED && (u->flags & USER_F_MOVED)),
+		    "B6/B9: retain");
 		break;
 	case ACT_WAIT:
 		RULE(automatic && !h && u->retry_at > NOW && d->until == u->retry_at, "B14: wait");
@@ -937,18 +966,18 @@ broken_rule(const struct config *cfg, const struct user *u, const struct inv_use
 	case ACT_NOTHING:
 		break;
 	}
-	RULE(automatic || d->act == ACT_NOTHING || d->act == ACT_RETAIN || d->act == ACT_FORGET ||
-		(d->act == ACT_RELEASE && d->reason == RSN_ADMIN),
+	RULE(automatic || d->act == ACT_NOTHING || d->act == ACT_RETAIN || d->act == ACT_FORGET
+		|| (d->act == ACT_RELEASE && d->reason == RSN_ADMIN),
 	    "B15: mode off assigns, adopts and releases nothing of its own");
 	RULE(!teams || !*teams || (d->act != ACT_ASSIGN && d->act != ACT_CHECK),
 	    "B10: a number shown in Teams is never replaced");
-	RULE(u->enabled || !u->teams_phone || !h || u->state == US_GONE || u->state == US_HELD ||
-		cfg->policy.release_on_disable || d->act != ACT_RELEASE,
+	RULE(u->enabled || !u->teams_phone || !h || u->state == US_GONE || u->state == US_HELD
+		|| cfg->policy.release_on_disable || d->act != ACT_RELEASE,
 	    "B6: a disabled user keeps the number");
 	RULE(u->state != US_HELD || h || (d->act == ACT_NOTHING && d->reason == RSN_HELD),
 	    "B11: a held user gets nothing from the cycle");
-	RULE(u->state != US_HELD || !h || h->state != INV_ASSIGNED ||
-		(d->act == ACT_RELEASE && d->reason == RSN_ADMIN),
+	RULE(u->state != US_HELD || !h || h->state != INV_ASSIGNED
+		|| (d->act == ACT_RELEASE && d->reason == RSN_ADMIN),
 	    "B11: a held user's recorded number is released");
 	RULE(!h || d->act == ACT_ADOPT || d->number == h->number,
 	    "the number is the inventory's when there is one");
@@ -973,11 +1002,12 @@ sweep_fail(const struct sweep_case *c, const struct decision *d, const char *wha
 		     "held %s, teams %s, retry_at now%+lld, %s%s: decided %s/%s: %s",
 	    (int)c->v, user_state_name((enum user_state)c->state), c->flags, c->enabled,
 	    c->teams_phone, c->calling_plan,
-	    !c->held ? "none" : c->held->state == INV_PENDING ? "pending" : "assigned",
-	    c->teams ? c->teams : "(not read)",
-	    c->retry_at ? (long long)(c->retry_at - NOW) : 0LL, c->who ? "matches" : "unmatched",
-	    c->change ? ", a change of number in flight" : "", action_name(d->act),
-	    reason_name(d->reason), what);
+	    !c->held				? "none"
+		: c->held->state == INV_PENDING ? "pending"
+						: "assigned",
+	    c->teams ? c->teams : "(not read)", c->retry_at ? (long long)(c->retry_at - NOW) : 0LL,
+	    c->who ? "matches" : "unmatched", c->change ? ", a change of number in flight" : "",
+	    action_name(d->act), reason_name(d->reason), what);
 }
 
 static void
@@ -1013,7 +1043,8 @@ sweep_one(struct config *const cfg[C__MAX], struct user *u, const struct sweep_c
 START_TEST(sweep_every_combination)
 {
 	static const enum cfg_variant vs[] = { C_ENFORCE, C_OFF, C_KEEP, C_RELDIS, C_RELDIS_OFF };
-	static const uint8_t flag_sets[] = { 0, USER_F_DUE, USER_F_MOVED, USER_F_DUE | USER_F_MOVED };
+	static const uint8_t flag_sets[]
+	    = { 0, USER_F_DUE, USER_F_MOVED, USER_F_DUE | USER_F_MOVED };
 	static const char *const teams_set[] = { NULL, "", OURS, FOREIGN };
 	static const int64_t retries[] = { 0, NOW + 100, NOW, NOW - 100 };
 	struct inv_user hs[2] = { held_number(OURS, 0), held_number(OURS, 1) };
@@ -1032,26 +1063,43 @@ START_TEST(sweep_every_combination)
 		set_attr(&u, RA_USAGE_LOCATION, who ? "GB" : "FR");
 		c.who = who;
 		for (size_t vi = 0; vi < sizeof(vs) / sizeof(vs[0]); vi++)
-		for (int st = 0; st < US__MAX; st++)
-		for (size_t fl = 0; fl < sizeof(flag_sets); fl++)
-		for (int bits = 0; bits < 8; bits++)
-		for (int hi = -1; hi < 2; hi++)
-		for (size_t ti = 0; ti < sizeof(teams_set) / sizeof(teams_set[0]); ti++)
-		for (size_t ri = 0; ri < sizeof(retries) / sizeof(retries[0]); ri++)
-		for (int change = 0; change < 2; change++) {
-			c.change = change;
-			c.v = vs[vi];
-			c.state = st;
-			c.flags = flag_sets[fl];
-			c.enabled = bits & 1;
-			c.teams_phone = (bits >> 1) & 1;
-			c.calling_plan = (bits >> 2) & 1;
-			c.held = hi < 0 ? NULL : &hs[hi];
-			c.teams = teams_set[ti];
-			c.retry_at = retries[ri];
-			sweep_one(cfg, &u, &c);
-			n++;
-		}
+			for (int st = 0; st < US__MAX; st++)
+				for (size_t fl = 0; fl < sizeof(flag_sets); fl++)
+					for (int bits = 0; bits < 8; bits++)
+						for (int hi = -1; hi < 2; hi++)
+							for (size_t ti = 0; ti < sizeof(teams_set)
+								 / sizeof(teams_set[0]);
+							     ti++)
+								for (size_t ri = 0;
+								     ri < sizeof(retries)
+									 / sizeof(retries[0]);
+								     ri++)
+									for (int change = 0;
+									     change < 2; change++) {
+										c.change = change;
+										c.v = vs[vi];
+										c.state = st;
+										c.flags
+										    = flag_sets[fl];
+										c.enabled
+										    = bits & 1;
+										c.teams_phone
+										    = (bits >> 1)
+										    & 1;
+										c.calling_plan
+										    = (bits >> 2)
+										    & 1;
+										c.held = hi < 0
+										    ? NULL
+										    : &hs[hi];
+										c.teams
+										    = teams_set[ti];
+										c.retry_at
+										    = retries[ri];
+										sweep_one(
+										    cfg, &u, &c);
+										n++;
+									}
 		user_clear(&u);
 	}
 	ck_assert_int_eq(n, 5L * US__MAX * 4 * 8 * 3 * 4 * 4 * 2 * 2);
@@ -1101,8 +1149,8 @@ decide_suite(void)
 
 	tcase_add_test(ranges, range_types_suit_licence_class);
 	tcase_add_test(ranges, range_types_in_graph);
-	tcase_add_loop_test(ranges, range_of_number_table, 0,
-	    (int)(sizeof(numbers) / sizeof(numbers[0])));
+	tcase_add_loop_test(
+	    ranges, range_of_number_table, 0, (int)(sizeof(numbers) / sizeof(numbers[0])));
 	tcase_add_test(ranges, range_of_number_null_and_empty_config);
 	tcase_add_test(ranges, candidates_max_keeps_the_best);
 	tcase_add_test(ranges, candidates_range_without_rule);

@@ -28,9 +28,11 @@ parse(const char *json)
 START_TEST(parses_a_page_of_users)
 {
 	struct dir_page p = parse(
-	    "{\"@odata.context\":\"x\",\"value\":[{\"id\":\"u1\",\"userPrincipalName\":\"alice@contoso.com\","
+	    "{\"@odata.context\":\"x\",\"value\":[{\"id\":\"u1\",\"userPrincipalName\":\"alice@"
+	    "contoso.com\","
 	    "\"accountEnabled\":true,\"city\":\"Abingdon\",\"officeLocation\":\"Office 1\","
-	    "\"usageLocation\":\"GB\",\"companyName\":\"Contoso\",\"onPremisesExtensionAttributes\":"
+	    "\"usageLocation\":\"GB\",\"companyName\":\"Contoso\","
+	    "\"onPremisesExtensionAttributes\":"
 	    "{\"extensionAttribute3\":\"x3\",\"extensionAttribute15\":\"x15\"},"
 	    "\"assignedPlans\":[{\"servicePlanId\":\"4828C8EC-DC2E-4779-B502-87AC9CE28AB7\","
 	    "\"capabilityStatus\":\"Enabled\",\"service\":\"MicrosoftCommunicationsOnline\"}]}],"
@@ -61,11 +63,14 @@ END_TEST
 START_TEST(survives_nulls_and_wrong_types)
 {
 	struct dir_page p = parse(
-	    "{\"value\":[{\"id\":\"u1\",\"city\":null,\"officeLocation\":42,\"accountEnabled\":\"yes\","
+	    "{\"value\":[{\"id\":\"u1\",\"city\":null,\"officeLocation\":42,\"accountEnabled\":"
+	    "\"yes\","
 	    "\"assignedPlans\":{\"not\":\"an array\"},\"onPremisesExtensionAttributes\":[1,2]},"
 	    "{\"id\":7},{\"noid\":true},\"a string\",null,{\"id\":\"\"},"
-	    "{\"id\":\"u2\",\"assignedPlans\":[{\"servicePlanId\":123},{\"servicePlanId\":\"short\"},"
-	    "null,{\"servicePlanId\":\"" MCOEV "\"}]}],\"@odata.deltaLink\":\"https://graph/delta\"}");
+	    "{\"id\":\"u2\",\"assignedPlans\":[{\"servicePlanId\":123},{\"servicePlanId\":"
+	    "\"short\"},"
+	    "null,{\"servicePlanId\":\"" MCOEV
+	    "\"}]}],\"@odata.deltaLink\":\"https://graph/delta\"}");
 
 	ck_assert_uint_eq(p.n_users, 2);
 	ck_assert_uint_eq(p.skipped, 5);
@@ -82,20 +87,23 @@ END_TEST
 
 START_TEST(keeps_unicode)
 {
-	struct dir_page p = parse("{\"value\":[{\"id\":\"u1\",\"city\":\"Z\\u00fcrich\","
-				  "\"department\":\"\xd0\x9f\xd1\x80\xd0\xbe\xd0\xb4\xd0\xb0\xd0\xb6\xd0\xb8\"}]}");
+	struct dir_page p = parse(
+	    "{\"value\":[{\"id\":\"u1\",\"city\":\"Z\\u00fcrich\","
+	    "\"department\":\"\xd0\x9f\xd1\x80\xd0\xbe\xd0\xb4\xd0\xb0\xd0\xb6\xd0\xb8\"}]}");
 
 	ck_assert_str_eq(p.users[0].attr[RA_CITY], "Z\xc3\xbcrich");
-	ck_assert_str_eq(p.users[0].attr[RA_DEPARTMENT], "\xd0\x9f\xd1\x80\xd0\xbe\xd0\xb4\xd0\xb0\xd0\xb6\xd0\xb8");
+	ck_assert_str_eq(p.users[0].attr[RA_DEPARTMENT],
+	    "\xd0\x9f\xd1\x80\xd0\xbe\xd0\xb4\xd0\xb0\xd0\xb6\xd0\xb8");
 	dir_page_free(&p);
 }
 END_TEST
 
 START_TEST(removed_users_with_reason)
 {
-	struct dir_page p = parse("{\"value\":[{\"id\":\"a\",\"@removed\":{\"reason\":\"changed\"}},"
-				  "{\"id\":\"b\",\"@removed\":{\"reason\":\"deleted\"}},"
-				  "{\"id\":\"c\",\"@removed\":{}}]}");
+	struct dir_page p
+	    = parse("{\"value\":[{\"id\":\"a\",\"@removed\":{\"reason\":\"changed\"}},"
+		    "{\"id\":\"b\",\"@removed\":{\"reason\":\"deleted\"}},"
+		    "{\"id\":\"c\",\"@removed\":{}}]}");
 
 	ck_assert_uint_eq(p.n_users, 3);
 	ck_assert_int_eq(p.users[0].removed, DIR_REMOVED_CHANGED);
@@ -126,8 +134,10 @@ START_TEST(thousands_of_users)
 	len += (size_t)snprintf(json + len, cap - len, "{\"value\":[");
 	for (int i = 0; i < 5000; i++)
 		len += (size_t)snprintf(json + len, cap - len,
-		    "%s{\"id\":\"user-%d\",\"city\":\"City %d\",\"assignedPlans\":[{\"servicePlanId\":\"%s\","
-		    "\"capabilityStatus\":\"Enabled\"}]}", i ? "," : "", i, i % 7, MCOEV);
+		    "%s{\"id\":\"user-%d\",\"city\":\"City "
+		    "%d\",\"assignedPlans\":[{\"servicePlanId\":\"%s\","
+		    "\"capabilityStatus\":\"Enabled\"}]}",
+		    i ? "," : "", i, i % 7, MCOEV);
 	len += (size_t)snprintf(json + len, cap - len, "]}");
 	ck_assert_int_eq(dir_parse_page(json, len, &p, err, sizeof(err)), 0);
 	ck_assert_uint_eq(p.n_users, 5000);
@@ -182,20 +192,26 @@ END_TEST
 START_TEST(plan_names_from_subscribed_skus)
 {
 	struct dir_licensing *l = dir_licensing_new();
-	const char *skus =
-	    "{\"value\":[{\"skuId\":\"s\",\"skuPartNumber\":\"MCOPSTN8\",\"servicePlans\":["
-	    "{\"servicePlanId\":\"" UNKNOWN_PLAN "\",\"servicePlanName\":\"MCOPSTN8\"},"
-	    "{\"servicePlanId\":\"22222222-aaaa-bbbb-cccc-222222222222\",\"servicePlanName\":\"MCOPSTNPP\"},"
-	    "{\"servicePlanId\":\"33333333-aaaa-bbbb-cccc-222222222222\",\"servicePlanName\":\"MCOEV_VIRTUALUSER\"},"
-	    "{\"servicePlanId\":\"44444444-aaaa-bbbb-cccc-222222222222\",\"servicePlanName\":\"MCOEV_DOD\"},"
-	    "{\"servicePlanId\":\"bad\",\"servicePlanName\":\"MCOEV\"}]}]}";
+	const char *skus
+	    = "{\"value\":[{\"skuId\":\"s\",\"skuPartNumber\":\"MCOPSTN8\",\"servicePlans\":["
+	      "{\"servicePlanId\":\"" UNKNOWN_PLAN "\",\"servicePlanName\":\"MCOPSTN8\"},"
+	      "{\"servicePlanId\":\"22222222-aaaa-bbbb-cccc-222222222222\",\"servicePlanName\":"
+	      "\"MCOPSTNPP\"},"
+	      "{\"servicePlanId\":\"33333333-aaaa-bbbb-cccc-222222222222\",\"servicePlanName\":"
+	      "\"MCOEV_VIRTUALUSER\"},"
+	      "{\"servicePlanId\":\"44444444-aaaa-bbbb-cccc-222222222222\",\"servicePlanName\":"
+	      "\"MCOEV_DOD\"},"
+	      "{\"servicePlanId\":\"bad\",\"servicePlanName\":\"MCOEV\"}]}]}";
 
 	ck_assert_int_eq(dir_licensing_load_skus(l, skus, strlen(skus)), 4);
 	ck_assert_int_eq(dir_licensing_class(l, UNKNOWN_PLAN), DIR_PLAN_CALLING_PLAN);
 	ck_assert_str_eq(dir_licensing_name(l, UNKNOWN_PLAN), "MCOPSTN8");
-	ck_assert_int_eq(dir_licensing_class(l, "22222222-aaaa-bbbb-cccc-222222222222"), DIR_PLAN_OTHER);
-	ck_assert_int_eq(dir_licensing_class(l, "33333333-aaaa-bbbb-cccc-222222222222"), DIR_PLAN_OTHER);
-	ck_assert_int_eq(dir_licensing_class(l, "44444444-AAAA-bbbb-cccc-222222222222"), DIR_PLAN_TEAMS_PHONE);
+	ck_assert_int_eq(
+	    dir_licensing_class(l, "22222222-aaaa-bbbb-cccc-222222222222"), DIR_PLAN_OTHER);
+	ck_assert_int_eq(
+	    dir_licensing_class(l, "33333333-aaaa-bbbb-cccc-222222222222"), DIR_PLAN_OTHER);
+	ck_assert_int_eq(
+	    dir_licensing_class(l, "44444444-AAAA-bbbb-cccc-222222222222"), DIR_PLAN_TEAMS_PHONE);
 	ck_assert_int_eq(dir_licensing_load_skus(l, "nope", 4), -1);
 	dir_licensing_free(l);
 }
@@ -231,7 +247,9 @@ START_TEST(licensing_from_config)
 	cfg.licensing.teams_phone = tp;
 	cfg.licensing.n_teams_phone = 1;
 	l = dir_licensing_from_config(&cfg);
-	c = classify(l, PLAN("99999999-aaaa-bbbb-cccc-222222222222", "Enabled") "," PLAN(UNKNOWN_PLAN, "Warning"));
+	c = classify(l,
+	    PLAN("99999999-aaaa-bbbb-cccc-222222222222", "Enabled") "," PLAN(
+		UNKNOWN_PLAN, "Warning"));
 	ck_assert(c.teams_phone && c.calling_plan);
 	dir_licensing_free(l);
 }

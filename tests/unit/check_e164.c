@@ -7,7 +7,8 @@
 static char err[256];
 
 /* Parses in, which must succeed, and checks its canonical text. */
-static void assert_canon(const char *in, const char *want)
+static void
+assert_canon(const char *in, const char *want)
 {
 	struct e164 n;
 	char buf[E164_STRLEN];
@@ -19,19 +20,22 @@ static void assert_canon(const char *in, const char *want)
 }
 
 /* Parses in, which must fail with an error containing each of the words. */
-static void assert_refused(const char *in, const char *w1, const char *w2)
+static void
+assert_refused(const char *in, const char *w1, const char *w2)
 {
 	struct e164 n;
 
 	strcpy(err, "untouched");
-	ck_assert_msg(e164_parse(in, &n, err, sizeof err) == -1, "\"%s\" accepted", in ? in : "NULL");
+	ck_assert_msg(
+	    e164_parse(in, &n, err, sizeof err) == -1, "\"%s\" accepted", in ? in : "NULL");
 	ck_assert_msg(strstr(err, w1) != NULL, "\"%s\" lacks \"%s\"", err, w1);
 	if (w2)
 		ck_assert_msg(strstr(err, w2) != NULL, "\"%s\" lacks \"%s\"", err, w2);
 	ck_assert_ptr_null(strchr(err, '\n'));
 }
 
-static struct e164 num(const char *in)
+static struct e164
+num(const char *in)
 {
 	struct e164 n;
 
@@ -39,7 +43,8 @@ static struct e164 num(const char *in)
 	return n;
 }
 
-static struct e164_range range(const char *first, const char *last)
+static struct e164_range
+range(const char *first, const char *last)
 {
 	struct e164_range r;
 
@@ -47,8 +52,8 @@ static struct e164_range range(const char *first, const char *last)
 	return r;
 }
 
-static void assert_range_refused(const char *first, const char *last, const char *w1,
-    const char *w2)
+static void
+assert_range_refused(const char *first, const char *last, const char *w1, const char *w2)
 {
 	struct e164_range r;
 
@@ -59,7 +64,8 @@ static void assert_range_refused(const char *first, const char *last, const char
 		ck_assert_msg(strstr(err, w2) != NULL, "\"%s\" lacks \"%s\"", err, w2);
 }
 
-static void assert_number_at(const struct e164_range *r, uint64_t off, const char *want)
+static void
+assert_number_at(const struct e164_range *r, uint64_t off, const char *want)
 {
 	struct e164 n;
 	char buf[E164_STRLEN];
@@ -192,7 +198,8 @@ START_TEST(test_refuse_too_many_digits)
 	struct e164 n;
 
 	ck_assert_int_eq(e164_parse("+44 1235 000123 45678", &n, err, sizeof err), -1);
-	ck_assert_str_eq(err, "\"+44 1235 000123 45678\" has 17 digits; an E.164 number has 8 to 15");
+	ck_assert_str_eq(
+	    err, "\"+44 1235 000123 45678\" has 17 digits; an E.164 number has 8 to 15");
 	assert_refused("+4412345678901234", "16 digits", NULL);
 }
 END_TEST
@@ -202,8 +209,8 @@ START_TEST(test_refuse_national_format)
 	struct e164 n;
 
 	ck_assert_int_eq(e164_parse("01235 000123", &n, err, sizeof err), -1);
-	ck_assert_str_eq(err,
-	    "\"01235 000123\" is in national format; write it in international form (+44...)");
+	ck_assert_str_eq(
+	    err, "\"01235 000123\" is in national format; write it in international form (+44...)");
 	assert_refused("(0)1235 000123", "national format", NULL);
 }
 END_TEST
@@ -256,7 +263,8 @@ END_TEST
 
 START_TEST(test_refuse_phone_context)
 {
-	assert_refused("tel:1234;phone-context=+44", "local number", "\"tel:1234;phone-context=+44\"");
+	assert_refused(
+	    "tel:1234;phone-context=+44", "local number", "\"tel:1234;phone-context=+44\"");
 	assert_refused("tel:+441235000123;Phone-Context=example.com", "local number", NULL);
 }
 END_TEST
@@ -266,8 +274,8 @@ START_TEST(test_refuse_bad_extension)
 	struct e164 n;
 
 	ck_assert_int_eq(e164_parse("+441235000000;ext=12345678901", &n, err, sizeof err), -1);
-	ck_assert_str_eq(err,
-	    "\"+441235000000;ext=12345678901\": extension must be 1 to 10 digits");
+	ck_assert_str_eq(
+	    err, "\"+441235000000;ext=12345678901\": extension must be 1 to 10 digits");
 	assert_refused("+441235000000;ext=", "extension must be 1 to 10 digits", NULL);
 	assert_refused("+441235000000;ext", "extension must be 1 to 10 digits", NULL);
 	assert_refused("+441235000000;ext=1a", "unexpected character 'a'", NULL);
@@ -279,7 +287,9 @@ END_TEST
 START_TEST(test_refuse_control_bytes_one_line)
 {
 	assert_refused("+44\n1235000123", "unexpected character 0x0a", "\"+44\\x0a1235000123\"");
-	assert_refused("+44\xc3\xa9" "1235000123", "unexpected character 0xc3", NULL);
+	assert_refused("+44\xc3\xa9"
+		       "1235000123",
+	    "unexpected character 0xc3", NULL);
 }
 END_TEST
 
@@ -465,8 +475,8 @@ START_TEST(test_range_refuse_bad_number)
 	struct e164_range r;
 
 	ck_assert_int_eq(e164_range_init(&r, "+441235000000", "01235 000999", err, sizeof err), -1);
-	ck_assert_str_eq(err,
-	    "\"01235 000999\" is in national format; write it in international form (+44...)");
+	ck_assert_str_eq(
+	    err, "\"01235 000999\" is in national format; write it in international form (+44...)");
 	ck_assert_uint_eq(r.size, 0);
 	assert_range_refused(NULL, "+441235000999", "no number", NULL);
 }
@@ -510,7 +520,8 @@ START_TEST(test_range_overlap_ext)
 }
 END_TEST
 
-static Suite *e164_suite(void)
+static Suite *
+e164_suite(void)
 {
 	Suite *s = suite_create("e164");
 	TCase *parse = tcase_create("parse");

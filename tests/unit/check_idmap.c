@@ -14,10 +14,10 @@
 #include "testutil.h"
 
 /* A test in a loop of many: Check records every ck_assert passed, this only failures. */
-#define CHECK(cond)                                          \
-	do {                                                 \
-		if (!(cond))                                 \
-			ck_abort_msg("failed: %s", #cond);   \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			ck_abort_msg("failed: %s", #cond);                                         \
 	} while (0)
 
 static void

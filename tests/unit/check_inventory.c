@@ -48,14 +48,13 @@ config_with(const char *ranges)
 	return c;
 }
 
-#define DR(name, first, last, extra)                                                    \
-	"{ name = \"" name "\"; type = \"direct-routing\"; first = \"" first "\"; last = \"" \
-	last "\"; " extra " }"
+#define DR(name, first, last, extra)                                                               \
+	"{ name = \"" name "\"; type = \"direct-routing\"; first = \"" first "\"; last = \"" last  \
+	"\"; " extra " }"
 
-static const char *ranges_abc =
-    DR("a", "+441235000000", "+441235000199", "reserved = [ \"+441235000000\" ];") ",\n"
-    DR("b", "+441235001000", "+441235001063", "") ",\n"
-    DR("x", "+441235999000;ext=100", "+441235999000;ext=199", "");
+static const char *ranges_abc = DR("a", "+441235000000", "+441235000199",
+    "reserved = [ \"+441235000000\" ];") ",\n" DR("b", "+441235001000", "+441235001063",
+    "") ",\n" DR("x", "+441235999000;ext=100", "+441235999000;ext=199", "");
 
 static void
 open_with(const char *ranges)
@@ -275,9 +274,9 @@ START_TEST(config_reservations_follow_the_file)
 
 	ck_assert_int_eq(inv_get_number(inv, "+441235000000", &n), INV_OK);
 	ck_assert_int_eq(n.state, INV_RESERVED);
-	resync(DR("a", "+441235000000", "+441235000199", "reserved = [ \"+441235000199\" ];") ",\n"
-	       DR("b", "+441235001000", "+441235001063", "") ",\n"
-	       DR("x", "+441235999000;ext=100", "+441235999000;ext=199", ""));
+	resync(DR("a", "+441235000000", "+441235000199",
+	    "reserved = [ \"+441235000199\" ];") ",\n" DR("b", "+441235001000", "+441235001063",
+	    "") ",\n" DR("x", "+441235999000;ext=100", "+441235999000;ext=199", ""));
 	ck_assert_int_eq(inv_get_number(inv, "+441235000000", &n), INV_OK);
 	ck_assert_int_eq(n.state, INV_AVAILABLE);
 	ck_assert_int_eq(inv_get_number(inv, "+441235000199", &n), INV_OK);
@@ -309,8 +308,9 @@ START_TEST(adopt_number_already_in_teams)
 	ck_assert_str_eq(u.number, "+3312345678");
 	/* allocation skips the adopted number */
 	for (int i = 1; i <= 4; i++)
-		ck_assert_int_eq(inv_allocate(inv, "a", (char[]){ 'n', (char)('0' + i), 0 }, "n", T0,
-				     NULL), INV_OK);
+		ck_assert_int_eq(
+		    inv_allocate(inv, "a", (char[]) { 'n', (char)('0' + i), 0 }, "n", T0, NULL),
+		    INV_OK);
 	alloc_ok("a", "n5", "+441235000006");
 	/* a pending number confirmed by adoption */
 	ck_assert_int_eq(inv_adopt(inv, "+441235000006", "n5", "n5", T0), INV_OK);
@@ -350,7 +350,8 @@ START_TEST(second_instance_refused)
 		struct inventory *other;
 		int rc = inv_open(dir, 0, &other, err, sizeof(err));
 		char want[64];
-		snprintf(want, sizeof(want), "in use by another numprovd (pid %ld)", (long)getppid());
+		snprintf(
+		    want, sizeof(want), "in use by another numprovd (pid %ld)", (long)getppid());
 		_exit(rc == INV_E_LOCKED && strstr(err, want) ? 0 : 1);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -364,9 +365,9 @@ START_TEST(range_indexes_are_stable)
 
 	ck_assert(a != b && b != x && a != x);
 	/* reordered, one removed, one added: old indexes stay, the new one is fresh */
-	resync(DR("new", "+441235002000", "+441235002099", "") ",\n"
-	       DR("x", "+441235999000;ext=100", "+441235999000;ext=199", "") ",\n"
-	       DR("a", "+441235000000", "+441235000199", ""));
+	resync(
+	    DR("new", "+441235002000", "+441235002099", "") ",\n" DR("x", "+441235999000;ext=100",
+		"+441235999000;ext=199", "") ",\n" DR("a", "+441235000000", "+441235000199", ""));
 	ck_assert_uint_eq(range("a").index, a);
 	ck_assert_uint_eq(range("x").index, x);
 	ck_assert(range("new").index != a && range("new").index != b && range("new").index != x);
@@ -387,8 +388,8 @@ START_TEST(reload_keeps_counts)
 	ck_assert_uint_eq(range("a").count[INV_ASSIGNED], 1);
 	ck_assert_uint_eq(range("a").count[INV_RESERVED], 1);
 	ck_assert_uint_eq(range("b").count[INV_PENDING], 1);
-	resync(DR("a", "+441235000000", "+441235000199", "") ",\n"
-	       DR("b", "+441235001000", "+441235001063", ""));
+	resync(DR("a", "+441235000000", "+441235000199", "") ",\n" DR(
+	    "b", "+441235001000", "+441235001063", ""));
 	ck_assert_uint_eq(range("a").count[INV_ASSIGNED], 1);
 	ck_assert_uint_eq(range("b").count[INV_PENDING], 1);
 	ck_assert_uint_eq(range("x").removed, 1);
@@ -422,9 +423,8 @@ START_TEST(changed_bounds_recount)
 	alloc_ok("b", "u1", "+441235001000");
 	alloc_ok("b", "u2", "+441235001001");
 	/* b shrinks to start after u1's number; a new range takes it over */
-	resync(DR("a", "+441235000000", "+441235000199", "") ",\n"
-	       DR("b", "+441235001001", "+441235001063", "") ",\n"
-	       DR("c", "+441235000900", "+441235001000", ""));
+	resync(DR("a", "+441235000000", "+441235000199", "") ",\n" DR("b", "+441235001001",
+	    "+441235001063", "") ",\n" DR("c", "+441235000900", "+441235001000", ""));
 	ck_assert_uint_eq(range("b").count[INV_PENDING], 1);
 	ck_assert_uint_eq(range("c").count[INV_PENDING], 1);
 	alloc_ok("b", "u3", "+441235001002");
@@ -519,8 +519,8 @@ capture_log(int prio, const char *token, const char *msg)
 	size_t used = strlen(logged);
 
 	if (prio <= LOG_NOTICE && used + strlen(msg) + 32 < sizeof(logged))
-		snprintf(logged + used, sizeof(logged) - used, "%d %s: %s\n", prio, token ? token : "",
-		    msg);
+		snprintf(logged + used, sizeof(logged) - used, "%d %s: %s\n", prio,
+		    token ? token : "", msg);
 }
 
 /* A tmpfs of `mb` MB on mnt, seen only by this (forked) test; 0 when it cannot be had. */
@@ -530,12 +530,14 @@ private_tmpfs(const char *mnt, int mb)
 	char opts[32];
 
 	if (geteuid() != 0) {
-		fprintf(stderr, "SKIP disk_full_is_an_error_not_a_crash: needs root "
-				"(a mount namespace and a tmpfs)\n");
+		fprintf(stderr,
+		    "SKIP disk_full_is_an_error_not_a_crash: needs root "
+		    "(a mount namespace and a tmpfs)\n");
 		return 0;
 	}
 	if (unshare(CLONE_NEWNS) != 0) {
-		fprintf(stderr, "SKIP disk_full_is_an_error_not_a_crash: unshare(CLONE_NEWNS): %s\n",
+		fprintf(stderr,
+		    "SKIP disk_full_is_an_error_not_a_crash: unshare(CLONE_NEWNS): %s\n",
 		    strerror(errno));
 		return 0;
 	}
@@ -637,8 +639,9 @@ static void
 panic_environment(void)
 {
 	ck_assert_int_eq(db_env_create(&panicker, 0), 0);
-	ck_assert_int_eq(panicker->open(panicker, dir, DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG |
-	    DB_INIT_MPOOL, 0), 0);
+	ck_assert_int_eq(panicker->open(panicker, dir,
+			     DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL, 0),
+	    0);
 	ck_assert_int_eq(panicker->set_flags(panicker, DB_PANIC_ENVIRONMENT, 1), 0);
 }
 
@@ -679,9 +682,9 @@ static int crit_seen;
 static void
 crit_log(int prio, const char *token, const char *msg)
 {
-	if (prio == LOG_CRIT && token && strcmp(token, "inventory") == 0 &&
-	    strncmp(msg, "Berkeley DB needs recovery (", 28) == 0 &&
-	    strstr(msg, "): exiting; recovery runs at the next start"))
+	if (prio == LOG_CRIT && token && strcmp(token, "inventory") == 0
+	    && strncmp(msg, "Berkeley DB needs recovery (", 28) == 0
+	    && strstr(msg, "): exiting; recovery runs at the next start"))
 		crit_seen = 1;
 }
 
@@ -702,8 +705,8 @@ START_TEST(panic_exits_and_the_next_start_recovers)
 	inv_close(inv);
 	inv = NULL;
 	if ((pid = fork()) == 0) {
-		if (inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)) != INV_OK ||
-		    inv_allocate(inv, "a", "u1", "u1", T0, NULL) != INV_OK)
+		if (inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)) != INV_OK
+		    || inv_allocate(inv, "a", "u1", "u1", T0, NULL) != INV_OK)
 			_exit(72);
 		log_register(crit_log);
 		atexit(crit_check);
@@ -713,8 +716,8 @@ START_TEST(panic_exits_and_the_next_start_recovers)
 		_exit(73); /* went on after the panic */
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == INV_EXIT_RECOVER,
-	    "status %#x", status);
+	ck_assert_msg(
+	    WIFEXITED(status) && WEXITSTATUS(status) == INV_EXIT_RECOVER, "status %#x", status);
 	ck_assert_int_eq(inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)), INV_OK);
 	assert_consistent();
 	ck_assert_int_eq(inv_get_user(inv, "u1", &u), INV_OK);

@@ -93,7 +93,10 @@ START_TEST(newline_cr_tab_and_controls_are_escaped)
 {
 	char *line;
 
-	log_info("control", "uid 0: user %s", "a\nb\rc\td\x01" "e\x7f" "f\x1b[31mg");
+	log_info("control", "uid 0: user %s",
+	    "a\nb\rc\td\x01"
+	    "e\x7f"
+	    "f\x1b[31mg");
 	line = one_line();
 	ck_assert_str_eq(message_of(line, "info [control] "),
 	    "uid 0: user a\\x0ab\\x0dc\\x09d\\x01e\\x7ff\\x1b[31mg");
@@ -140,14 +143,16 @@ END_TEST
 
 START_TEST(utf8_passes_unchanged)
 {
-	static const char text[] = "Z\xc3\xbcrich \xe2\x80\x94 Stra\xc3\x9f" "e \xe2\x98\x8e "
+	static const char text[] = "Z\xc3\xbcrich \xe2\x80\x94 Stra\xc3\x9f"
+				   "e \xe2\x98\x8e "
 				   "\xf0\x9f\x93\x9e \\x0a stays as typed";
 	char *line;
 
 	log_info("directory", "city=\"%s\"", text);
 	line = one_line();
 	ck_assert_str_eq(message_of(line, "info [directory] "),
-	    "city=\"Z\xc3\xbcrich \xe2\x80\x94 Stra\xc3\x9f" "e \xe2\x98\x8e \xf0\x9f\x93\x9e "
+	    "city=\"Z\xc3\xbcrich \xe2\x80\x94 Stra\xc3\x9f"
+	    "e \xe2\x98\x8e \xf0\x9f\x93\x9e "
 	    "\\x0a stays as typed\"");
 	free(line);
 }

@@ -63,7 +63,7 @@ END_TEST
 START_TEST(test_b4_seed_syntax_typographic_quotes)
 {
 	const char *rule = "Office = \xe2\x80\x9cPark Lane\xe2\x80\x9d AND City = "
-	                   "\xe2\x80\x9cLONDON\xe2\x80\x9d";
+			   "\xe2\x80\x9cLONDON\xe2\x80\x9d";
 	struct rule_attrs in = user("london", "park lane"), out = user("London", "Park Road");
 
 	ck_assert_int_eq(verdict(rule, &in), 1);
@@ -260,7 +260,10 @@ START_TEST(test_invalid_utf8_compares_bytes)
 {
 	ck_assert(rule_text_equal("\xff", "\xff"));
 	ck_assert(!rule_text_equal("\xff", "\xfe"));
-	ck_assert(rule_text_equal("a\xff" "B", "A\xff" "b"));
+	ck_assert(rule_text_equal("a\xff"
+				  "B",
+	    "A\xff"
+	    "b"));
 	/* A lone lead byte is not the start of the character it would have begun. */
 	ck_assert(!rule_text_equal("\xc3", "\xc3\xa9"));
 	/* Overlong '/' is not '/'. */
@@ -328,15 +331,24 @@ START_TEST(test_attr_lookup_graph_aliases)
 		const char *name;
 		int attr;
 	} cases[] = {
-		{ "officeLocation", RA_OFFICE }, { "office_location", RA_OFFICE },
-		{ "OFFICELOCATION", RA_OFFICE }, { "usageLocation", RA_USAGE_LOCATION },
-		{ "companyName", RA_COMPANY }, { "company_name", RA_COMPANY },
-		{ "jobTitle", RA_JOB_TITLE }, { "employeeType", RA_EMPLOYEE_TYPE },
-		{ "userPrincipalName", RA_UPN }, { "user_principal_name", RA_UPN },
-		{ "UPN", RA_UPN }, { "Extension_Attribute3", RA_EXT1 + 2 },
-		{ "extension_attribute0", -1 }, { "extension_attribute16", -1 },
-		{ "extension_attribute01", -1 }, { "extension_attribute", -1 },
-		{ "mail", -1 }, { "", -1 },
+		{ "officeLocation", RA_OFFICE },
+		{ "office_location", RA_OFFICE },
+		{ "OFFICELOCATION", RA_OFFICE },
+		{ "usageLocation", RA_USAGE_LOCATION },
+		{ "companyName", RA_COMPANY },
+		{ "company_name", RA_COMPANY },
+		{ "jobTitle", RA_JOB_TITLE },
+		{ "employeeType", RA_EMPLOYEE_TYPE },
+		{ "userPrincipalName", RA_UPN },
+		{ "user_principal_name", RA_UPN },
+		{ "UPN", RA_UPN },
+		{ "Extension_Attribute3", RA_EXT1 + 2 },
+		{ "extension_attribute0", -1 },
+		{ "extension_attribute16", -1 },
+		{ "extension_attribute01", -1 },
+		{ "extension_attribute", -1 },
+		{ "mail", -1 },
+		{ "", -1 },
 	};
 	size_t i;
 
@@ -487,7 +499,7 @@ START_TEST(test_error_nesting_limit)
 	rule_free(r);
 	/* 65 are not, and nothing overflows when the rule goes on much deeper. */
 	refused("((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((("
-	        "city = \"a\")))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))",
+		"city = \"a\")))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))",
 	    64, "(", "nested too deeply");
 	memset(text, '(', 8000);
 	text[8000] = '\0';
@@ -556,8 +568,9 @@ START_TEST(test_explain_shows_each_verdict)
 
 	ck_assert_ptr_nonnull(r);
 	ck_assert_int_eq(rule_explain(r, &a, buf, sizeof buf), 0);
-	ck_assert_str_eq(buf, "city = \"Abingdon\" [city is \"abingdon\": yes] AND "
-	                      "office = \"Office 1\" [office is not set: no] => no match");
+	ck_assert_str_eq(buf,
+	    "city = \"Abingdon\" [city is \"abingdon\": yes] AND "
+	    "office = \"Office 1\" [office is not set: no] => no match");
 	a.v[RA_OFFICE] = " office 1";
 	ck_assert_int_eq(rule_explain(r, &a, buf, sizeof buf), 1);
 	ck_assert_ptr_nonnull(strstr(buf, "[office is \" office 1\": yes] => match"));
@@ -568,7 +581,8 @@ END_TEST
 START_TEST(test_explain_groups_not_and_lists)
 {
 	struct rule *r = rule_parse("NOT (city IN ('a', 'b') OR upn startswith 'x') AND "
-	                            "(officeLocation != 'y' or city = 'c')", NULL);
+				    "(officeLocation != 'y' or city = 'c')",
+	    NULL);
 	struct rule_attrs a = user("b", "y");
 	char buf[1024];
 
@@ -590,8 +604,8 @@ START_TEST(test_explain_escapes_values)
 
 	ck_assert_ptr_nonnull(r);
 	ck_assert_int_eq(rule_explain(r, &a, buf, sizeof buf), 0);
-	ck_assert_str_eq(buf,
-	    "city = \"say \\\"hi\\\"\" [city is \"a\\x09b\\\\\\xff\": no] => no match");
+	ck_assert_str_eq(
+	    buf, "city = \"say \\\"hi\\\"\" [city is \"a\\x09b\\\\\\xff\": no] => no match");
 	rule_free(r);
 }
 END_TEST
@@ -633,8 +647,8 @@ START_TEST(test_long_or_chain)
 
 	/* 500 alternatives: flat lists, so neither parsing nor freeing recurses 500 deep. */
 	for (i = 0; i < 500; i++)
-		n += (size_t)snprintf(text + n, sizeof text - n, "%scity='c%d'", i ? " OR " : "",
-		    i + 1);
+		n += (size_t)snprintf(
+		    text + n, sizeof text - n, "%scity='c%d'", i ? " OR " : "", i + 1);
 	r = rule_parse(text, NULL);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_int_eq(rule_eval(r, &a), 1);

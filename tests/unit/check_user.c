@@ -18,7 +18,7 @@
 
 /* upn, name, the rule attributes, the administrator's change of number (old, new) */
 #define N_STRINGS (4 + RA__MAX)
-#define FIXED 18                /* version .. count of strings */
+#define FIXED 18 /* version .. count of strings */
 
 static void
 set_attr(struct user *u, enum rule_attr a, const char *v)
@@ -35,7 +35,9 @@ full_user(struct user *u)
 {
 	user_init(u, "5f3e0b2a-1111-2222-3333-444455556666");
 	snprintf(u->upn, sizeof(u->upn), "alice.o'brien@contoso.com");
-	snprintf(u->name, sizeof(u->name), "Alice O'Brien (Gr\xc3\xbc\xc3\x9f" "e)");
+	snprintf(u->name, sizeof(u->name),
+	    "Alice O'Brien (Gr\xc3\xbc\xc3\x9f"
+	    "e)");
 	u->enabled = 0;
 	u->teams_phone = 1;
 	u->calling_plan = 1;
@@ -140,7 +142,8 @@ START_TEST(round_trip_each_state_flag_and_licence)
 			u.enabled = bits & 1;
 			u.teams_phone = (bits >> 1) & 1;
 			u.calling_plan = (bits >> 2) & 1;
-			u.flags = (uint8_t)(bits & 8 ? USER_F_DUE : 0) | (uint8_t)(st & 1 ? USER_F_MOVED : 0);
+			u.flags = (uint8_t)(bits & 8 ? USER_F_DUE : 0)
+			    | (uint8_t)(st & 1 ? USER_F_MOVED : 0);
 			u.retry_at = st & 2 ? -1 : 0;
 			encode(&u, &rec, &len);
 			ck_assert_int_eq(decode_exact("u", rec, len, &back), 0);
@@ -243,14 +246,14 @@ END_TEST
 START_TEST(layout_byte_by_byte)
 {
 	static const unsigned char want_head[FIXED] = {
-		0x01,                                           /* version */
-		US_ASSIGNED,                                    /* state */
-		USER_F_DUE,                                     /* flags */
-		0x01,                                           /* enabled */
-		0x02,                                           /* licences: Calling Plan only */
-		0x3c, 0x00, 0x00, 0x00,                         /* backoff 60 */
+		0x01,						/* version */
+		US_ASSIGNED,					/* state */
+		USER_F_DUE,					/* flags */
+		0x01,						/* enabled */
+		0x02,						/* licences: Calling Plan only */
+		0x3c, 0x00, 0x00, 0x00,				/* backoff 60 */
 		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* retry_at */
-		N_STRINGS,                                      /* strings */
+		N_STRINGS,					/* strings */
 	};
 	struct user u;
 	unsigned char *rec;
@@ -367,9 +370,9 @@ END_TEST
 /* An earlier record with fewer strings: the attributes it lacks are missing. */
 START_TEST(fewer_strings_than_known)
 {
-	unsigned char rec[FIXED + 2 + 3 + 2 + 1 + 2 + 6] = { 1, US_ASSIGNED, 0, 1, 1, 0, 0, 0, 0,
-		0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 0, 'a', '@', 'b', 1, 0, 'A', 6, 0, 'O', 'x', 'f', 'o',
-		'r', 'd' };
+	unsigned char rec[FIXED + 2 + 3 + 2 + 1 + 2 + 6]
+	    = { 1, US_ASSIGNED, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 0, 'a', '@', 'b',
+		      1, 0, 'A', 6, 0, 'O', 'x', 'f', 'o', 'r', 'd' };
 	struct user back;
 
 	ck_assert_int_eq(decode_exact("u", rec, sizeof(rec), &back), 0);
@@ -424,7 +427,8 @@ START_TEST(truncated_at_every_length)
 	set_attr(&u, RA_OFFICE, NULL); /* an empty string in the middle too */
 	encode(&u, &rec, &len);
 	for (size_t n = 0; n < len; n++) {
-		ck_assert_msg(decode_exact(u.id, rec, n, &back) == -1, "%zu of %zu bytes read", n, len);
+		ck_assert_msg(
+		    decode_exact(u.id, rec, n, &back) == -1, "%zu of %zu bytes read", n, len);
 		for (int i = 0; i < RA__MAX; i++)
 			ck_assert_ptr_null(back.attr[i]); /* nothing left allocated */
 	}
@@ -475,8 +479,8 @@ END_TEST
 /* A NUL inside a known string: refused (it would cut the string short). */
 START_TEST(nul_inside_a_string_refused)
 {
-	static const int which[] = { 0, 1, 2, 2 + RA_OFFICE, 2 + RA_EXT15, 2 + RA__MAX,
-		3 + RA__MAX };
+	static const int which[]
+	    = { 0, 1, 2, 2 + RA_OFFICE, 2 + RA_EXT15, 2 + RA__MAX, 3 + RA__MAX };
 
 	for (size_t k = 0; k < sizeof(which) / sizeof(which[0]); k++) {
 		struct user u, back;
@@ -555,9 +559,11 @@ START_TEST(overlong_change_refused)
 			len -= 4; /* drop the two empty change strings */
 			rec = append(rec, &len, which ? "" : big, which ? 0 : n);
 			rec = append(rec, &len, which ? big : "", which ? n : 0);
-			ck_assert_int_eq(decode_exact("u", rec, len, &back), n < E164_STRLEN ? 0 : -1);
+			ck_assert_int_eq(
+			    decode_exact("u", rec, len, &back), n < E164_STRLEN ? 0 : -1);
 			if (n < E164_STRLEN)
-				ck_assert_uint_eq(strlen(which ? back.change_new : back.change_old), n);
+				ck_assert_uint_eq(
+				    strlen(which ? back.change_new : back.change_old), n);
 			user_clear(&back);
 			free(rec);
 		}
@@ -595,11 +601,11 @@ decode_text(const char *id, const char *json, struct user *u)
 
 START_TEST(legacy_json_record)
 {
-	const char *json =
-	    "{\"upn\":\"bob@contoso.com\",\"name\":\"Bob Smith\",\"enabled\":0,\"teams_phone\":1,"
-	    "\"calling_plan\":1,\"state\":\"waiting\",\"backoff\":240,\"retry_at\":1800000000,"
-	    "\"attrs\":{\"city\":\"Abingdon\",\"office\":\"Office 1\",\"usage_location\":\"GB\","
-	    "\"department\":\"\",\"extension_attribute15\":\"x15\",\"unknown\":\"skip\"}}";
+	const char *json
+	    = "{\"upn\":\"bob@contoso.com\",\"name\":\"Bob Smith\",\"enabled\":0,\"teams_phone\":1,"
+	      "\"calling_plan\":1,\"state\":\"waiting\",\"backoff\":240,\"retry_at\":1800000000,"
+	      "\"attrs\":{\"city\":\"Abingdon\",\"office\":\"Office 1\",\"usage_location\":\"GB\","
+	      "\"department\":\"\",\"extension_attribute15\":\"x15\",\"unknown\":\"skip\"}}";
 	struct user u;
 
 	ck_assert_int_eq(decode_text("id-bob", json, &u), 0);
@@ -659,9 +665,12 @@ START_TEST(legacy_json_defaults_and_odd_values)
 	ck_assert_uint_eq(u.flags, USER_F_DUE);
 	user_clear(&u);
 	/* wrong types and out-of-range numbers are ignored */
-	ck_assert_int_eq(decode_text("u",
-	    "{\"upn\":5,\"name\":null,\"enabled\":\"no\",\"state\":3,\"retry_at\":-5,"
-	    "\"backoff\":1e12,\"attrs\":[\"city\",\"x\"]}", &u), 0);
+	ck_assert_int_eq(
+	    decode_text("u",
+		"{\"upn\":5,\"name\":null,\"enabled\":\"no\",\"state\":3,\"retry_at\":-5,"
+		"\"backoff\":1e12,\"attrs\":[\"city\",\"x\"]}",
+		&u),
+	    0);
 	ck_assert_str_eq(u.upn, "");
 	ck_assert_int_eq(u.enabled, 1);
 	ck_assert_int_eq(u.retry_at, 0);
@@ -705,7 +714,7 @@ END_TEST
 START_TEST(legacy_json_rewritten_as_v1)
 {
 	const char *json = "{\"upn\":\"c@d\",\"state\":\"assigned\",\"teams_phone\":1,"
-	                   "\"attrs\":{\"office\":\"Park Lane\"}}";
+			   "\"attrs\":{\"office\":\"Park Lane\"}}";
 	struct user u, back;
 	unsigned char *rec;
 	size_t len;
@@ -757,7 +766,7 @@ START_TEST(from_dir_new_user)
 
 	page_user(&p, "Abingdon", "Office 1", "GB");
 	p.d.account_enabled = -1; /* the page did not say: enabled */
-	p.d.has_plans = 0;        /* a new user takes the licence class as classified */
+	p.d.has_plans = 0;	  /* a new user takes the licence class as classified */
 	p.l.calling_plan = 1;
 	p.d.attr[RA_DEPARTMENT] = ""; /* empty is missing */
 	from_dir(&u, NULL, &p);
@@ -867,8 +876,10 @@ static const struct {
 } moves[] = {
 	{ "the same", "Abingdon", "Office 1", "GB", "Abingdon", "Office 1", "GB", 0 },
 	{ "case only", "Abingdon", "Office 1", "GB", "ABINGDON", "office 1", "gb", 0 },
-	{ "surrounding spaces only", "Abingdon", "Office 1", "GB", " Abingdon\t", "Office 1 ", " GB", 0 },
-	{ "non-ASCII case only", "M\xc3\xbcnchen", "Zentrale", "DE", "M\xc3\x9cNCHEN", "zentrale", "de", 0 },
+	{ "surrounding spaces only", "Abingdon", "Office 1", "GB", " Abingdon\t", "Office 1 ",
+	    " GB", 0 },
+	{ "non-ASCII case only", "M\xc3\xbcnchen", "Zentrale", "DE", "M\xc3\x9cNCHEN", "zentrale",
+	    "de", 0 },
 	{ "missing stays missing", NULL, NULL, NULL, NULL, NULL, NULL, 0 },
 	{ "missing and empty are equal", NULL, NULL, "GB", "", "", "GB", 0 },
 	{ "city changes", "Abingdon", "Office 1", "GB", "Oxford", "Office 1", "GB", 1 },
@@ -973,14 +984,14 @@ END_TEST
 
 START_TEST(state_names)
 {
-	static const char *const want[US__MAX] = { "new", "unlicensed", "disabled", "assigning",
-		"assigned", "waiting", "no-match", "ranges-full", "held-by-administrator",
-		"number-outside-ranges", "deleted" };
+	static const char *const want[US__MAX]
+	    = { "new", "unlicensed", "disabled", "assigning", "assigned", "waiting", "no-match",
+		      "ranges-full", "held-by-administrator", "number-outside-ranges", "deleted" };
 
 	for (int i = 0; i < US__MAX; i++)
 		ck_assert_str_eq(user_state_name((enum user_state)i), want[i]);
 	ck_assert_str_eq(user_state_name(US__MAX), "unknown");
-	ck_assert_str_eq(user_state_name((enum user_state)-1), "unknown");
+	ck_assert_str_eq(user_state_name((enum user_state) - 1), "unknown");
 	/* stored values: never renumbered */
 	ck_assert_int_eq(US_NEW, 0);
 	ck_assert_int_eq(US_ASSIGNED, 4);
@@ -1010,8 +1021,8 @@ START_TEST(json_view)
 	v = cJSON_GetObjectItemCaseSensitive(o, "retry_at");
 	ck_assert(cJSON_IsNumber(v));
 	ck_assert(v->valuedouble == (double)u.retry_at);
-	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(o, "changing_from")->valuestring,
-	    "+441235000123");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItemCaseSensitive(o, "changing_from")->valuestring, "+441235000123");
 	ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(o, "changing_to")->valuestring,
 	    "+441235999000;ext=150");
 	/* the view, not the storage: no flags, no backoff */

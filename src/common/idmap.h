@@ -1,0 +1,35 @@
+/* A small hash map from an id (a string) to a time and an optional string. */
+#ifndef NUMPROV_IDMAP_H
+#define NUMPROV_IDMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct idmap_entry {
+	char *key; /* NULL: empty slot */
+	int64_t v;
+	char *s;      /* owned, may be NULL */
+	int dead;     /* removed (a tombstone) */
+	uint64_t seq; /* order of insertion */
+};
+
+struct idmap {
+	struct idmap_entry *e;
+	size_t cap, used, live;
+	uint64_t seq;
+};
+
+/* Adds or updates; s is copied (NULL keeps none). -1 when out of memory. */
+int idmap_put(struct idmap *m, const char *key, int64_t v, const char *s);
+struct idmap_entry *idmap_get(const struct idmap *m, const char *key);
+void idmap_del(struct idmap *m, const char *key);
+void idmap_clear(struct idmap *m);
+static inline size_t
+idmap_count(const struct idmap *m)
+{
+	return m->live;
+}
+/* Iterate: for (i = 0; (e = idmap_next(m, &i)); ) */
+struct idmap_entry *idmap_next(const struct idmap *m, size_t *i);
+
+#endif

@@ -1,0 +1,400 @@
+#include "build-config.h"
+
+#include "daemon.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "config.h"
+#include "control.h"
+#include "graph.h"
+#include "inventory.h"
+#include "log.h"
+#include "loop.h"
+#include "provision.h"
+#include "teams.h"
+
+#define EXPIRE_EVERY 60	     /* seconds between quarantine sweeps */
+#define CHECKPOINT_EVERY 300 /* seconds between database checkpoints */
+#define STOP_GRACE 30	     /* seconds SIGTERM waits for Graph calls in flight */
+
+struct daemon {
+	const char *conf_file;
+	struct config *cfg;
+	struct inventory *inv;
+	struct loop *loop;
+	struct event_base *base; /* the loop's */
+	struct graph *graph;
+	struct prov *prov;
+	struct control *control;
+	int stopping;
+};
+
+/* systemd's notification socket, without libsystemd: one datagram per state. */
+static void
+notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (path[0] == '@') /* abstract namespace */
+		sa.sun_path[0] = '\0';
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+		log_debug("main", "sd_notify %s: %m", state);
+	close(fd);
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: numprovd [-f] [-d] [-c FILE] [-p PIDFILE]\n"
+	    "       numprovd -t [-c FILE]\n"
+	    "  -c FILE     configuration file (default %s)\n"
+	    "  -t          check the configuration file and exit (0 = good, 78 = errors)\n"
+	    "  -f          stay in the foreground and log to stderr as well\n"
+	    "  -d          log debug messages\n"
+	    "  -p PIDFILE  write the process id there when running as a daemon\n"
+	    "  -V          print the version\n",
+	    NUMPROV_CONF);
+}
+
+static int
+config_test(const char *file)
+{
+	char err[8192];
+	struct config *cfg = config_load(file, err, sizeof(err));
+
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG_ERROR;
+	}
+	printf("%s: configuration is valid (%zu range%s, sync mode %s)\n", file, cfg->n_ranges,
+	    cfg->n_ranges == 1 ? "" : "s", config_sync_mode_name(cfg->sync.mode));
+	config_free(cfg);
+	return 0;
+}
+
+static void
+log_ranges(struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg->n_ranges; i++) {
+		const struct cfg_range *cr = &d->cfg->ranges[i];
+		struct inv_range r;
+
+		if (inv_get_range(d->inv, cr->name, &r) != INV_OK)
+			continue;
+		log_info("main",
+		    "range %s (%s, %s..%s): %llu numbers, %llu assigned, %llu pending, "
+		    "%llu reserved, %llu quarantined",
+		    r.name, config_range_type_name(cr->type), r.first, r.last,
+		    (unsigned long long)r.size, (unsigned long long)r.count[INV_ASSIGNED],
+		    (unsigned long long)r.count[INV_PENDING],
+		    (unsigned long long)r.count[INV_RESERVED],
+		    (unsigned long long)r.count[INV_QUARANTINED]);
+	}
+}
+
+/*
+ * Teams operations are polled after 0.5 s, then at doubling waits up to 30 s,
+ * until sync.operation_timeout has passed; an operation still running then is
+ * left pending and settled from Teams' numberAssignments at the next rounds.
+ */
+static void
+tune_operations(const struct config *cfg)
+{
+	struct teams_tuning t = { 500, 30000, 0 };
+	long waited = 0, wait = t.poll_first_ms, limit = (long)cfg->sync.operation_timeout * 1000;
+
+	while (waited < limit) {
+		waited += wait;
+		t.poll_max++;
+		wait = wait * 2 > t.poll_cap_ms ? t.poll_cap_ms : wait * 2;
+	}
+	teams_tune(&t);
+}
+
+/* SIGHUP: the new file is tested first; a bad one leaves the old in force. */
+static void
+reload(struct daemon *d)
+{
+	char err[8192];
+	struct config *cfg = config_load(d->conf_file, err, sizeof(err));
+	int rc;
+
+	notify("RELOADING=1");
+	if (!cfg) {
+		log_err("main", "reload refused, the running configuration stays: %s", err);
+		notify("READY=1");
+		return;
+	}
+	if (strcmp(cfg->database.path, d->cfg->database.path) != 0)
+		log_warnx("main", "database.path changed; it takes effect at the next restart");
+	if (strcmp(cfg->tenant.id, d->cfg->tenant.id)
+	    || strcmp(cfg->tenant.client_id, d->cfg->tenant.client_id))
+		log_warnx("main", "tenant settings changed; they take effect at the next restart");
+	if ((rc = inv_sync_ranges(d->inv, cfg, time(NULL))) != INV_OK) {
+		log_err("main", "reload refused: cannot apply the ranges: %s", inv_strerror(rc));
+		config_free(cfg);
+		notify("READY=1");
+		return;
+	}
+	prov_set_config(d->prov, cfg);
+	control_set_config(d->control, cfg);
+	config_free(d->cfg);
+	d->cfg = cfg;
+	log_set_level(cfg->log.level);
+	tune_operations(cfg);
+	log_notice(
+	    "main", "configuration reloaded from %s (%zu ranges)", d->conf_file, cfg->n_ranges);
+	log_ranges(d);
+	notify("READY=1");
+}
+
+static void
+drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	loop_stop(d->loop, 0);
+}
+
+static void
+on_signal(int sig, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (sig == SIGHUP) {
+		reload(d);
+		return;
+	}
+	if (sig == SIGUSR1) {
+		log_notice("main", "SIGUSR1: sync now");
+		prov_trigger(d->prov, 0);
+		return;
+	}
+	if (d->stopping++) {
+		loop_stop(d->loop, 0);
+		return;
+	}
+	log_notice("main", "signal %d: finishing what is in flight, then stopping", (int)sig);
+	notify("STOPPING=1");
+	/* what Teams was asked is answered and recorded; a stuck call gets the grace period */
+	loop_stop(d->loop, STOP_GRACE);
+	prov_drain(d->prov, drained, d);
+}
+
+static void
+on_expire(void *arg)
+{
+	struct daemon *d = arg;
+	int n = inv_expire(d->inv, time(NULL));
+
+	if (n > 0)
+		log_info("inventory", "%d quarantined number%s returned to the pool", n,
+		    n == 1 ? "" : "s");
+}
+
+static void
+on_checkpoint(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (inv_checkpoint(d->inv) != INV_OK)
+		log_warnx("inventory", "checkpoint failed; tried again in %d s", CHECKPOINT_EVERY);
+}
+
+static int
+write_pidfile(const char *file)
+{
+	FILE *f;
+
+	if (!file)
+		return 0;
+	if (!(f = fopen(file, "w"))) {
+		log_warn("main", "cannot write the pid file %s", file);
+		return -1;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f);
+}
+
+/* Graph client, provisioning engine and control socket, on the loop. */
+static int
+start_engine(struct daemon *d)
+{
+	char err[1024];
+
+	tune_operations(d->cfg);
+	if (!(d->graph = graph_new(d->base, d->cfg, err, sizeof(err)))) {
+		log_err("main", "cannot start the Graph client: %s", err);
+		return -1;
+	}
+	if (!(d->prov = prov_new(d->base, d->cfg, d->inv, d->graph))) {
+		log_err("main", "cannot start provisioning");
+		return -1;
+	}
+	if (!(d->control = control_new(d->base, d->cfg, d->prov, d->inv, err, sizeof(err)))) {
+		log_err("main", "cannot open the control socket: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+stop_engine(struct daemon *d)
+{
+	control_free(d->control);
+	prov_free(d->prov);
+	graph_free(d->graph);
+}
+
+static int
+run_loop(struct daemon *d)
+{
+	static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGUSR1 };
+	int ok = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!(d->loop = loop_new())) {
+		log_err("main", "cannot create the event loop");
+		return 1;
+	}
+	d->base = loop_base(d->loop);
+	if (start_engine(d) < 0) {
+		stop_engine(d);
+		loop_free(d->loop);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		ok &= loop_signal(d->loop, sigs[i], on_signal, d) == 0;
+	ok &= loop_every(d->loop, EXPIRE_EVERY, on_expire, d) == 0;
+	ok &= loop_every(d->loop, CHECKPOINT_EVERY, on_checkpoint, d) == 0;
+	if (!ok) {
+		log_err("main", "cannot set up signals and timers");
+		stop_engine(d);
+		loop_free(d->loop);
+		return 1;
+	}
+	log_notice("main", "numprovd %s running: inventory %s, %zu ranges, sync %s every %ds",
+	    PACKAGE_VERSION, d->cfg->database.path, d->cfg->n_ranges,
+	    config_sync_mode_name(d->cfg->sync.mode), d->cfg->sync.interval);
+	prov_start(d->prov);
+	notify("READY=1");
+	loop_run(d->loop);
+	stop_engine(d);
+	loop_free(d->loop);
+	return 0;
+}
+
+static int
+run(struct daemon *d, int foreground, int debug, const char *pidfile)
+{
+	char err[8192];
+	int rc;
+
+	if (!(d->cfg = config_load(d->conf_file, err, sizeof(err)))) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG_ERROR;
+	}
+	log_init("numprovd", d->cfg->log.facility, debug ? LOG_DEBUG : d->cfg->log.level,
+	    LOG_DEST_SYSLOG | (foreground ? LOG_DEST_STDERR : 0));
+	if ((rc = inv_open(d->cfg->database.path, d->cfg->database.durable ? 0 : INV_OPEN_NOSYNC,
+		 &d->inv, err, sizeof(err)))
+	    != INV_OK) {
+		log_err("main", "%s", err);
+		if (!foreground)
+			fprintf(stderr, "numprovd: %s\n", err);
+		config_free(d->cfg);
+		return 1;
+	}
+	if ((rc = inv_sync_ranges(d->inv, d->cfg, time(NULL))) != INV_OK) {
+		log_err("main", "cannot record the configured ranges: %s", inv_strerror(rc));
+		inv_close(d->inv);
+		config_free(d->cfg);
+		return 1;
+	}
+	log_ranges(d);
+	if (!foreground && daemon(0, 0) < 0) {
+		log_warn("main", "cannot become a daemon");
+		rc = 1;
+	} else {
+		if (!foreground) {
+			/* the lock file names the parent, which took the lock: it is ours now */
+			inv_lock_set_pid(d->inv, (long)getpid());
+			write_pidfile(pidfile);
+		}
+		rc = run_loop(d);
+	}
+	inv_close(d->inv);
+	config_free(d->cfg);
+	if (!foreground && pidfile)
+		unlink(pidfile);
+	log_notice("main", "stopped");
+	log_close();
+	return rc;
+}
+
+int
+daemon_main(int argc, char **argv)
+{
+	struct daemon d = { .conf_file = NUMPROV_CONF };
+	const char *pidfile = NULL;
+	int test = 0, foreground = 0, debug = 0, c;
+
+	while ((c = getopt(argc, argv, "c:tfdp:Vh")) != -1) {
+		switch (c) {
+		case 'c':
+			d.conf_file = optarg;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'p':
+			pidfile = optarg;
+			break;
+		case 'V':
+			printf("numprovd %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (test)
+		return config_test(d.conf_file);
+	return run(&d, foreground, debug, pidfile);
+}

@@ -1,0 +1,919 @@
+#include "build-config.h"
+
+#include "graph.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+
+#define BODY_MAX (64u << 20) /* a response larger than this is cut off: no page is that big */
+#define TOKEN_MARGIN 300     /* renew a token this long before it expires, or at half its life */
+
+struct graph;
+
+struct greq {
+	struct graph *g;
+	struct greq *next;
+	const char *method;
+	char *url, *body;
+	unsigned flags;
+	int is_token;
+	graph_cb cb;
+	void *arg;
+	int attempts, auth_retried;
+	unsigned token_gen; /* the token this attempt carried */
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct event *retry_timer;
+	struct greq *parked_next; /* in the list of requests waiting for a retry */
+	struct greq *wire_next;	  /* in the list of exchanges on the wire */
+	char *resp;
+	size_t resp_len, resp_cap;
+	char location[4096], retry_after[64], request_id[64], crid[37];
+	char curl_err[CURL_ERROR_SIZE];
+};
+
+struct graph {
+	struct event_base *base;
+	CURLM *multi;
+	struct loop_curl *lc; /* the multi handle on the event loop */
+	char *graph_url, *token_url, *scope, *client_id, *secret, *ca_file, *proxy;
+	char *priority;
+	struct auth_cert *cert;
+	int alg, timeout, parallel;
+	struct graph_tuning tune;
+	/* token */
+	char *token;
+	time_t token_expiry, token_renew;
+	int token_fetching, token_attempts;
+	unsigned token_gen;
+	struct event *token_timer;
+	/* requests waiting for a slot or a token */
+	struct greq *queue, *queue_tail;
+	struct greq *parked; /* waiting on their retry timers */
+	struct greq *wire;   /* exchanges in libcurl's hands */
+	int pending, stopped;
+	struct graph_stats stats;
+};
+
+static void dispatch(struct graph *g);
+static void fetch_token(struct graph *g);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static char *
+strip_slash(const char *s)
+{
+	char *d = strdup(s);
+	size_t n = d ? strlen(d) : 0;
+
+	while (n > 0 && d[n - 1] == '/')
+		d[--n] = '\0';
+	return d;
+}
+
+static long
+backoff_ms(const struct graph *g, int attempt)
+{
+	long ms = g->tune.retry_base_ms;
+
+	for (int i = 1; i < attempt && ms < g->tune.retry_cap_ms; i++)
+		ms *= 2;
+	if (ms > g->tune.retry_cap_ms)
+		ms = g->tune.retry_cap_ms;
+	/* jitter: 75 % to 125 %, so clients that failed together do not retry together */
+	return ms * (75 + (long)(random() % 51)) / 100;
+}
+
+long
+graph_parse_retry_after(const char *value, long now)
+{
+	char *end;
+	long secs;
+	struct tm tm;
+
+	while (*value == ' ')
+		value++;
+	if (!*value)
+		return -1;
+	secs = strtol(value, &end, 10);
+	if (end != value && (*end == '\0' || *end == '\r' || *end == ' '))
+		return secs < 0 ? -1 : secs;
+	memset(&tm, 0, sizeof(tm));
+	if (strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+		long at = (long)timegm(&tm);
+		return at > now ? at - now : 0;
+	}
+	return -1;
+}
+
+int
+graph_parse_error(
+    const char *body, size_t len, char *code, size_t codelen, char *msg, size_t msglen)
+{
+	cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error"), *c = NULL, *m = NULL;
+
+	if (cJSON_IsObject(e)) { /* Graph */
+		c = cJSON_GetObjectItemCaseSensitive(e, "code");
+		m = cJSON_GetObjectItemCaseSensitive(e, "message");
+	} else if (cJSON_IsString(e)) { /* the token endpoint (OAuth) */
+		c = e;
+		m = cJSON_GetObjectItemCaseSensitive(root, "error_description");
+	}
+	if (!cJSON_IsString(c)) {
+		cJSON_Delete(root);
+		return -1;
+	}
+	snprintf(code, codelen, "%s", c->valuestring);
+	snprintf(msg, msglen, "%s", cJSON_IsString(m) ? m->valuestring : "");
+	/* one line in the log, whatever the server sent */
+	for (char *p = msg; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	cJSON_Delete(root);
+	return 0;
+}
+
+/* ---- libcurl on the loop (loop.c) --------------------------------------- */
+
+static void check_done(struct graph *g);
+
+static void
+on_progress(void *arg)
+{
+	check_done(arg);
+}
+
+/* ---- one HTTP exchange -------------------------------------------------- */
+
+static size_t
+on_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct greq *r = arg;
+	size_t len = size * n;
+
+	if (r->resp_len + len + 1 > BODY_MAX)
+		return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
+	if (r->resp_len + len + 1 > r->resp_cap) {
+		size_t cap = r->resp_cap ? r->resp_cap : 16384;
+		char *grown;
+		while (cap < r->resp_len + len + 1)
+			cap *= 2;
+		if (!(grown = realloc(r->resp, cap)))
+			return 0;
+		r->resp = grown;
+		r->resp_cap = cap;
+	}
+	memcpy(r->resp + r->resp_len, data, len);
+	r->resp_len += len;
+	r->resp[r->resp_len] = '\0';
+	return len;
+}
+
+/* Keep the value of header `name` if this line is it. */
+static void
+take_header(const char *line, size_t len, const char *name, char *dst, size_t dstlen)
+{
+	size_t n = strlen(name), v;
+
+	if (len <= n + 1 || strncasecmp(line, name, n) != 0 || line[n] != ':')
+		return;
+	line += n + 1;
+	len -= n + 1;
+	while (len && (*line == ' ' || *line == '\t'))
+		line++, len--;
+	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
+		len--;
+	v = len < dstlen - 1 ? len : dstlen - 1;
+	memcpy(dst, line, v);
+	dst[v] = '\0';
+}
+
+static size_t
+on_header(char *data, size_t size, size_t n, void *arg)
+{
+	struct greq *r = arg;
+	size_t len = size * n;
+
+	take_header(data, len, "Location", r->location, sizeof(r->location));
+	take_header(data, len, "Retry-After", r->retry_after, sizeof(r->retry_after));
+	take_header(data, len, "request-id", r->request_id, sizeof(r->request_id));
+	return len;
+}
+
+/* ca_file adds a trust anchor to the system's, it does not replace them. */
+static CURLcode
+on_ssl_ctx(CURL *easy, void *sslctx, void *arg)
+{
+	struct graph *g = arg;
+	X509_STORE *store = SSL_CTX_get_cert_store(sslctx);
+
+	(void)easy;
+	if (g->ca_file && X509_STORE_load_file(store, g->ca_file) != 1) {
+		log_warnx("graph", "cannot load the trust anchors in %s", g->ca_file);
+		return CURLE_SSL_CACERT_BADFILE;
+	}
+	return CURLE_OK;
+}
+
+static void
+add_header(struct greq *r, const char *name, const char *value)
+{
+	char line[8400];
+
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	r->hdrs = curl_slist_append(r->hdrs, line);
+}
+
+static int
+start_easy(struct greq *r)
+{
+	struct graph *g = r->g;
+	CURL *e = curl_easy_init();
+
+	if (!e)
+		return -1;
+	r->easy = e;
+	r->resp_len = 0;
+	r->location[0] = r->retry_after[0] = r->request_id[0] = r->curl_err[0] = '\0';
+	auth_uuid(r->crid);
+	r->attempts++;
+	add_header(r, "client-request-id", r->crid);
+	add_header(r, "return-client-request-id", "true");
+	add_header(r, "Accept", "application/json");
+	if (!r->is_token) {
+		char bearer[8192];
+
+		snprintf(bearer, sizeof(bearer), "Bearer %s", g->token);
+		add_header(r, "Authorization", bearer);
+		OPENSSL_cleanse(bearer, sizeof(bearer));
+		r->token_gen = g->token_gen;
+		if (g->priority)
+			add_header(r, "x-ms-throttle-priority", g->priority);
+		if (r->body)
+			add_header(r, "Content-Type", "application/json");
+	}
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_err);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)g->timeout);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 15L);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "numprovd/" PACKAGE_VERSION);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, g);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	if (g->proxy)
+		curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
+	if (r->flags & GRAPH_POST_ONCE) {
+		/* libcurl sends a request again by itself when a reused connection turns out
+		 * dead; a POST that must go once gets a connection of its own */
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	}
+	if (r->body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+	} else if (strcmp(r->method, "POST") == 0) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+	}
+	r->wire_next = g->wire;
+	g->wire = r;
+	g->stats.attempts++;
+	g->stats.in_flight++;
+	if (g->stats.in_flight > g->stats.max_in_flight)
+		g->stats.max_in_flight = g->stats.in_flight;
+	return curl_multi_add_handle(g->multi, e) == CURLM_OK ? 0 : -1;
+}
+
+static void
+end_easy(struct greq *r)
+{
+	struct greq **pp = &r->g->wire;
+
+	if (!r->easy)
+		return;
+	while (*pp && *pp != r)
+		pp = &(*pp)->wire_next;
+	if (*pp)
+		*pp = r->wire_next;
+	curl_multi_remove_handle(r->g->multi, r->easy);
+	curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->hdrs);
+	r->easy = NULL;
+	r->hdrs = NULL;
+	r->g->stats.in_flight--;
+}
+
+static void
+req_free(struct greq *r)
+{
+	end_easy(r);
+	if (r->retry_timer)
+		event_free(r->retry_timer);
+	if (r->body)
+		OPENSSL_cleanse(
+		    r->body, strlen(r->body)); /* the token request carries the secret */
+	free(r->url);
+	free(r->body);
+	free(r->resp);
+	free(r);
+}
+
+/* ---- delivering and retrying ------------------------------------------- */
+
+static void
+deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
+{
+	struct graph *g = r->g;
+	struct graph_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.status = status;
+	res.ambiguous = ambiguous;
+	res.attempts = r->attempts;
+	res.body = r->resp ? r->resp : "";
+	res.len = r->resp_len;
+	res.location = r->location[0] ? r->location : NULL;
+	memcpy(res.client_request_id, r->crid, sizeof(res.client_request_id));
+	snprintf(res.request_id, sizeof(res.request_id), "%s", r->request_id);
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(res.error_code, sizeof(res.error_code), "stopping");
+		snprintf(res.error_message, sizeof(res.error_message), "numprovd is stopping");
+	} else if (cc != CURLE_OK) {
+		snprintf(res.error_code, sizeof(res.error_code), "transport");
+		snprintf(res.error_message, sizeof(res.error_message), "%s",
+		    r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc));
+	} else if (status >= 400) {
+		graph_parse_error(res.body, res.len, res.error_code, sizeof(res.error_code),
+		    res.error_message, sizeof(res.error_message));
+	}
+	if (cc != CURLE_ABORTED_BY_CALLBACK && (cc != CURLE_OK || status >= 400)) {
+		g->stats.failures++;
+		log_warnx("graph", "%s %s: %s%ld %s%s%s (client-request-id %s%s%s, %d attempt%s)",
+		    r->method, r->url, cc != CURLE_OK ? "no response, " : "HTTP ", status,
+		    res.error_code, res.error_message[0] ? ": " : "", res.error_message, r->crid,
+		    r->request_id[0] ? ", request-id " : "", r->request_id, r->attempts,
+		    r->attempts == 1 ? "" : "s");
+	}
+	g->pending--;
+	r->cb(&res, r->arg);
+	req_free(r);
+}
+
+static void
+enqueue(struct graph *g, struct greq *r)
+{
+	r->next = NULL;
+	if (g->queue_tail)
+		g->queue_tail->next = r;
+	else
+		g->queue = r;
+	g->queue_tail = r;
+}
+
+static void
+unpark(struct greq *r)
+{
+	struct greq **pp = &r->g->parked;
+
+	while (*pp && *pp != r)
+		pp = &(*pp)->parked_next;
+	if (*pp)
+		*pp = r->parked_next;
+	r->parked_next = NULL;
+}
+
+static void
+on_retry_timer(evutil_socket_t fd, short kind, void *arg)
+{
+	struct greq *r = arg;
+
+	(void)fd;
+	(void)kind;
+	unpark(r);
+	enqueue(r->g, r);
+	dispatch(r->g);
+}
+
+static void
+retry_later(struct greq *r, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (r->g->stopped) {
+		deliver(r, 0, CURLE_ABORTED_BY_CALLBACK, 0);
+		return;
+	}
+	r->parked_next = r->g->parked;
+	r->g->parked = r;
+	r->g->stats.retries++;
+	if (!r->retry_timer)
+		r->retry_timer = evtimer_new(r->g->base, on_retry_timer, r);
+	evtimer_add(r->retry_timer, &tv);
+}
+
+/* Transport errors after the request may have reached the server. */
+static int
+maybe_sent(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+static long
+retry_after_ms(struct greq *r)
+{
+	long s = r->retry_after[0] ? graph_parse_retry_after(r->retry_after, (long)time(NULL)) : -1;
+
+	if (s < 0)
+		return -1;
+	if (s > r->g->tune.retry_after_cap_s)
+		s = r->g->tune.retry_after_cap_s;
+	return s * 1000;
+}
+
+/* What to do with a Graph request's answer. */
+static void
+settle(struct greq *r, CURLcode cc, long status)
+{
+	struct graph *g = r->g;
+	int once = r->flags & GRAPH_POST_ONCE, more = r->attempts < g->tune.max_attempts;
+	long wait;
+
+	if (cc != CURLE_OK) {
+		if (once && maybe_sent(cc))
+			deliver(r, 0, cc, 1);
+		else if (more)
+			retry_later(r, backoff_ms(g, r->attempts));
+		else
+			deliver(r, 0, cc, 0);
+		return;
+	}
+	if (status == 401 && !r->auth_retried) {
+		r->auth_retried = 1;
+		if (r->token_gen == g->token_gen) { /* that token is refused: drop it */
+			free(g->token);
+			g->token = NULL;
+		}
+		retry_later(r, 0);
+		return;
+	}
+	if (status == 429 && more) {
+		g->stats.throttled++;
+		wait = retry_after_ms(r);
+		retry_later(r, wait >= 0 ? wait : backoff_ms(g, r->attempts));
+		return;
+	}
+	if (status >= 500 && once) {
+		deliver(r, status, cc, 1);
+		return;
+	}
+	if (status >= 500 && more) {
+		wait = retry_after_ms(r);
+		retry_later(r, wait >= 0 ? wait : backoff_ms(g, r->attempts));
+		return;
+	}
+	deliver(r, status, cc, 0);
+}
+
+/* ---- tokens ------------------------------------------------------------- */
+
+static void
+fail_queue(struct graph *g, long status, const char *code, const char *msg)
+{
+	struct greq *q = g->queue;
+
+	g->queue = g->queue_tail = NULL;
+	while (q) {
+		struct greq *next = q->next;
+		snprintf(q->curl_err, sizeof(q->curl_err), "%s", msg);
+		free(q->resp);
+		q->resp = NULL;
+		q->resp_len = 0;
+		{
+			struct graph_result res;
+			memset(&res, 0, sizeof(res));
+			res.status = status;
+			res.body = "";
+			res.attempts = q->attempts;
+			snprintf(res.error_code, sizeof(res.error_code), "%s", code);
+			snprintf(res.error_message, sizeof(res.error_message), "%s", msg);
+			g->pending--;
+			g->stats.failures++;
+			q->cb(&res, q->arg);
+		}
+		req_free(q);
+		q = next;
+	}
+}
+
+static int
+token_accept(struct graph *g, const struct greq *r)
+{
+	cJSON *root = cJSON_ParseWithLength(r->resp ? r->resp : "", r->resp_len);
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
+	long life;
+
+	if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+		cJSON_Delete(root);
+		return -1;
+	}
+	/* expires_in is a number in v2.0, a string in some older answers */
+	life = cJSON_IsNumber(exp) ? (long)exp->valuedouble
+	    : cJSON_IsString(exp)  ? atol(exp->valuestring)
+				   : 3599;
+	free(g->token);
+	g->token = strdup(tok->valuestring);
+	if (life <= 0)
+		life = 60;
+	g->token_expiry = time(NULL) + life;
+	/* a short-lived token is renewed at half its life, not refetched for every request */
+	g->token_renew = g->token_expiry - (life > 2 * TOKEN_MARGIN ? TOKEN_MARGIN : life / 2);
+	g->token_gen++;
+	cJSON_Delete(root);
+	return g->token ? 0 : -1;
+}
+
+static void
+on_token_timer(evutil_socket_t fd, short kind, void *arg)
+{
+	(void)fd;
+	(void)kind;
+	fetch_token(arg);
+}
+
+static void
+token_done(struct greq *r, CURLcode cc, long status)
+{
+	struct graph *g = r->g;
+	char code[64] = "token", msg[256] = "";
+
+	g->token_fetching = 0;
+	if (cc == CURLE_OK && status == 200 && token_accept(g, r) == 0) {
+		g->token_attempts = 0;
+		log_debug("graph", "token acquired, valid for %lds",
+		    (long)(g->token_expiry - time(NULL)));
+		req_free(r);
+		dispatch(g);
+		return;
+	}
+	if (cc != CURLE_OK)
+		snprintf(
+		    msg, sizeof(msg), "%s", r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc));
+	else
+		graph_parse_error(r->resp, r->resp_len, code, sizeof(code), msg, sizeof(msg));
+	log_warnx("graph", "token request to %s failed: %s%ld %s %s (client-request-id %s)",
+	    g->token_url, cc != CURLE_OK ? "no response, " : "HTTP ", status, code, msg, r->crid);
+	req_free(r);
+	/* transient: try again; refused credentials: tell every waiting request */
+	if ((cc != CURLE_OK || status == 429 || status >= 500)
+	    && ++g->token_attempts < g->tune.max_attempts) {
+		struct timeval tv;
+		long ms = backoff_ms(g, g->token_attempts);
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		g->token_fetching = 1;
+		evtimer_add(g->token_timer, &tv);
+		return;
+	}
+	g->token_attempts = 0;
+	fail_queue(g, status, code, msg[0] ? msg : "cannot get a token");
+}
+
+static char *
+token_form(struct graph *g, char *err, size_t errlen)
+{
+	char *cid = curl_easy_escape(NULL, g->client_id, 0),
+	     *scope = curl_easy_escape(NULL, g->scope, 0);
+	char *cred = NULL, *form = NULL, *assertion = NULL;
+	size_t len;
+
+	if (g->secret) {
+		cred = curl_easy_escape(NULL, g->secret, 0);
+	} else if ((assertion = auth_assertion(
+			g->cert, g->alg, g->client_id, g->token_url, time(NULL), err, errlen))) {
+		cred = curl_easy_escape(NULL, assertion, 0);
+		free(assertion);
+	}
+	if (cid && scope && cred) {
+		len = strlen(cid) + strlen(scope) + strlen(cred) + 256;
+		if ((form = malloc(len)))
+			snprintf(form, len,
+			    "client_id=%s&scope=%s&grant_type=client_credentials&%s%s", cid, scope,
+			    g->secret ? "client_secret="
+				      : "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3A"
+					"client-assertion-type%3Ajwt-bearer&client_assertion=",
+			    cred);
+	}
+	if (cred)
+		OPENSSL_cleanse(cred, strlen(cred));
+	curl_free(cid);
+	curl_free(scope);
+	curl_free(cred);
+	return form;
+}
+
+static void
+fetch_token(struct graph *g)
+{
+	struct greq *r = calloc(1, sizeof(*r));
+	char err[256] = "cannot build the token request";
+
+	g->token_fetching = 1;
+	if (!r || !(r->body = token_form(g, err, sizeof(err)))
+	    || !(r->url = strdup(g->token_url))) {
+		g->token_fetching = 0;
+		if (r)
+			req_free(r);
+		log_err("graph", "%s", err);
+		fail_queue(g, 0, "token", err);
+		return;
+	}
+	r->g = g;
+	r->method = "POST";
+	r->is_token = 1;
+	g->stats.token_fetches++;
+	if (start_easy(r) < 0) {
+		g->token_fetching = 0;
+		req_free(r);
+		fail_queue(g, 0, "token", "cannot start the token request");
+	}
+}
+
+static int
+token_fresh(const struct graph *g)
+{
+	return g->token && time(NULL) < g->token_renew;
+}
+
+/* ---- the queue ---------------------------------------------------------- */
+
+static void
+dispatch(struct graph *g)
+{
+	while (g->queue && g->stats.in_flight < g->parallel) {
+		struct greq *r = g->queue;
+
+		if (!token_fresh(g)) {
+			if (g->stopped)
+				fail_queue(g, 0, "stopping", "numprovd is stopping");
+			else if (!g->token_fetching)
+				fetch_token(g);
+			return;
+		}
+		g->queue = r->next;
+		if (!g->queue)
+			g->queue_tail = NULL;
+		if (start_easy(r) < 0) {
+			end_easy(r);
+			deliver(r, 0, CURLE_FAILED_INIT, 0);
+		}
+	}
+}
+
+static void
+check_done(struct graph *g)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(g->multi, &left))) {
+		struct greq *r;
+		long status = 0;
+		CURLcode cc;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		cc = m->data.result;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+		end_easy(r);
+		if (r->is_token)
+			token_done(r, cc, status);
+		else
+			settle(r, cc, status);
+	}
+	dispatch(g);
+}
+
+static int
+submit(struct graph *g, const char *method, const char *url, const char *body, unsigned flags,
+    graph_cb cb, void *arg)
+{
+	struct greq *r;
+	size_t len;
+
+	if (g->stopped || !(r = calloc(1, sizeof(*r))))
+		return -1;
+	r->g = g;
+	r->method = method;
+	r->flags = flags;
+	r->cb = cb;
+	r->arg = arg;
+	if (url[0] == '/') {
+		len = strlen(g->graph_url) + strlen(url) + 1;
+		if ((r->url = malloc(len)))
+			snprintf(r->url, len, "%s%s", g->graph_url, url);
+	} else {
+		r->url = strdup(url);
+	}
+	if (!r->url || (body && !(r->body = strdup(body)))) {
+		req_free(r);
+		return -1;
+	}
+	g->pending++;
+	g->stats.requests++;
+	enqueue(g, r);
+	dispatch(g);
+	return 0;
+}
+
+int
+graph_get(struct graph *g, const char *url, graph_cb cb, void *arg)
+{
+	return submit(g, "GET", url, NULL, 0, cb, arg);
+}
+
+int
+graph_post(
+    struct graph *g, const char *url, const char *json, unsigned flags, graph_cb cb, void *arg)
+{
+	return submit(g, "POST", url, json ? json : "", flags, cb, arg);
+}
+
+void
+graph_stop(struct graph *g)
+{
+	g->stopped = 1;
+	evtimer_del(g->token_timer);
+	g->token_fetching = 0;
+	fail_queue(g, 0, "stopping", "numprovd is stopping");
+	while (g->parked) {
+		struct greq *r = g->parked;
+		g->parked = r->parked_next;
+		r->parked_next = NULL;
+		evtimer_del(r->retry_timer);
+		deliver(r, 0, CURLE_ABORTED_BY_CALLBACK, 0);
+	}
+}
+
+int
+graph_stopped(const struct graph *g)
+{
+	return g->stopped;
+}
+
+int
+graph_pending(const struct graph *g)
+{
+	return g->pending;
+}
+
+void
+graph_get_stats(const struct graph *g, struct graph_stats *out)
+{
+	*out = g->stats;
+}
+
+struct event_base *
+graph_base(const struct graph *g)
+{
+	return g->base;
+}
+
+void
+graph_tune(struct graph *g, const struct graph_tuning *t)
+{
+	g->tune = *t;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static int
+load_credentials(struct graph *g, const struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->tenant.client_secret_file) {
+		g->secret = auth_secret_line(cfg->tenant.client_secret_file, err, errlen);
+		return g->secret ? 0 : -1;
+	}
+	g->cert = auth_cert_load(
+	    cfg->tenant.certificate_file, cfg->tenant.private_key_file, err, errlen);
+	return g->cert ? 0 : -1;
+}
+
+struct graph *
+graph_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
+{
+	static int curl_ready;
+	struct graph *g = calloc(1, sizeof(*g));
+	char *login = NULL;
+	size_t len;
+
+	if (!g)
+		return NULL;
+	if (!curl_ready++)
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+	g->base = base;
+	g->alg = cfg->tenant.assertion_alg;
+	g->timeout = cfg->tenant.timeout;
+	g->parallel = cfg->sync.parallel;
+	g->tune = (struct graph_tuning) { 1000, 60000, 8, 600 };
+	g->graph_url = strip_slash(cfg->tenant.graph_url);
+	g->client_id = strdup(cfg->tenant.client_id);
+	g->ca_file = cfg->tenant.ca_file ? strdup(cfg->tenant.ca_file) : NULL;
+	g->proxy = cfg->tenant.proxy ? strdup(cfg->tenant.proxy) : NULL;
+	g->priority = cfg->tenant.throttle_priority ? strdup(cfg->tenant.throttle_priority) : NULL;
+	login = strip_slash(cfg->tenant.login_url);
+	len = strlen(login) + strlen(cfg->tenant.id) + 64;
+	g->token_url = malloc(len);
+	snprintf(g->token_url, len, "%s/%s/oauth2/v2.0/token", login, cfg->tenant.id);
+	free(login);
+	/* the real service wants its own resource; a simulator answers on graph_url */
+	len = strlen(g->graph_url) + 16;
+	g->scope = malloc(len);
+	snprintf(g->scope, len, "%s/.default", g->graph_url);
+	if (load_credentials(g, cfg, err, errlen) < 0) {
+		graph_free(g);
+		return NULL;
+	}
+	g->multi = curl_multi_init();
+	g->token_timer = evtimer_new(base, on_token_timer, g);
+	if (!g->multi || !g->token_timer
+	    || !(g->lc = loop_curl_new(base, g->multi, on_progress, g))) {
+		snprintf(err, errlen, "out of memory");
+		graph_free(g);
+		return NULL;
+	}
+	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
+	return g;
+}
+
+void
+graph_free(struct graph *g)
+{
+	if (!g)
+		return;
+	/* at exit: what is still queued, parked or on the wire is dropped unanswered */
+	while (g->queue) {
+		struct greq *next = g->queue->next;
+		req_free(g->queue);
+		g->queue = next;
+	}
+	while (g->parked) {
+		struct greq *next = g->parked->parked_next;
+		req_free(g->parked);
+		g->parked = next;
+	}
+	while (g->wire)
+		req_free(g->wire); /* end_easy takes it off the list */
+	if (g->multi)
+		curl_multi_cleanup(g->multi); /* may still tell lc to drop its sockets */
+	loop_curl_free(g->lc);
+	if (g->token_timer)
+		event_free(g->token_timer);
+	if (g->secret)
+		OPENSSL_cleanse(g->secret, strlen(g->secret));
+	if (g->token)
+		OPENSSL_cleanse(g->token, strlen(g->token));
+	free(g->secret);
+	free(g->token);
+	auth_cert_free(g->cert);
+	free(g->graph_url);
+	free(g->token_url);
+	free(g->scope);
+	free(g->client_id);
+	free(g->ca_file);
+	free(g->proxy);
+	free(g->priority);
+	free(g);
+}

@@ -1,0 +1,78 @@
+/*
+ * The Microsoft Graph HTTP client: libcurl's multi interface on the libevent
+ * loop, at most sync.parallel requests in flight, OAuth client-credentials
+ * tokens (secret or certificate assertion) cached and renewed before expiry,
+ * 429/5xx/transport retries with backoff, a timeout on every request, TLS
+ * verification always on.
+ */
+#ifndef NUMPROV_GRAPH_H
+#define NUMPROV_GRAPH_H
+
+#include <stddef.h>
+
+struct config;
+struct event_base;
+struct graph;
+
+/* A non-idempotent POST (assignNumber): never sent twice without the caller knowing. */
+#define GRAPH_POST_ONCE 0x1
+
+struct graph_result {
+	long status;   /* HTTP status of the last attempt; 0 when no response came */
+	int ambiguous; /* a GRAPH_POST_ONCE whose fate is unknown: check before sending again */
+	int attempts;
+	const char *body; /* NUL-terminated */
+	size_t len;
+	const char *location; /* the Location header, or NULL */
+	char client_request_id[37];
+	char request_id[64];
+	char error_code[64]; /* Graph's error.code, the token endpoint's error, or "transport" */
+	char error_message[256]; /* Graph's error.message, or curl's error text */
+};
+
+typedef void (*graph_cb)(const struct graph_result *r, void *arg);
+
+struct graph_stats {
+	unsigned long requests, attempts, retries, throttled, token_fetches, failures;
+	int in_flight, max_in_flight;
+};
+
+/* Tunables that tests shrink; the defaults are the product's. */
+struct graph_tuning {
+	int retry_base_ms;     /* first backoff after a 5xx or transport error (1000) */
+	int retry_cap_ms;      /* longest backoff (60000) */
+	int max_attempts;      /* attempts of one request, 429s included (8) */
+	int retry_after_cap_s; /* a Retry-After above this is cut to it (600) */
+};
+
+struct graph *graph_new(
+    struct event_base *base, const struct config *cfg, char *err, size_t errlen);
+void graph_free(struct graph *g);
+void graph_tune(struct graph *g, const struct graph_tuning *t);
+struct event_base *graph_base(const struct graph *g);
+
+/* url: absolute (nextLink, deltaLink, Location) or a path under graph_url ("/v1.0/..."). */
+int graph_get(struct graph *g, const char *url, graph_cb cb, void *arg);
+int graph_post(
+    struct graph *g, const char *url, const char *json, unsigned flags, graph_cb cb, void *arg);
+
+/*
+ * Stopping: requests waiting for a slot, a token or a retry are answered now
+ * with error_code "stopping"; exchanges on the wire finish (or time out).
+ * Nothing new is accepted afterwards.
+ */
+void graph_stop(struct graph *g);
+int graph_stopped(const struct graph *g);
+
+/* Requests accepted and not yet answered through their callback. */
+int graph_pending(const struct graph *g);
+void graph_get_stats(const struct graph *g, struct graph_stats *out);
+
+/* Graph's error body {"error":{"code","message"}} or the token endpoint's; 0 when found. */
+int graph_parse_error(
+    const char *body, size_t len, char *code, size_t codelen, char *msg, size_t msglen);
+
+/* Retry-After: delta-seconds or an HTTP date; seconds from now, or -1. */
+long graph_parse_retry_after(const char *value, long now);
+
+#endif

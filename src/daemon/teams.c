@@ -1,0 +1,952 @@
+#include "build-config.h"
+
+#include "teams.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+#define NUMBERS_PATH "/v1.0/admin/teams/telephoneNumberManagement/numberAssignments"
+#define PAGE_TOP 1000 /* the most numberAssignments gives in one page */
+#define MAX_RESENDS 3
+
+static struct teams_tuning tuning = { 500, 30000, 40 };
+
+void
+teams_tune(const struct teams_tuning *t)
+{
+	tuning = *t;
+}
+
+static void
+copy_string(char *dst, size_t len, const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	snprintf(dst, len, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+static void
+result_from(struct teams_result *t, const struct graph_result *r)
+{
+	memset(t, 0, sizeof(*t));
+	t->status = r->status;
+	snprintf(t->error, sizeof(t->error), "%s", r->error_code);
+	snprintf(t->detail, sizeof(t->detail), "%s", r->error_message);
+	memcpy(t->client_request_id, r->client_request_id, sizeof(t->client_request_id));
+}
+
+/* ---- users delta -------------------------------------------------------- */
+
+struct delta_round {
+	struct graph *g;
+	delta_page_cb page;
+	delta_done_cb done;
+	void *arg;
+	int full, restarted;
+	size_t pages, users, removed;
+};
+
+static void delta_got(const struct graph_result *r, void *arg);
+
+static int
+delta_request(struct delta_round *d, const char *url)
+{
+	char first[1024];
+
+	if (!url) {
+		snprintf(first, sizeof(first), "/v1.0/users/delta?$select=%s", dir_select());
+		url = first;
+	}
+	return graph_get(d->g, url, delta_got, d);
+}
+
+static void
+delta_finish(struct delta_round *d, enum delta_status st, const char *link, const char *err)
+{
+	struct delta_done done = { st, d->full, link, d->pages, d->users, d->removed, "" };
+
+	snprintf(done.error, sizeof(done.error), "%s", err ? err : "");
+	d->done(&done, d->arg);
+	free(d);
+}
+
+/* The stored link is no longer good: Graph wants a full sync. */
+static int
+delta_reset(const struct graph_result *r)
+{
+	return r->status == 410 || strcasecmp(r->error_code, "syncStateNotFound") == 0
+	    || strcasecmp(r->error_code, "resyncRequired") == 0;
+}
+
+static void
+delta_got(const struct graph_result *r, void *arg)
+{
+	struct delta_round *d = arg;
+	struct dir_page p;
+	char err[400];
+
+	if (r->status != 200) {
+		if (delta_reset(r) && !d->full && !d->restarted) {
+			log_notice("graph", "the delta link was refused (%ld %s): full sync",
+			    r->status, r->error_code);
+			d->full = d->restarted = 1;
+			d->pages = d->users = d->removed = 0;
+			if (delta_request(d, NULL) == 0)
+				return;
+		}
+		snprintf(err, sizeof(err), "users/delta: HTTP %ld %s %s", r->status, r->error_code,
+		    r->error_message);
+		delta_finish(d, DELTA_ERROR, NULL, err);
+		return;
+	}
+	if (dir_parse_page(r->body, r->len, &p, err, sizeof(err)) < 0) {
+		delta_finish(d, DELTA_ERROR, NULL, err);
+		return;
+	}
+	d->pages++;
+	d->users += p.n_users;
+	for (size_t i = 0; i < p.n_users; i++)
+		d->removed += p.users[i].removed != DIR_PRESENT;
+	d->page(&p, d->full, d->arg);
+	if (p.next_link && delta_request(d, p.next_link) == 0)
+		;
+	else if (p.delta_link)
+		delta_finish(d, DELTA_OK, p.delta_link, NULL);
+	else
+		delta_finish(d, DELTA_ERROR, NULL,
+		    p.next_link ? "cannot follow the next link"
+				: "a users page with neither nextLink nor deltaLink");
+	dir_page_free(&p);
+}
+
+int
+teams_delta(
+    struct graph *g, const char *delta_link, delta_page_cb page, delta_done_cb done, void *arg)
+{
+	struct delta_round *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -1;
+	*d = (struct delta_round) { g, page, done, arg, !delta_link || !*delta_link, 0, 0, 0, 0 };
+	if (delta_request(d, d->full ? NULL : delta_link) < 0) {
+		free(d);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- numbers ------------------------------------------------------------ */
+
+static const char *const type_names[]
+    = { "directRouting", "callingPlan", "operatorConnect", "unknown" };
+
+const char *
+teams_type_name(enum teams_number_type t)
+{
+	return type_names[t <= TNT_OTHER ? t : TNT_OTHER];
+}
+
+static enum teams_number_type
+type_of(const char *s)
+{
+	for (int t = 0; t < TNT_OTHER; t++)
+		if (strcasecmp(s, type_names[t]) == 0)
+			return (enum teams_number_type)t;
+	return TNT_OTHER;
+}
+
+static int
+parse_number(const cJSON *o, struct teams_number *n)
+{
+	const cJSON *tn = cJSON_GetObjectItemCaseSensitive(o, "telephoneNumber");
+	char type[32], err[160];
+	struct e164 num;
+
+	memset(n, 0, sizeof(*n));
+	if (!cJSON_IsString(tn) || e164_parse(tn->valuestring, &num, err, sizeof(err)) < 0)
+		return -1;
+	e164_format(&num, n->number, sizeof(n->number));
+	copy_string(type, sizeof(type), o, "numberType");
+	n->type = type_of(type);
+	copy_string(n->target, sizeof(n->target), o, "assignmentTargetId");
+	copy_string(n->activation, sizeof(n->activation), o, "activationState");
+	copy_string(n->status, sizeof(n->status), o, "assignmentStatus");
+	copy_string(n->location_id, sizeof(n->location_id), o, "locationId");
+	return 0;
+}
+
+int
+teams_parse_numbers(const char *json, size_t len, struct teams_number **out, char **next_link)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	const cJSON *value = cJSON_GetObjectItemCaseSensitive(root, "value"), *o;
+	const cJSON *next = cJSON_GetObjectItemCaseSensitive(root, "@odata.nextLink");
+	int n = 0;
+
+	*out = NULL;
+	if (next_link)
+		*next_link = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
+	/* the documentation's samples show value as an object: take one number then */
+	if (cJSON_IsObject(value)) {
+		*out = calloc(1, sizeof(**out));
+		n = *out && parse_number(value, *out) == 0 ? 1 : 0;
+	} else if (cJSON_IsArray(value)) {
+		*out = calloc((size_t)cJSON_GetArraySize(value) + 1, sizeof(**out));
+		cJSON_ArrayForEach(o, value) if (*out && parse_number(o, &(*out)[n]) == 0) n++;
+	} else {
+		n = -1;
+	}
+	cJSON_Delete(root);
+	return n;
+}
+
+struct list_numbers {
+	struct graph *g;
+	numbers_page_cb page;
+	numbers_done_cb done;
+	void *arg;
+	size_t skip, total;
+};
+
+static void list_got(const struct graph_result *r, void *arg);
+
+static int
+list_request(struct list_numbers *l, const char *next)
+{
+	char url[256];
+
+	if (next)
+		return graph_get(l->g, next, list_got, l);
+	snprintf(url, sizeof(url), NUMBERS_PATH "?$top=%d&$skip=%zu", PAGE_TOP, l->skip);
+	return graph_get(l->g, url, list_got, l);
+}
+
+static void
+list_got(const struct graph_result *r, void *arg)
+{
+	struct list_numbers *l = arg;
+	struct teams_number *v = NULL;
+	char *next = NULL, err[400];
+	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, &next) : -1;
+
+	if (n < 0) {
+		snprintf(err, sizeof(err), "numberAssignments: HTTP %ld %s %s", r->status,
+		    r->error_code, r->status == 200 ? "not a page of numbers" : r->error_message);
+		l->done(0, l->total, err, l->arg);
+		free(v);
+		free(next);
+		free(l);
+		return;
+	}
+	l->page(v, (size_t)n, l->arg);
+	l->total += (size_t)n;
+	l->skip += (size_t)n;
+	free(v);
+	/* a short page ends the list unless Graph gave a next link */
+	if ((next || n >= PAGE_TOP) && list_request(l, next) == 0) {
+		free(next);
+		return;
+	}
+	free(next);
+	l->done(1, l->total, NULL, l->arg);
+	free(l);
+}
+
+int
+teams_list_numbers(struct graph *g, numbers_page_cb page, numbers_done_cb done, void *arg)
+{
+	struct list_numbers *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -1;
+	*l = (struct list_numbers) { g, page, done, arg, 0, 0 };
+	if (list_request(l, NULL) < 0) {
+		free(l);
+		return -1;
+	}
+	return 0;
+}
+
+enum teams_op_status
+teams_parse_operation(const char *json, size_t len, char *detail, size_t detaillen)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	const cJSON *op = root, *v, *nums, *n;
+	enum teams_op_status st = TOP_UNKNOWN;
+	char status[32];
+
+	detail[0] = '\0';
+	/* the documentation's sample wraps the operation in "value" */
+	if (cJSON_IsObject(v = cJSON_GetObjectItemCaseSensitive(root, "value")))
+		op = v;
+	copy_string(status, sizeof(status), op, "status");
+	if (strcmp(status, "succeeded") == 0)
+		st = TOP_SUCCEEDED;
+	else if (strcmp(status, "failed") == 0 || strcmp(status, "skipped") == 0)
+		st = TOP_FAILED;
+	else if (strcmp(status, "running") == 0 || strcmp(status, "notStarted") == 0)
+		st = TOP_RUNNING;
+	nums = cJSON_GetObjectItemCaseSensitive(op, "numbers");
+	cJSON_ArrayForEach(n, (cJSON_IsArray(nums) ? nums : NULL))
+	{
+		char d[300];
+		copy_string(d, sizeof(d), n, "statusDetail");
+		if (d[0] && !detail[0])
+			snprintf(detail, detaillen, "%s", d);
+	}
+	for (char *p = detail; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	cJSON_Delete(root);
+	return st;
+}
+
+/* ---- assign and unassign ------------------------------------------------ */
+
+struct change {
+	struct graph *g;
+	char *body, *op_url;
+	char user[64], number[E164_STRLEN];
+	teams_cb cb;
+	void *arg;
+	int assign, polls, resent, refused;
+	int checking; /* the timer checks numberAssignments instead of polling an operation */
+	long wait_ms;
+	struct event *timer;
+	char crid[37];
+};
+
+static void change_sent(const struct graph_result *r, void *arg);
+static void change_polled(const struct graph_result *r, void *arg);
+static void change_checked(const struct graph_result *r, void *arg);
+static int check_number(struct change *c);
+
+static void
+change_end(struct change *c, int ok, long status, const char *err, const char *detail)
+{
+	struct teams_result t;
+
+	memset(&t, 0, sizeof(t));
+	t.ok = ok;
+	t.status = status;
+	t.resent = c->resent;
+	t.refused = c->refused;
+	snprintf(t.error, sizeof(t.error), "%s", err ? err : "");
+	snprintf(t.detail, sizeof(t.detail), "%s", detail ? detail : "");
+	memcpy(t.client_request_id, c->crid, sizeof(t.client_request_id));
+	if (!ok)
+		log_warnx("teams", "%s %s%s%s failed: %s %s (client-request-id %s)",
+		    c->assign ? "assignNumber" : "unassignNumber", c->number,
+		    c->assign ? " to " : "", c->assign ? c->user : "", t.error, t.detail, c->crid);
+	c->cb(&t, c->arg);
+	if (c->timer)
+		event_free(c->timer);
+	free(c->body);
+	free(c->op_url);
+	free(c);
+}
+
+static int
+change_post(struct change *c)
+{
+	return graph_post(c->g,
+	    c->assign ? NUMBERS_PATH "/assignNumber" : NUMBERS_PATH "/unassignNumber", c->body,
+	    GRAPH_POST_ONCE, change_sent, c);
+}
+
+static void
+on_poll_timer(evutil_socket_t fd, short kind, void *arg)
+{
+	struct change *c = arg;
+
+	(void)fd;
+	(void)kind;
+	if (c->checking ? check_number(c) < 0 : graph_get(c->g, c->op_url, change_polled, c) < 0)
+		change_end(c, 0, 0, graph_stopped(c->g) ? "stopping" : "internal",
+		    "cannot poll the operation");
+}
+
+/* Poll again after a growing wait: Teams operations take seconds to minutes. */
+static void
+poll_later(struct change *c)
+{
+	struct timeval tv;
+
+	if (++c->polls > tuning.poll_max) {
+		change_end(c, 0, 0, "timeout", "the operation did not finish in time");
+		return;
+	}
+	c->wait_ms = c->wait_ms ? c->wait_ms * 2 : tuning.poll_first_ms;
+	if (c->wait_ms > tuning.poll_cap_ms)
+		c->wait_ms = tuning.poll_cap_ms;
+	tv.tv_sec = c->wait_ms / 1000;
+	tv.tv_usec = (c->wait_ms % 1000) * 1000;
+	if (!c->timer)
+		c->timer = evtimer_new(graph_base(c->g), on_poll_timer, c);
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+change_polled(const struct graph_result *r, void *arg)
+{
+	struct change *c = arg;
+	char detail[320];
+
+	if (r->status != 200) {
+		change_end(c, 0, r->status, r->error_code, r->error_message);
+		return;
+	}
+	switch (teams_parse_operation(r->body, r->len, detail, sizeof(detail))) {
+	case TOP_SUCCEEDED:
+		change_end(c, 1, r->status, NULL, detail);
+		break;
+	case TOP_FAILED:
+		c->refused = !c->resent; /* a second copy may fail where the first went through */
+		change_end(c, 0, r->status, "failed", detail[0] ? detail : "the operation failed");
+		break;
+	case TOP_RUNNING:
+	case TOP_UNKNOWN:
+		poll_later(c);
+		break;
+	}
+}
+
+/* An answer to the check made after an ambiguous POST. */
+static void
+change_checked(const struct graph_result *r, void *arg)
+{
+	struct change *c = arg;
+	struct teams_number *v = NULL;
+	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, NULL) : -1, i;
+	int done = 0, pending = 0;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(v[i].number, c->number) != 0)
+			continue;
+		if (c->assign && strcasecmp(v[i].target, c->user) == 0) {
+			done = strcmp(v[i].activation, "activated") == 0;
+			pending = !done;
+		} else if (!c->assign && !v[i].target[0]) {
+			done = 1;
+		}
+	}
+	free(v);
+	if (n < 0) {
+		change_end(c, 0, r->status, r->error_code[0] ? r->error_code : "check",
+		    "cannot check whether the request went through");
+	} else if (done) {
+		log_info("teams", "%s %s went through although its answer was lost",
+		    c->assign ? "assignNumber" : "unassignNumber", c->number);
+		change_end(c, 1, r->status, NULL, "confirmed by numberAssignments");
+	} else if (pending) {
+		/* it arrived and is being processed; its operation is unknown: check again */
+		c->checking = 1;
+		poll_later(c);
+	} else if (c->resent++ < MAX_RESENDS) {
+		log_info("teams", "%s %s did not arrive: sending it again",
+		    c->assign ? "assignNumber" : "unassignNumber", c->number);
+		if (change_post(c) < 0)
+			change_end(c, 0, 0, "internal", "cannot send the request");
+	} else {
+		change_end(c, 0, 0, "unreachable", "the request did not get through");
+	}
+}
+
+/* Did it go through? numberAssignments tells, before anything is sent again. */
+static int
+check_number(struct change *c)
+{
+	char url[512], *quoted = curl_easy_escape(NULL, c->number, 0);
+	int rc;
+
+	snprintf(url, sizeof(url), NUMBERS_PATH "?$filter=telephoneNumber%%20eq%%20'%s'",
+	    quoted ? quoted : "");
+	curl_free(quoted);
+	rc = graph_get(c->g, url, change_checked, c);
+	return rc;
+}
+
+static void
+change_sent(const struct graph_result *r, void *arg)
+{
+	struct change *c = arg;
+
+	if (r->client_request_id[0])
+		memcpy(c->crid, r->client_request_id, sizeof(c->crid));
+	if (r->ambiguous) {
+		if (check_number(c) < 0)
+			change_end(c, 0, 0, "internal", "cannot check the request");
+		return;
+	}
+	if (r->status == 202 && r->location) {
+		free(c->op_url);
+		c->op_url = strdup(r->location);
+		poll_later(c);
+		return;
+	}
+	if (r->status >= 200 && r->status < 300) { /* done at once, no operation to follow */
+		change_end(c, 1, r->status, NULL, NULL);
+		return;
+	}
+	/* a 4xx answer to the POST (not a timeout or throttling) refuses it outright */
+	c->refused = !c->resent && r->status >= 400 && r->status < 500 && r->status != 408
+	    && r->status != 429;
+	change_end(c, 0, r->status, r->error_code, r->error_message);
+}
+
+static char *
+change_body(int assign, const char *user, const char *number, enum teams_number_type type,
+    const char *location)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *s;
+
+	cJSON_AddStringToObject(o, "telephoneNumber", number);
+	if (assign) {
+		cJSON_AddStringToObject(o, "assignmentTargetId", user);
+		cJSON_AddStringToObject(o, "assignmentCategory", "primary");
+	}
+	cJSON_AddStringToObject(o, "numberType", teams_type_name(type));
+	if (assign && location && *location)
+		cJSON_AddStringToObject(o, "locationId", location);
+	s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+static int
+change_start(struct graph *g, int assign, const char *user, const char *number,
+    enum teams_number_type type, const char *location, teams_cb cb, void *arg)
+{
+	struct change *c = calloc(1, sizeof(*c));
+	struct e164 n;
+	char err[160];
+
+	if (!c || e164_parse(number, &n, err, sizeof(err)) < 0) {
+		free(c);
+		return -1;
+	}
+	c->g = g;
+	c->assign = assign;
+	c->cb = cb;
+	c->arg = arg;
+	e164_format(&n, c->number, sizeof(c->number));
+	snprintf(c->user, sizeof(c->user), "%s", user ? user : "");
+	c->body = change_body(assign, c->user, c->number, type, location);
+	if (!c->body || change_post(c) < 0) {
+		free(c->body);
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+int
+teams_assign(struct graph *g, const char *user_id, const char *number, enum teams_number_type type,
+    const char *location_id, teams_cb cb, void *arg)
+{
+	return change_start(g, 1, user_id, number, type, location_id, cb, arg);
+}
+
+int
+teams_unassign(
+    struct graph *g, const char *number, enum teams_number_type type, teams_cb cb, void *arg)
+{
+	return change_start(g, 0, NULL, number, type, NULL, cb, arg);
+}
+
+struct find_ctx {
+	number_cb cb;
+	void *arg;
+	char number[E164_STRLEN];
+};
+
+static void
+found_number(const struct graph_result *r, void *arg)
+{
+	struct find_ctx *f = arg;
+	struct teams_number *v = NULL, none;
+	struct teams_result t;
+	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, NULL) : -1, hit = -1;
+
+	result_from(&t, r);
+	t.ok = n >= 0;
+	for (int i = 0; i < n && hit < 0; i++)
+		if (strcmp(v[i].number, f->number) == 0)
+			hit = i;
+	memset(&none, 0, sizeof(none));
+	f->cb(&t, hit >= 0 ? &v[hit] : &none, hit >= 0, f->arg);
+	free(v);
+	free(f);
+}
+
+int
+teams_find_number(struct graph *g, const char *number, number_cb cb, void *arg)
+{
+	struct find_ctx *f = calloc(1, sizeof(*f));
+	char url[512], *quoted;
+	struct e164 n;
+	char err[160];
+
+	if (!f || e164_parse(number, &n, err, sizeof(err)) < 0) {
+		free(f);
+		return -1;
+	}
+	f->cb = cb;
+	f->arg = arg;
+	e164_format(&n, f->number, sizeof(f->number));
+	quoted = curl_easy_escape(NULL, f->number, 0);
+	snprintf(url, sizeof(url), NUMBERS_PATH "?$filter=telephoneNumber%%20eq%%20'%s'",
+	    quoted ? quoted : "");
+	curl_free(quoted);
+	if (graph_get(g, url, found_number, f) < 0) {
+		free(f);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- a user's numbers ---------------------------------------------------- */
+
+#define USER_NUMBERS_MAX_PAGES 20
+
+struct user_numbers {
+	struct graph *g;
+	user_numbers_cb cb;
+	void *arg;
+	char user[64];
+	struct teams_number *v;
+	size_t n, pages, others;
+};
+
+static void user_numbers_got(const struct graph_result *r, void *arg);
+
+static void
+user_numbers_end(struct user_numbers *u, const struct graph_result *r, int ok, const char *error,
+    const char *detail)
+{
+	struct teams_result t;
+
+	result_from(&t, r);
+	t.ok = ok;
+	if (error)
+		snprintf(t.error, sizeof(t.error), "%s", error);
+	if (detail)
+		snprintf(t.detail, sizeof(t.detail), "%s", detail);
+	if (!ok)
+		log_warnx("teams", "numbers of user %s: HTTP %ld %s %s (client-request-id %s)",
+		    u->user, t.status, t.error, t.detail, t.client_request_id);
+	else if (u->others)
+		log_warnx("teams",
+		    "numbers of user %s: Graph also gave %zu numbers of other targets "
+		    "(ignored)",
+		    u->user, u->others);
+	u->cb(&t, ok ? u->v : NULL, ok ? u->n : 0, u->arg);
+	free(u->v);
+	free(u);
+}
+
+static void
+user_numbers_got(const struct graph_result *r, void *arg)
+{
+	struct user_numbers *u = arg;
+	struct teams_number *v = NULL, *grown;
+	char *next = NULL;
+	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, &next) : -1;
+
+	if (r->status != 200) {
+		user_numbers_end(u, r, 0, r->error_code[0] ? NULL : "http", NULL);
+		return;
+	}
+	if (n < 0) {
+		free(v);
+		free(next);
+		user_numbers_end(u, r, 0, "parse", "not a page of numberAssignments");
+		return;
+	}
+	if (n > 0 && !(grown = realloc(u->v, (u->n + (size_t)n) * sizeof(*u->v)))) {
+		free(v);
+		free(next);
+		user_numbers_end(u, r, 0, "internal", "out of memory");
+		return;
+	}
+	if (n > 0)
+		u->v = grown;
+	for (int i = 0; i < n; i++) {
+		if (strcasecmp(v[i].target, u->user) == 0)
+			u->v[u->n++] = v[i];
+		else
+			u->others++;
+	}
+	free(v);
+	u->pages++;
+	if (next && u->pages >= USER_NUMBERS_MAX_PAGES) {
+		free(next);
+		user_numbers_end(
+		    u, r, 0, "paging", "too many pages of numberAssignments for one user");
+		return;
+	}
+	if (next) {
+		if (graph_get(u->g, next, user_numbers_got, u) < 0) {
+			free(next);
+			user_numbers_end(u, r, 0, graph_stopped(u->g) ? "stopping" : "internal",
+			    "cannot follow the next link");
+			return;
+		}
+		free(next);
+		return;
+	}
+	user_numbers_end(u, r, 1, NULL, NULL);
+}
+
+/* An object id as Entra gives it: letters, digits and '-' only, so it is safe in a URL. */
+static int
+valid_object_id(const char *id, size_t max)
+{
+	size_t len = id ? strlen(id) : 0;
+
+	if (len == 0 || len >= max)
+		return 0;
+	return strspn(id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") == len;
+}
+
+int
+teams_user_numbers(struct graph *g, const char *user_id, user_numbers_cb cb, void *arg)
+{
+	struct user_numbers *u;
+	char url[256];
+
+	if (!valid_object_id(user_id, sizeof(u->user))) {
+		log_warnx("teams", "refusing to look up the numbers of a malformed user id");
+		return -1;
+	}
+	if (!(u = calloc(1, sizeof(*u))))
+		return -1;
+	u->g = g;
+	u->cb = cb;
+	u->arg = arg;
+	snprintf(u->user, sizeof(u->user), "%s", user_id);
+	/* the id holds only unreserved characters: it goes into the URL as it is */
+	snprintf(
+	    url, sizeof(url), NUMBERS_PATH "?$filter=assignmentTargetId%%20eq%%20'%s'", u->user);
+	if (graph_get(g, url, user_numbers_got, u) < 0) {
+		free(u);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- user configuration ------------------------------------------------- */
+
+struct simple_call {
+	struct graph *g;
+	userconfig_cb ucb;
+	teams_cb cb;
+	void *arg;
+	struct dir_licensing *lic;
+	char user[64], policy_type[64];
+};
+
+static void
+parse_user_config(const char *json, size_t len, struct teams_user_config *c)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(root, "isEnterpriseVoiceEnabled");
+	const cJSON *nums = cJSON_GetObjectItemCaseSensitive(root, "telephoneNumbers"), *n;
+	const cJSON *feats = cJSON_GetObjectItemCaseSensitive(root, "featureTypes"), *f;
+
+	memset(c, 0, sizeof(*c));
+	c->enterprise_voice = cJSON_IsTrue(ev);
+	cJSON_ArrayForEach(n, (cJSON_IsArray(nums) ? nums : NULL))
+	{
+		const cJSON *tn = cJSON_GetObjectItemCaseSensitive(n, "telephoneNumber");
+		struct e164 num;
+		char err[160];
+
+		if (c->n_numbers < 4 && cJSON_IsString(tn)
+		    && e164_parse(tn->valuestring, &num, err, sizeof(err)) == 0)
+			e164_format(&num, c->numbers[c->n_numbers++], E164_STRLEN);
+	}
+	cJSON_ArrayForEach(f, (cJSON_IsArray(feats) ? feats : NULL))
+	{
+		size_t used = strlen(c->features);
+		if (cJSON_IsString(f))
+			snprintf(c->features + used, sizeof(c->features) - used, "%s%s",
+			    used ? "," : "", f->valuestring);
+	}
+	cJSON_Delete(root);
+}
+
+static void
+user_config_got(const struct graph_result *r, void *arg)
+{
+	struct simple_call *s = arg;
+	struct teams_user_config c;
+	struct teams_result t;
+
+	result_from(&t, r);
+	t.ok = r->status == 200;
+	memset(&c, 0, sizeof(c));
+	if (t.ok)
+		parse_user_config(r->body, r->len, &c);
+	s->ucb(&t, &c, s->arg);
+	free(s);
+}
+
+static struct simple_call *
+simple_new(struct graph *g, void *arg)
+{
+	struct simple_call *s = calloc(1, sizeof(*s));
+
+	if (s) {
+		s->g = g;
+		s->arg = arg;
+	}
+	return s;
+}
+
+int
+teams_user_config(struct graph *g, const char *user_id, userconfig_cb cb, void *arg)
+{
+	struct simple_call *s = simple_new(g, arg);
+	char url[256], *id = curl_easy_escape(NULL, user_id, 0);
+	int rc = -1;
+
+	if (s && id) {
+		s->ucb = cb;
+		snprintf(url, sizeof(url), "/v1.0/admin/teams/userConfigurations/%s", id);
+		rc = graph_get(g, url, user_config_got, s);
+	}
+	curl_free(id);
+	if (rc < 0)
+		free(s);
+	return rc;
+}
+
+/* ---- policies ----------------------------------------------------------- */
+
+static void
+policy_assigned(const struct graph_result *r, void *arg)
+{
+	struct simple_call *s = arg;
+	struct teams_result t;
+
+	result_from(&t, r);
+	t.ok = r->status >= 200 && r->status < 300;
+	s->cb(&t, s->arg);
+	free(s);
+}
+
+static void
+policy_found(const struct graph_result *r, void *arg)
+{
+	struct simple_call *s = arg;
+	cJSON *root = r->status == 200 ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "value"), *first, *id;
+	struct teams_result t;
+	cJSON *body, *arr, *item;
+	char *json;
+
+	first = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, 0) : v;
+	id = cJSON_GetObjectItemCaseSensitive(first, "policyId");
+	if (!cJSON_IsString(id)) {
+		result_from(&t, r);
+		if (r->status == 200)
+			snprintf(t.error, sizeof(t.error), "policy");
+		s->cb(&t, s->arg);
+		cJSON_Delete(root);
+		free(s);
+		return;
+	}
+	body = cJSON_CreateObject();
+	arr = cJSON_AddArrayToObject(body, "value");
+	item = cJSON_CreateObject();
+	cJSON_AddStringToObject(
+	    item, "@odata.type", "#microsoft.graph.teamsAdministration.teamsPolicyUserAssignment");
+	cJSON_AddStringToObject(item, "userId", s->user);
+	cJSON_AddStringToObject(item, "policyType", s->policy_type);
+	cJSON_AddStringToObject(item, "policyId", id->valuestring);
+	cJSON_AddItemToArray(arr, item);
+	json = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
+	cJSON_Delete(root);
+	/* assigning a policy twice is harmless: a plain retried POST */
+	if (!json
+	    || graph_post(s->g, "/v1.0/admin/teams/policy/userAssignments/assign", json, 0,
+		   policy_assigned, s)
+		< 0) {
+		memset(&t, 0, sizeof(t));
+		snprintf(t.error, sizeof(t.error), "internal");
+		s->cb(&t, s->arg);
+		free(s);
+	}
+	free(json);
+}
+
+int
+teams_assign_policy(struct graph *g, const char *user_id, const char *policy_type,
+    const char *policy_name, teams_cb cb, void *arg)
+{
+	struct simple_call *s = simple_new(g, arg);
+	char url[512], *type = curl_easy_escape(NULL, policy_type, 0);
+	char *name = curl_easy_escape(NULL, policy_name, 0);
+	int rc = -1;
+
+	if (s && type && name && !strchr(policy_name, '\'') && !strchr(policy_type, '\'')) {
+		s->cb = cb;
+		snprintf(s->user, sizeof(s->user), "%s", user_id);
+		snprintf(s->policy_type, sizeof(s->policy_type), "%s", policy_type);
+		snprintf(url, sizeof(url),
+		    "/v1.0/admin/teams/policy/getPolicyId(type='%s',name='%s')", type, name);
+		rc = graph_get(g, url, policy_found, s);
+	}
+	curl_free(type);
+	curl_free(name);
+	if (rc < 0)
+		free(s);
+	return rc;
+}
+
+/* ---- subscribed SKUs ---------------------------------------------------- */
+
+static void
+skus_got(const struct graph_result *r, void *arg)
+{
+	struct simple_call *s = arg;
+	struct teams_result t;
+	int n = -1;
+
+	result_from(&t, r);
+	if (r->status == 200)
+		n = dir_licensing_load_skus(s->lic, r->body, r->len);
+	t.ok = n >= 0;
+	if (r->status == 200 && n < 0)
+		snprintf(t.error, sizeof(t.error), "parse");
+	else if (n >= 0)
+		snprintf(t.detail, sizeof(t.detail), "%d service plans", n);
+	s->cb(&t, s->arg);
+	free(s);
+}
+
+int
+teams_load_skus(struct graph *g, struct dir_licensing *l, teams_cb cb, void *arg)
+{
+	struct simple_call *s = simple_new(g, arg);
+
+	if (!s)
+		return -1;
+	s->cb = cb;
+	s->lic = l;
+	if (graph_get(g, "/v1.0/subscribedSkus", skus_got, s) < 0) {
+		free(s);
+		return -1;
+	}
+	return 0;
+}
