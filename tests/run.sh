@@ -78,6 +78,7 @@ fi
 # the CLI carries neither the Graph client nor the provisioning cycle (src/ layout)
 cli_is_lean() {
 	local bad
+	[ -x build/test/numprovctl ] || { echo "build/test/numprovctl was not built"; return 1; }
 	bad=$(nm build/test/numprovctl | grep -E ' [TtUu] (graph_|teams_|prov_|control_new|loop_|curl_)')
 	[ -z "$bad" ] || { echo "numprovctl links daemon code:"; echo "$bad" | head; return 1; }
 }

@@ -107,12 +107,14 @@ decide(const struct config *cfg, const struct user *u, const struct inv_user *he
 			set(d, ACT_RELEASE, RSN_DELETED);
 		else
 			set(d, ACT_NOTHING, automatic ? RSN_POLICY : RSN_MODE_OFF);
-	} else if (u->state == US_HELD) {
+	} else if (u->state == US_HELD && (!held || (u->flags & USER_F_UNASSIGN))) {
 		/* the administrator's hold outlasts licence and account changes (B11) */
 		if (held)
 			set(d, ACT_RELEASE, RSN_ADMIN); /* an unassign cut short: carried out */
 		else
 			set(d, ACT_NOTHING, RSN_HELD);
+		/* held with a number and no unassign pending: an assign that was cut short
+		   before the hold was lifted; decided as any user with a number */
 	} else if (!u->teams_phone) {
 		if (held && automatic && cfg->policy.release_on_unlicense)
 			set(d, ACT_RELEASE, RSN_UNLICENSED);

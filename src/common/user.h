@@ -38,6 +38,7 @@ enum user_state {
 #define USER_F_DUE 0x01	  /* a change not acted on yet */
 #define USER_F_MOVED 0x02 /* city, office or usage location changed: a retained move to log */
 #define USER_F_CHANGE_RESERVED 0x04 /* the change of number reserved change_new itself */
+#define USER_F_UNASSIGN 0x08	    /* an administrator's unassign, not carried out in Teams yet */
 
 #define USER_RECORD_VERSION 1
 #define USER_NAME_MAX 256

@@ -67,7 +67,18 @@ struct prov {
 	struct prov_stats st;
 	void (*drained)(void *);
 	void *drained_arg;
+	int drained_called;
 };
+
+/* The drain's callback, once. */
+static void
+drained_now(struct prov *p)
+{
+	if (p->drained && !p->drained_called) {
+		p->drained_called = 1;
+		p->drained(p->drained_arg);
+	}
+}
 
 static void round_step_done(struct round *r);
 
@@ -302,8 +313,8 @@ change_done(struct change *c)
 		round_step_done(r);
 	} else {
 		p->manual--;
-		if (p->draining && !p->round && p->manual == 0 && p->drained)
-			p->drained(p->drained_arg);
+		if (p->draining && !p->round && p->manual == 0)
+			drained_now(p);
 	}
 }
 
@@ -334,7 +345,9 @@ unsettled(const struct teams_result *t)
 static int
 not_assigned(const struct teams_result *t)
 {
-	return !t->ok && t->refused && strcasestr(t->detail, "not assigned");
+	return !t->ok && t->refused
+	    && (strcasestr(t->detail, "not assigned") || strcasestr(t->detail, "not found")
+		|| t->status == 404);
 }
 
 /* ---- release ------------------------------------------------------------ */
@@ -391,10 +404,16 @@ released(const struct teams_result *t, void *arg)
 		if (u.state == US_GONE) {
 			rc = had == 0 ? user_forget(p, &u) : INV_OK;
 		} else if (u.state == US_HELD) {
-			rc = user_store(
-			    p, &u, old); /* an administrator's unassign: the hold stays */
+			u.flags &= (uint8_t)~USER_F_UNASSIGN; /* carried out; the hold stays */
+			rc = user_store(p, &u, old);
 		} else if (c->reason == RSN_DELETED) {
 			/* restored from the deleted items meanwhile: decided again */
+			u.state = US_NEW;
+			u.flags |= USER_F_DUE;
+			rc = user_store(p, &u, old);
+			due_now(p, c->id, 0);
+		} else if (u.teams_phone && u.enabled) {
+			/* licensed and enabled again meanwhile: decided again */
 			u.state = US_NEW;
 			u.flags |= USER_F_DUE;
 			rc = user_store(p, &u, old);
@@ -660,6 +679,37 @@ send_assign(struct change *c)
 	return 0;
 }
 
+/* Every matching range is full: logged once, retried each round, written only on change. */
+static void
+ranges_full(struct round *r, struct user *u, int old)
+{
+	struct prov *p = r->p;
+
+	if (u->state != US_RANGES_FULL)
+		ev_unmatched(u, "ranges-full");
+	if (r->cfg->sync.mode != SYNC_DRY_RUN
+	    && (u->state != US_RANGES_FULL || (u->flags & USER_F_DUE) || old != US_RANGES_FULL)) {
+		int rc;
+		u->state = US_RANGES_FULL;
+		u->flags &= (uint8_t)~USER_F_DUE;
+		if ((rc = user_store(p, u, old)) != INV_OK)
+			round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
+	}
+	due_now(p, u->id, 0); /* retried next round */
+}
+
+/* True when no candidate range has a free number (nothing is taken). */
+static int
+all_full(struct round *r, const struct decision *d)
+{
+	struct inv_number num;
+
+	for (size_t i = 0; i < d->n_cand; i++)
+		if (inv_peek(r->p->inv, d->cand[i]->name, time(NULL), &num) != INV_E_FULL)
+			return 0;
+	return d->n_cand > 0;
+}
+
 /* Allocate from the first candidate range with room (written ahead), then ask Teams. */
 static void
 start_assign(struct round *r, struct user *u, const struct decision *d)
@@ -717,16 +767,7 @@ start_assign(struct round *r, struct user *u, const struct decision *d)
 		}
 		return;
 	}
-	if (u->state != US_RANGES_FULL)
-		ev_unmatched(u, "ranges-full");
-	u->state = US_RANGES_FULL;
-	u->flags &= (uint8_t)~USER_F_DUE;
-	if (r->cfg->sync.mode != SYNC_DRY_RUN) {
-		int rc = user_store(p, u, old);
-		if (rc != INV_OK)
-			round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
-	}
-	due_now(p, u->id, 0); /* retried next round */
+	ranges_full(r, u, old);
 }
 
 static void act_on(struct round *r, struct user *u, const char *teams);
@@ -845,6 +886,9 @@ act_on(struct round *r, struct user *u, const char *teams)
 		idmap_del(&p->due, u->id);
 		switch (d.reason) {
 		case RSN_HAS_NUMBER:
+			if (u->state == US_HELD)
+				u->state
+				    = US_NEW; /* holds a number, no unassign pending: no hold */
 			settle_state(r, u, held.state == INV_ASSIGNED ? US_ASSIGNED : US_ASSIGNING);
 			break;
 		case RSN_UNLICENSED:
@@ -897,7 +941,14 @@ act_on(struct round *r, struct user *u, const char *teams)
 		due_now(p, u->id, 0); /* retried next round */
 		break;
 	case ACT_CHECK:
-		start_check(r, u);
+		/* no room anywhere: no need to ask Teams yet (no Graph call for a waiting user) */
+		if (d.reason == RSN_NEW && all_full(r, &d)) {
+			for (size_t i = 0; i < d.n_cand; i++)
+				exhausted(p, d.cand[i], 1);
+			ranges_full(r, u, u->state);
+		} else {
+			start_check(r, u);
+		}
 		break;
 	case ACT_ASSIGN:
 		start_assign(r, u, &d);
@@ -935,13 +986,9 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 	} else if (inv_get_number(p->inv, s->number, &cur) != INV_OK || cur.state != INV_PENDING
 	    || strcmp(cur.user_id, s->user) != 0) {
 		/* settled meanwhile */
-	} else if (found && strcasecmp(n->target, s->user) == 0 && n->activation[0]
-	    && strcasestr(n->activation, "pending")) {
-		/* on the user, being activated: asked again next round */
-		log_info("provision", "pending %s is %s on %s in Teams: settled later", s->number,
-		    n->activation, s->user);
 	} else if (found && strcasecmp(n->target, s->user) == 0
-	    && (!n->activation[0] || strcasecmp(n->activation, "activated") == 0)) {
+	    && !strcasestr(n->activation, "assignmentFailed")) {
+		/* on our user (activated, or still being activated): confirmed */
 		if ((rc = inv_confirm(p->inv, s->number, s->user, time(NULL))) == INV_OK) {
 			struct user u;
 			if (user_load(p, s->user, &u) >= 0) {
@@ -979,33 +1026,38 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 	round_step_done(r);
 }
 
+struct settle_list {
+	struct round *r;
+	struct settle **v;
+	size_t n, cap;
+};
+
+/* Collected under the cursor; Teams is asked once it is closed (a write may follow). */
 static int
 settle_cb(const struct inv_number *n, void *arg)
 {
-	struct round *r = arg;
-	struct prov *p = r->p;
+	struct settle_list *l = arg;
+	struct prov *p = l->r->p;
 	struct settle *s;
 
 	if (n->state != INV_PENDING || idmap_get(&p->inflight, n->number)
 	    || idmap_get(&p->busy, n->user_id))
 		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct settle **g = realloc(l->v, cap * sizeof(*g));
+		if (!g)
+			return 1;
+		l->v = g;
+		l->cap = cap;
+	}
 	if (!(s = calloc(1, sizeof(*s))))
 		return 1;
-	s->r = r;
+	s->r = l->r;
 	snprintf(s->number, sizeof(s->number), "%s", n->number);
 	snprintf(s->user, sizeof(s->user), "%s", n->user_id);
 	snprintf(s->range, sizeof(s->range), "%s", n->range);
-	if (idmap_put(&p->inflight, s->number, 0, NULL) < 0) {
-		free(s);
-		return 1;
-	}
-	r->outstanding++;
-	if (teams_find_number(p->graph, s->number, settled, s) < 0) {
-		idmap_del(&p->inflight, s->number);
-		r->outstanding--;
-		free(s);
-		round_error(r, "cannot ask Teams about pending %s", n->number);
-	}
+	l->v[l->n++] = s;
 	return 0;
 }
 
@@ -1021,14 +1073,32 @@ static void
 settle_pending(struct round *r)
 {
 	struct prov *p = r->p;
+	struct settle_list l = { r, NULL, 0, 0 };
 	uint64_t pending = 0;
 
 	if (r->cfg->sync.mode == SYNC_DRY_RUN)
 		return;
 	if (inv_foreach_range(p->inv, sum_pending, &pending) != INV_OK)
 		round_error(r, "cannot read the ranges");
-	if (pending && inv_foreach_number(p->inv, settle_cb, r) < 0)
+	if (pending && inv_foreach_number(p->inv, settle_cb, &l) != INV_OK)
 		round_error(r, "cannot read the pending numbers");
+	for (size_t i = 0; i < l.n; i++) {
+		struct settle *s = l.v[i];
+
+		if (idmap_put(&p->inflight, s->number, 0, NULL) < 0) {
+			round_error(r, "out of memory");
+			free(s);
+			continue;
+		}
+		r->outstanding++;
+		if (teams_find_number(p->graph, s->number, settled, s) < 0) {
+			idmap_del(&p->inflight, s->number);
+			r->outstanding--;
+			round_error(r, "cannot ask Teams about pending %s", s->number);
+			free(s);
+		}
+	}
+	free(l.v);
 }
 
 /* ---- the round ---------------------------------------------------------- */
@@ -1094,8 +1164,8 @@ round_end(struct round *r)
 	config_free(r->cfg);
 	free(r);
 	if (p->draining) {
-		if (p->manual == 0 && p->drained)
-			p->drained(p->drained_arg);
+		if (p->manual == 0)
+			drained_now(p);
 		return;
 	}
 	if (p->again) {
@@ -1122,7 +1192,8 @@ teams_of(struct round *r, const char *id)
 	if (!r->teams_known)
 		return NULL;
 	e = idmap_get(&r->teams_by_user, id);
-	return e && e->s ? e->s : "";
+	/* absent from the list: asked one by one before any assignment (never assumed free) */
+	return e && e->s ? e->s : NULL;
 }
 
 struct due_item {
@@ -1777,7 +1848,7 @@ prov_drain(struct prov *p, void (*done)(void *arg), void *arg)
 	/* what waits for a retry is given up; what is on the wire is answered */
 	graph_stop(p->graph);
 	if (!p->round && p->manual == 0)
-		done(arg);
+		drained_now(p);
 }
 
 void
@@ -1837,7 +1908,7 @@ resolve_user(struct prov *p, const char *key, struct user *u)
 	user_init(u, "");
 	if (strlen(key) < INV_ID_MAX && user_load(p, key, u) == 0)
 		return 0;
-	if (inv_dir_foreach(p->inv, find_upn, &f) < 0 || !f.id[0])
+	if (inv_dir_foreach(p->inv, find_upn, &f) < 0 || !f.id[0]) /* 1: found, stopped early */
 		return -1;
 	return user_load(p, f.id, u) == 0 ? 0 : -1;
 }
@@ -2447,8 +2518,13 @@ change_settled(const struct teams_result *t, const struct teams_number *v, size_
 		    "the change of %s from %s to %s was cut short: %s holds %s "
 		    "in Teams; decided again",
 		    c->upn, c->old_number, c->number, c->upn, n ? v[0].number : "no number");
-		if (inv_get_user(p->inv, c->id, &held) == INV_OK)
-			rc = inv_release(p->inv, c->id, 0, time(NULL), &on);
+		if (inv_get_user(p->inv, c->id, &held) == INV_OK) {
+			struct inv_number was;
+			if (inv_get_number(p->inv, held.number, &was) != INV_OK)
+				was.range[0] = '\0';
+			rc = inv_release(
+			    p->inv, c->id, quarantine_of(c->cfg, was.range), time(NULL), &on);
+		}
 		if (rc == INV_OK)
 			rc = journal_drop(p, c->id);
 	}
@@ -2497,12 +2573,15 @@ manual_unassigned(const struct teams_result *t, void *arg)
 
 	idmap_del(&p->inflight, c->number);
 	if (!t->ok && !not_assigned(t)) {
-		/* Teams kept it: the hold recorded beforehand is lifted again */
 		if (t->refused && (had = user_load(p, c->id, &u)) == 0) {
+			/* Teams kept it: the hold recorded beforehand is lifted again */
 			u.state = (uint8_t)c->step;
+			u.flags &= (uint8_t) ~(USER_F_UNASSIGN | USER_F_DUE);
 			if (user_store(p, &u, US_HELD) != INV_OK)
 				log_err("provision", "cannot lift the hold of %s", c->upn);
 			user_clear(&u);
+		} else if (!t->refused) {
+			due_now(p, c->id, 0); /* unknown: the next round carries the unassign out */
 		}
 		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
@@ -2512,6 +2591,7 @@ manual_unassigned(const struct teams_result *t, void *arg)
 		log_err("provision",
 		    "%s was unassigned in Teams but the inventory cannot record it: %s", c->number,
 		    inv_strerror(rc));
+		due_now(p, c->id, 0); /* the next round finishes it (unassign is idempotent) */
 		manual_fail(c, "Teams made the change; the inventory could not record it yet");
 		return;
 	}
@@ -2527,8 +2607,16 @@ manual_unassigned(const struct teams_result *t, void *arg)
 		np_event_emit(&e);
 	}
 	p->st.releases++;
-	if (user_load(p, c->id, &u) >= 0) {
+	if ((had = user_load(p, c->id, &u)) >= 0) {
 		ev_user(NPE_HOLD, &u, NULL, NULL, "administrator");
+		if (had == 0 && (u.flags & (USER_F_UNASSIGN | USER_F_DUE))) {
+			u.flags &= (uint8_t) ~(USER_F_UNASSIGN | USER_F_DUE);
+			if (user_store(p, &u, u.state) != INV_OK)
+				log_warnx("provision",
+				    "cannot record that the unassign of %s is done; "
+				    "the next round sees it done",
+				    c->upn);
+		}
 		user_clear(&u);
 	}
 	idmap_del(&p->due, c->id);
@@ -2556,8 +2644,9 @@ prov_manual_unassign(
 		user_init(&u, key);
 		snprintf(u.upn, sizeof(u.upn), "%s", held.upn);
 	}
-	if (idmap_get(&p->busy, u.id)) {
-		snprintf(err, errlen, "a change for %s is in flight; try again in a moment", u.upn);
+	if (idmap_get(&p->busy, u.id) || u.change_new[0]) {
+		snprintf(err, errlen, "a change for %s is in flight; try again after the next sync",
+		    u.upn);
 		user_clear(&u);
 		return -7;
 	}
@@ -2602,9 +2691,10 @@ prov_manual_unassign(
 	 */
 	{
 		int old = u.state, rc;
-		if (known && old != US_HELD) {
+		if (known) {
+			/* held, with the unassign still to do: a restart carries it out */
 			u.state = US_HELD;
-			u.flags &= (uint8_t)~USER_F_DUE;
+			u.flags |= USER_F_UNASSIGN | USER_F_DUE;
 			if ((rc = user_store(p, &u, old)) != INV_OK) {
 				snprintf(
 				    err, errlen, "cannot record the hold: %s", inv_strerror(rc));
@@ -2650,6 +2740,14 @@ prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 		user_clear(&u);
 		snprintf(err, errlen, "unknown user '%s'", key);
 		return -1;
+	}
+	if (idmap_get(&p->busy, u.id) || (u.flags & USER_F_UNASSIGN)) {
+		snprintf(err, errlen,
+		    "the unassign of %s is still in flight; try again after the next "
+		    "sync",
+		    u.upn);
+		user_clear(&u);
+		return -2;
 	}
 	if (u.state != US_HELD) {
 		snprintf(err, errlen, "%s is not held (state %s): nothing to do", u.upn,

@@ -183,7 +183,8 @@ parse_number(const cJSON *o, struct teams_number *n)
 }
 
 int
-teams_parse_numbers(const char *json, size_t len, struct teams_number **out, char **next_link)
+teams_parse_numbers_ex(
+    const char *json, size_t len, struct teams_number **out, char **next_link, size_t *entries)
 {
 	cJSON *root = cJSON_ParseWithLength(json, len);
 	const cJSON *value = cJSON_GetObjectItemCaseSensitive(root, "value"), *o;
@@ -191,6 +192,10 @@ teams_parse_numbers(const char *json, size_t len, struct teams_number **out, cha
 	int n = 0;
 
 	*out = NULL;
+	if (entries)
+		*entries = cJSON_IsArray(value) ? (size_t)cJSON_GetArraySize(value)
+		    : cJSON_IsObject(value)	? 1
+						: 0;
 	if (next_link)
 		*next_link = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
 	/* the documentation's samples show value as an object: take one number then */
@@ -204,7 +209,15 @@ teams_parse_numbers(const char *json, size_t len, struct teams_number **out, cha
 		n = -1;
 	}
 	cJSON_Delete(root);
+	if (n >= 0 && !*out && entries && *entries)
+		n = -1; /* out of memory: not an empty page */
 	return n;
+}
+
+int
+teams_parse_numbers(const char *json, size_t len, struct teams_number **out, char **next_link)
+{
+	return teams_parse_numbers_ex(json, len, out, next_link, NULL);
 }
 
 struct list_numbers {
@@ -234,7 +247,9 @@ list_got(const struct graph_result *r, void *arg)
 	struct list_numbers *l = arg;
 	struct teams_number *v = NULL;
 	char *next = NULL, err[400];
-	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, &next) : -1;
+	size_t entries = 0;
+	int n
+	    = r->status == 200 ? teams_parse_numbers_ex(r->body, r->len, &v, &next, &entries) : -1;
 
 	if (n < 0) {
 		snprintf(err, sizeof(err), "numberAssignments: HTTP %ld %s %s", r->status,
@@ -245,12 +260,16 @@ list_got(const struct graph_result *r, void *arg)
 		free(l);
 		return;
 	}
+	if (entries > (size_t)n)
+		log_warnx("teams",
+		    "numberAssignments: %zu entries of a page cannot be read; skipped",
+		    entries - (size_t)n);
 	l->page(v, (size_t)n, l->arg);
 	l->total += (size_t)n;
-	l->skip += (size_t)n;
+	l->skip += entries; /* paging counts what Graph sent, read or not */
 	free(v);
 	/* a short page ends the list unless Graph gave a next link */
-	if ((next || n >= PAGE_TOP) && list_request(l, next) == 0) {
+	if ((next || entries >= PAGE_TOP) && list_request(l, next) == 0) {
 		free(next);
 		return;
 	}
@@ -659,16 +678,21 @@ user_numbers_got(const struct graph_result *r, void *arg)
 	struct user_numbers *u = arg;
 	struct teams_number *v = NULL, *grown;
 	char *next = NULL;
-	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, &next) : -1;
+	size_t entries = 0;
+	int n
+	    = r->status == 200 ? teams_parse_numbers_ex(r->body, r->len, &v, &next, &entries) : -1;
 
 	if (r->status != 200) {
 		user_numbers_end(u, r, 0, r->error_code[0] ? NULL : "http", NULL);
 		return;
 	}
-	if (n < 0) {
+	if (n < 0 || entries > (size_t)n) {
+		/* an entry that cannot be read may be a number the user holds: not "none" */
 		free(v);
 		free(next);
-		user_numbers_end(u, r, 0, "parse", "not a page of numberAssignments");
+		user_numbers_end(u, r, 0, "parse",
+		    n < 0 ? "not a page of numberAssignments"
+			  : "an entry of the user's numbers cannot be read");
 		return;
 	}
 	if (n > 0 && !(grown = realloc(u->v, (u->n + (size_t)n) * sizeof(*u->v)))) {

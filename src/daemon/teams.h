@@ -57,6 +57,9 @@ const char *teams_type_name(enum teams_number_type t); /* Graph's spelling: dire
 /* Parse a numberAssignments page; returns the count (entries that fail to parse are skipped), -1 if
  * not a page. */
 int teams_parse_numbers(const char *json, size_t len, struct teams_number **out, char **next_link);
+/* The same, also saying how many entries the page held (read or not). */
+int teams_parse_numbers_ex(
+    const char *json, size_t len, struct teams_number **out, char **next_link, size_t *entries);
 
 typedef void (*numbers_page_cb)(const struct teams_number *v, size_t n, void *arg);
 typedef void (*numbers_done_cb)(int ok, size_t total, const char *error, void *arg);

@@ -396,14 +396,17 @@ static const struct row rows[] = {
 	{ "B11", "held and deleted: forgotten", C_ENFORCE, .state = US_GONE, .act = ACT_FORGET,
 	    .reason = RSN_DELETED },
 	{ "B11", "held, a number still recorded (unassign cut short): released", C_ENFORCE,
-	    .state = US_HELD, .held = OURS, .act = ACT_RELEASE, .reason = RSN_ADMIN,
-	    .number = OURS },
-	{ "B11", "held, a number still recorded, mode off: released (manual)", C_OFF,
-	    .state = US_HELD, .held = OURS, .act = ACT_RELEASE, .reason = RSN_ADMIN,
-	    .number = OURS },
-	{ "B11", "held, a number still recorded, policy keeps numbers: released", C_KEEP,
-	    .state = US_HELD, .unlicensed = 1, .held = OURS, .act = ACT_RELEASE,
+	    .state = US_HELD, .flags = USER_F_UNASSIGN, .held = OURS, .act = ACT_RELEASE,
 	    .reason = RSN_ADMIN, .number = OURS },
+	{ "B11", "held, a number still recorded, mode off: released (manual)", C_OFF,
+	    .state = US_HELD, .flags = USER_F_UNASSIGN, .held = OURS, .act = ACT_RELEASE,
+	    .reason = RSN_ADMIN, .number = OURS },
+	{ "B11", "held, a number still recorded, policy keeps numbers: released", C_KEEP,
+	    .state = US_HELD, .flags = USER_F_UNASSIGN, .unlicensed = 1, .held = OURS,
+	    .act = ACT_RELEASE, .reason = RSN_ADMIN, .number = OURS },
+	{ "B11", "held with a number, no unassign pending (an assign cut short): has it", C_ENFORCE,
+	    .state = US_HELD, .held = OURS, .act = ACT_NOTHING, .reason = RSN_HAS_NUMBER,
+	    .number = OURS },
 	{ "B11", "held, the number's assignment unsettled: settled first", C_ENFORCE,
 	    .state = US_HELD, .held = OURS, .held_pending = 1, .act = ACT_NOTHING,
 	    .reason = RSN_PENDING, .number = OURS },
@@ -976,9 +979,9 @@ broken_rule(const struct config *cfg, const struct user *u, const struct inv_use
 	    "B6: a disabled user keeps the number");
 	RULE(u->state != US_HELD || h || (d->act == ACT_NOTHING && d->reason == RSN_HELD),
 	    "B11: a held user gets nothing from the cycle");
-	RULE(u->state != US_HELD || !h || h->state != INV_ASSIGNED
+	RULE(u->state != US_HELD || !h || h->state != INV_ASSIGNED || !(u->flags & USER_F_UNASSIGN)
 		|| (d->act == ACT_RELEASE && d->reason == RSN_ADMIN),
-	    "B11: a held user's recorded number is released");
+	    "B11: a held user's unassign cut short is carried out");
 	RULE(!h || d->act == ACT_ADOPT || d->number == h->number,
 	    "the number is the inventory's when there is one");
 	for (size_t i = d->n_cand; i < DECIDE_MAX_CAND; i++)
@@ -1043,8 +1046,8 @@ sweep_one(struct config *const cfg[C__MAX], struct user *u, const struct sweep_c
 START_TEST(sweep_every_combination)
 {
 	static const enum cfg_variant vs[] = { C_ENFORCE, C_OFF, C_KEEP, C_RELDIS, C_RELDIS_OFF };
-	static const uint8_t flag_sets[]
-	    = { 0, USER_F_DUE, USER_F_MOVED, USER_F_DUE | USER_F_MOVED };
+	static const uint8_t flag_sets[] = { 0, USER_F_DUE, USER_F_MOVED, USER_F_DUE | USER_F_MOVED,
+		USER_F_UNASSIGN | USER_F_DUE };
 	static const char *const teams_set[] = { NULL, "", OURS, FOREIGN };
 	static const int64_t retries[] = { 0, NOW + 100, NOW, NOW - 100 };
 	struct inv_user hs[2] = { held_number(OURS, 0), held_number(OURS, 1) };
@@ -1102,7 +1105,8 @@ START_TEST(sweep_every_combination)
 									}
 		user_clear(&u);
 	}
-	ck_assert_int_eq(n, 5L * US__MAX * 4 * 8 * 3 * 4 * 4 * 2 * 2);
+	ck_assert_int_eq(n,
+	    5L * US__MAX * (long)(sizeof flag_sets / sizeof flag_sets[0]) * 8 * 3 * 4 * 4 * 2 * 2);
 	for (int v = 0; v < C__MAX; v++)
 		config_free(cfg[v]);
 }
