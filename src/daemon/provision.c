@@ -2304,7 +2304,9 @@ manual_go(struct change *c)
 
 	if (c->old_number[0]) {
 		/* the new number is kept out of the pool while Teams works */
-		if (inv_get_number(p->inv, c->number, &n) == INV_OK && n.state == INV_AVAILABLE) {
+		/* (a quarantined one too: its quarantine may end while Teams works) */
+		if (inv_get_number(p->inv, c->number, &n) == INV_OK
+		    && (n.state == INV_AVAILABLE || n.state == INV_QUARANTINED)) {
 			if ((rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK) {
 				manual_fail(c, inv_strerror(rc));
 				return;
