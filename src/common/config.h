@@ -1,4 +1,4 @@
-/* The configuration file (libconfig) as one validated struct: design.md 2.1. */
+/* The configuration file (libconfig) as one validated struct: etc/numprovd.conf. */
 #ifndef NUMPROV_CONFIG_H
 #define NUMPROV_CONFIG_H
 

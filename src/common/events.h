@@ -1,6 +1,6 @@
 /*
  * One event stream: every provisioning event is one struct, formatted into
- * its syslog line by one function (design.md 2.5). Subscribers (syslog, and
+ * its syslog line by one function (docs/interfaces.md, event lines). Subscribers (syslog, and
  * next the SNMP notifications and status) receive each event as it happens.
  */
 #ifndef NUMPROV_EVENTS_H

@@ -34,7 +34,7 @@ void log_msg(int prio, const char *token, const char *fmt, ...) NP_PRINTF(3, 4);
 void log_vmsg(int prio, const char *token, const char *fmt, va_list ap) NP_PRINTF(3, 0);
 /* Like log_msg at LOG_WARNING, with strerror(errno) appended. */
 void log_warn(const char *token, const char *fmt, ...) NP_PRINTF(2, 3);
-/* An event line of design.md 2.5 ("event=assign user=..."): no token prefix. */
+/* An event line of docs/interfaces.md, event lines ("event=assign user=..."): no token prefix. */
 void log_event(int prio, const char *fmt, ...) NP_PRINTF(2, 3);
 
 #define log_err(tok, ...) log_msg(LOG_ERR, tok, __VA_ARGS__)

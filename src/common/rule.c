@@ -1,5 +1,5 @@
 /*
- * The rule language of design.md 2.2. A rule is parsed once, when the config is
+ * The rule language of docs/interfaces.md, rules. A rule is parsed once, when the config is
  * loaded, into a small tree whose literals are already trimmed and case-folded:
  * evaluating it for every user in every sync cycle is then a walk that never
  * allocates.
@@ -254,7 +254,7 @@ space_before(const unsigned char *b, const unsigned char *e)
 	return e - b >= 2 && e[-2] == 0xc2 && e[-1] == 0xa0 ? 2 : 0;
 }
 
-/* A missing value is "" (design.md 2.2). */
+/* A missing value is "" (docs/interfaces.md, rules). */
 static struct span
 trim(const char *v, bool trailing)
 {

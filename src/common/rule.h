@@ -1,4 +1,4 @@
-/* The rule language of design.md 2.2: which users a number range is for. */
+/* The rule language of docs/interfaces.md, rules: which users a number range is for. */
 #ifndef NUMPROV_RULE_H
 #define NUMPROV_RULE_H
 

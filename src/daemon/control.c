@@ -452,52 +452,48 @@ number_result(const char *number, const char *state)
 	return r;
 }
 
+/* reserve and unreserve: one number, one inventory call, the same replies. */
 static void
-cmd_reserve(struct client *cl, int argc, const char **argv)
+reserve_or_not(struct client *cl, const char *arg, int reserve)
 {
 	char number[E164_STRLEN], err[256];
 	int rc;
 
-	(void)argc;
-	if (canonical(argv[0], number, err, sizeof(err)) < 0) {
+	if (canonical(arg, number, err, sizeof(err)) < 0) {
 		reply_err(cl, "%s", err);
 		return;
 	}
-	rc = inv_reserve(cl->ctl->inv, number, time(NULL));
+	rc = reserve ? inv_reserve(cl->ctl->inv, number, time(NULL))
+		     : inv_unreserve(cl->ctl->inv, number);
 	if (rc == INV_OK) {
-		np_event_emit(
-		    &(struct np_event) { .kind = NPE_RESERVE, .number = number, .uid = cl->uid });
-		reply_ok(cl, number_result(number, "reserved"));
-	} else if (rc == INV_E_TAKEN) {
+		np_event_emit(&(struct np_event) { .kind = reserve ? NPE_RESERVE : NPE_UNRESERVE,
+		    .number = number,
+		    .uid = cl->uid });
+		reply_ok(cl, number_result(number, reserve ? "reserved" : "available"));
+	} else if (reserve && rc == INV_E_TAKEN) {
 		holder_error(cl, number);
-	} else if (rc == INV_E_NORANGE) {
+	} else if (reserve && rc == INV_E_NORANGE) {
 		reply_err(cl, "%s is in no configured range", number);
+	} else if (!reserve && rc == INV_E_STATE) {
+		reply_err(cl, "%s is not reserved", number);
 	} else {
-		reply_err(cl, "cannot reserve %s: %s", number, inv_strerror(rc));
+		reply_err(cl, "cannot %s %s: %s", reserve ? "reserve" : "unreserve", number,
+		    inv_strerror(rc));
 	}
+}
+
+static void
+cmd_reserve(struct client *cl, int argc, const char **argv)
+{
+	(void)argc;
+	reserve_or_not(cl, argv[0], 1);
 }
 
 static void
 cmd_unreserve(struct client *cl, int argc, const char **argv)
 {
-	char number[E164_STRLEN], err[256];
-	int rc;
-
 	(void)argc;
-	if (canonical(argv[0], number, err, sizeof(err)) < 0) {
-		reply_err(cl, "%s", err);
-		return;
-	}
-	rc = inv_unreserve(cl->ctl->inv, number);
-	if (rc == INV_OK) {
-		np_event_emit(
-		    &(struct np_event) { .kind = NPE_UNRESERVE, .number = number, .uid = cl->uid });
-		reply_ok(cl, number_result(number, "available"));
-	} else if (rc == INV_E_STATE) {
-		reply_err(cl, "%s is not reserved", number);
-	} else {
-		reply_err(cl, "cannot unreserve %s: %s", number, inv_strerror(rc));
-	}
+	reserve_or_not(cl, argv[0], 0);
 }
 
 static void

@@ -797,8 +797,9 @@ checked_user(const struct teams_result *t, const struct teams_number *v, size_t 
 	change_done(c);
 }
 
+/* A round asks Teams what the user holds; cb decides on the answer. */
 static void
-start_check(struct round *r, struct user *u)
+ask_user_numbers(struct round *r, struct user *u, user_numbers_cb cb)
 {
 	struct change *c = change_new(r->p, r, u->id);
 
@@ -807,11 +808,19 @@ start_check(struct round *r, struct user *u)
 		return;
 	}
 	snprintf(c->upn, sizeof(c->upn), "%s", u->upn);
-	if (teams_user_numbers(r->p->graph, u->id, checked_user, c) < 0) {
+	snprintf(c->number, sizeof(c->number), "%s", u->change_new);
+	snprintf(c->old_number, sizeof(c->old_number), "%s", u->change_old);
+	if (teams_user_numbers(r->p->graph, u->id, cb, c) < 0) {
 		round_error(r, "cannot ask Teams for the numbers of %s", u->upn);
 		due_now(r->p, u->id, time(NULL));
 		change_done(c);
 	}
+}
+
+static void
+start_check(struct round *r, struct user *u)
+{
+	ask_user_numbers(r, u, checked_user);
 }
 
 static void
@@ -2546,21 +2555,8 @@ change_settled(const struct teams_result *t, const struct teams_number *v, size_
 static void
 start_settle_change(struct round *r, struct user *u)
 {
-	struct change *c = change_new(r->p, r, u->id);
-
 	idmap_del(&r->p->due, u->id);
-	if (!c) {
-		round_error(r, "out of memory");
-		return;
-	}
-	snprintf(c->upn, sizeof(c->upn), "%s", u->upn);
-	snprintf(c->number, sizeof(c->number), "%s", u->change_new);
-	snprintf(c->old_number, sizeof(c->old_number), "%s", u->change_old);
-	if (teams_user_numbers(r->p->graph, u->id, change_settled, c) < 0) {
-		round_error(r, "cannot ask Teams for the numbers of %s", u->upn);
-		due_now(r->p, u->id, time(NULL));
-		change_done(c);
-	}
+	ask_user_numbers(r, u, change_settled);
 }
 
 /* numprovctl unassign: released, and the user held out of automatic assignment. */

@@ -1,5 +1,5 @@
 """End to end: numprovd against the Graph simulator, one test per behaviour of
-design.md section 1 (B1-B16), plus the write-ahead crash check."""
+docs/interfaces.md (B1-B16), plus the write-ahead crash check."""
 import json
 import re
 import signal

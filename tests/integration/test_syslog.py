@@ -1,4 +1,4 @@
-"""numprovd's syslog output as a SIEM sees it (design.md 2.5), through a real rsyslogd.
+"""numprovd's syslog output as a SIEM sees it (docs/interfaces.md, event lines), through a real rsyslogd.
 
 Each daemon run happens inside a private mount namespace (syslog_ns.sh under
 `unshare --mount --propagation private`): a tmpfs /dev with its own /dev/log, rsyslogd
@@ -47,7 +47,7 @@ WRONG_SECRET = "Wr0ng+S3cret/Value="
 SEVERITIES = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
 LINE = re.compile(r"(?P<fac>[a-z0-9]+)\.(?P<sev>[a-z]+) (?P<prog>[^\s\[]*)\[(?P<pid>[^\]]*)\]: ?"
                   r"(?P<msg>.*)")
-# design.md 2.5: event= first, then key=value pairs; values with spaces in double quotes
+# docs/interfaces.md, event lines: event= first, then key=value pairs; values with spaces in double quotes
 VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^\s"=\\]+)'
 EVENT = re.compile(rf"event=[a-z_-]+(?: \w+={VALUE})*")
 PAIR = re.compile(rf"(\w+)=({VALUE})")

@@ -1,5 +1,5 @@
 /*
- * decide(): the decision for one user, table by table against design.md 1
+ * decide(): the decision for one user, table by table against docs/interfaces.md (B1-B16)
  * (B1-B16, as far as they are decided per user) and docs/decisions.md; the
  * range-type table, range_of_number and the candidate order; and a sweep of
  * every combination of inputs checking the rules no decision may break.
@@ -850,7 +850,7 @@ START_TEST(action_and_reason_names)
 		ck_assert_str_eq(reason_name((enum reason)i), reasons[i]);
 	ck_assert_str_eq(action_name((enum action)99), "?");
 	ck_assert_str_eq(reason_name((enum reason)99), "?");
-	/* syslog's reason= values of design.md 2.5 */
+	/* syslog's reason= values of docs/interfaces.md, event lines */
 	ck_assert_str_eq(reason_name(RSN_DELETED), "deleted");
 	ck_assert_str_eq(reason_name(RSN_DISABLED), "disabled");
 	ck_assert_str_eq(reason_name(RSN_MOVED), "moved");

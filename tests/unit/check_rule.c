@@ -1,4 +1,4 @@
-/* The rule language of design.md 2.2 (B3, B4): parsing, evaluation, errors, explain. */
+/* The rule language of docs/interfaces.md, rules (B3, B4): parsing, evaluation, errors, explain. */
 #include "testutil.h"
 
 #include <stdio.h>
