@@ -267,14 +267,32 @@ cmd_user(struct client *cl, int argc, const char **argv)
 }
 
 /* Canonical text of a number, or -1 with the reason it is not one. */
+/* At most max bytes of s, cut at a UTF-8 character boundary ("..." when cut). */
+static const char *
+clip(const char *s, size_t max, char *buf, size_t len)
+{
+	size_t n = strlen(s);
+
+	if (n <= max || len < 4)
+		return s;
+	if (max > len - 4)
+		max = len - 4;
+	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+		max--;
+	memcpy(buf, s, max);
+	memcpy(buf + max, "...", 4);
+	return buf;
+}
+
 static int
 canonical(const char *in, char *out, char *err, size_t errlen)
 {
 	struct e164 n;
-	char why[160];
+	char why[160], shown[72];
 
 	if (e164_parse(in, &n, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "'%s' is not a phone number: %s", in, why);
+		snprintf(err, errlen, "'%s' is not a phone number: %s",
+		    clip(in, 64, shown, sizeof(shown)), why);
 		return -1;
 	}
 	e164_format(&n, out, E164_STRLEN);
@@ -564,7 +582,10 @@ dispatch(struct client *cl, const char *name, int argc, const char **argv)
 			cmd->run(cl, argc, argv);
 		return;
 	}
-	reply_err(cl, "unknown command '%.64s'", name);
+	{
+		char shown[72];
+		reply_err(cl, "unknown command '%s'", clip(name, 64, shown, sizeof(shown)));
+	}
 }
 
 int
@@ -572,8 +593,17 @@ control_parse(const char *line, size_t len, struct control_request *req, const c
 {
 	const cJSON *cmd, *args, *a;
 
+	const char *end = NULL;
+
 	memset(req, 0, sizeof(*req));
-	req->root = cJSON_ParseWithLength(line, len);
+	req->root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+	/* one object a line: anything but white space after it refuses the line */
+	while (req->root && end && end < line + len && strchr(" \t\r\n", *end) && *end)
+		end++;
+	if (req->root && end && end < line + len) {
+		cJSON_Delete(req->root);
+		req->root = NULL;
+	}
 	cmd = cJSON_GetObjectItemCaseSensitive(req->root, "command");
 	args = cJSON_GetObjectItemCaseSensitive(req->root, "args");
 	if (!cJSON_IsObject(req->root))
