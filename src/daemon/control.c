@@ -85,6 +85,7 @@ struct control {
 	char *path;
 	struct client *clients;
 	int n_clients;
+	int draining; /* stopping: questions are answered, changes refused */
 };
 
 static void
@@ -549,21 +550,22 @@ static const struct command {
 	const char *name;
 	int min, max; /* arguments */
 	int engine;   /* needs the provisioning engine */
+	int changes;  /* changes numbers or starts work: refused while stopping */
 	const char *usage;
 	void (*run)(struct client *cl, int argc, const char **argv);
 } commands[] = {
-	{ "status", 0, 0, 1, "status", cmd_status },
-	{ "ranges", 0, 0, 0, "ranges", cmd_ranges },
-	{ "range", 1, 1, 0, "range NAME", cmd_range },
-	{ "users", 0, 1, 1, "users [--pending|--unmatched]", cmd_users },
-	{ "user", 1, 1, 1, "user UPN|ID", cmd_user },
-	{ "assign", 2, 3, 1, "assign UPN NUMBER [--force]", cmd_assign },
-	{ "unassign", 1, 1, 1, "unassign UPN", cmd_unassign },
-	{ "auto", 1, 1, 1, "auto UPN", cmd_auto },
-	{ "reserve", 1, 1, 0, "reserve NUMBER", cmd_reserve },
-	{ "unreserve", 1, 1, 0, "unreserve NUMBER", cmd_unreserve },
-	{ "sync", 0, 1, 1, "sync [--full]", cmd_sync },
-	{ "plan", 0, 0, 1, "plan", cmd_plan },
+	{ "status", 0, 0, 1, 0, "status", cmd_status },
+	{ "ranges", 0, 0, 0, 0, "ranges", cmd_ranges },
+	{ "range", 1, 1, 0, 0, "range NAME", cmd_range },
+	{ "users", 0, 1, 1, 0, "users [--pending|--unmatched]", cmd_users },
+	{ "user", 1, 1, 1, 0, "user UPN|ID", cmd_user },
+	{ "assign", 2, 3, 1, 1, "assign UPN NUMBER [--force]", cmd_assign },
+	{ "unassign", 1, 1, 1, 1, "unassign UPN", cmd_unassign },
+	{ "auto", 1, 1, 1, 1, "auto UPN", cmd_auto },
+	{ "reserve", 1, 1, 0, 1, "reserve NUMBER", cmd_reserve },
+	{ "unreserve", 1, 1, 0, 1, "unreserve NUMBER", cmd_unreserve },
+	{ "sync", 0, 1, 1, 1, "sync [--full]", cmd_sync },
+	{ "plan", 0, 0, 1, 0, "plan", cmd_plan },
 };
 
 static void
@@ -576,6 +578,8 @@ dispatch(struct client *cl, const char *name, int argc, const char **argv)
 			continue;
 		if (argc < cmd->min || argc > cmd->max)
 			reply_err(cl, "usage: %s", cmd->usage);
+		else if (cl->ctl->draining && cmd->changes)
+			reply_err(cl, "%s", "numprovd is stopping: no change is started now");
 		else if (cmd->engine && !cl->ctl->prov)
 			reply_err(cl, "%s", "the provisioning engine is not running");
 		else
@@ -1079,6 +1083,13 @@ control_set_config(struct control *c, struct config *cfg)
 		move_socket(c, cfg->control.socket, cfg->control.group);
 	else
 		set_group(c->path, cfg->control.group);
+}
+
+void
+control_drain(struct control *c)
+{
+	if (c)
+		c->draining = 1;
 }
 
 void

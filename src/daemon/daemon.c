@@ -159,6 +159,7 @@ reload(struct daemon *d)
 		notify("READY=1");
 		return;
 	}
+	graph_set_config(d->graph, cfg);
 	prov_set_config(d->prov, cfg);
 	control_set_config(d->control, cfg);
 	config_free(d->cfg);
@@ -201,6 +202,7 @@ on_signal(int sig, void *arg)
 	notify("STOPPING=1");
 	/* what Teams was asked is answered and recorded; a stuck call gets the grace period */
 	loop_stop(d->loop, STOP_GRACE);
+	control_drain(d->control);
 	prov_drain(d->prov, drained, d);
 }
 

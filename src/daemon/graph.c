@@ -879,6 +879,24 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 }
 
 void
+graph_set_config(struct graph *g, const struct config *cfg)
+{
+	char *priority
+	    = cfg->tenant.throttle_priority ? strdup(cfg->tenant.throttle_priority) : NULL;
+
+	if (cfg->tenant.throttle_priority && !priority) {
+		log_warnx("graph", "out of memory: the throttle priority stays as it was");
+	} else {
+		free(g->priority);
+		g->priority = priority;
+	}
+	g->timeout = cfg->tenant.timeout;
+	g->parallel = cfg->sync.parallel;
+	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
+	dispatch(g); /* a larger parallel lets waiting requests go now */
+}
+
+void
 graph_free(struct graph *g)
 {
 	if (!g)

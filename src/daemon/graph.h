@@ -47,6 +47,12 @@ struct graph_tuning {
 
 struct graph *graph_new(
     struct event_base *base, const struct config *cfg, char *err, size_t errlen);
+/*
+ * After a reload: sync.parallel, tenant.timeout and tenant.throttle_priority take
+ * effect for the next requests. The tenant, its credentials and the URLs do not
+ * (the daemon says a restart is needed).
+ */
+void graph_set_config(struct graph *g, const struct config *cfg);
 void graph_free(struct graph *g);
 void graph_tune(struct graph *g, const struct graph_tuning *t);
 struct event_base *graph_base(const struct graph *g);

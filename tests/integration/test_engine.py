@@ -268,3 +268,23 @@ def test_change_of_number_cut_short_by_a_kill_is_settled(sim, numprovd, tmp_path
                     assert json.loads(r.stdout).get("number") == number
     finally:
         d2.stop(signal.SIGKILL)
+
+
+# ---- every component drains: while numprovd stops, questions are answered, changes refused --
+
+def test_while_stopping_status_answers_and_changes_are_refused(sim, numprovd):
+    d = numprovd()
+    d.wait_syncs(1)
+    add_user(sim, "latecomer", city="London")
+    sim.ctl.fault("latency", match="assignmentTargetId", ms=4000)
+    assert d.ctl("sync").returncode == 0
+    wait_for(lambda: sim.ctl.log()["in_flight"] >= 1, what="a Teams read in flight")
+    d.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: any("finishing what is in flight" in l for l in d.lines), what="the drain")
+    r = d.ctl("sync")
+    assert r.returncode != 0 and "stopping" in r.stderr, (r.returncode, r.stderr)
+    r = d.ctl("reserve", "+442080001099")
+    assert r.returncode != 0 and "stopping" in r.stderr, r.stderr
+    r = d.ctl("--json", "ranges")
+    assert r.returncode == 0, r.stderr
+    assert d.proc.wait(timeout=40) == 0
