@@ -257,6 +257,7 @@ struct change {
 	char old_number[E164_STRLEN], old_range[RANGE_NAME_MAX + 1];
 	enum reason reason;
 	int policy_only;
+	uint8_t old_flags; /* an unassign: the user's flags before the hold, restored on refusal */
 	/* an administrator's change */
 	prov_reply reply;
 	void *reply_arg;
@@ -345,9 +346,10 @@ unsettled(const struct teams_result *t)
 static int
 not_assigned(const struct teams_result *t)
 {
+	/* "is not assigned", or the number is gone from the tenant ("... not found") */
 	return !t->ok && t->refused
-	    && (strcasestr(t->detail, "not assigned") || strcasestr(t->detail, "not found")
-		|| t->status == 404);
+	    && (strcasestr(t->detail, "not assigned")
+		|| (strcasestr(t->detail, "not found") && strcasestr(t->detail, "number")));
 }
 
 /* ---- release ------------------------------------------------------------ */
@@ -367,6 +369,19 @@ released(const struct teams_result *t, void *arg)
 		if (r)
 			round_error(r, "unassign %s: %.200s", c->number,
 			    t->detail[0] ? t->detail : t->error);
+		if (t->refused && c->reason == RSN_ADMIN && user_load(p, c->id, &u) == 0) {
+			/* Teams keeps the number on the user: the administrator's unassign is
+			   given up (logged), not tried every round; the user keeps the number */
+			log_warnx("provision",
+			    "Teams refused to unassign %s from %s (%s): the "
+			    "administrator's unassign is given up",
+			    c->number, c->upn, t->detail);
+			u.flags &= (uint8_t)~USER_F_UNASSIGN;
+			u.flags |= USER_F_DUE;
+			if (user_store(p, &u, u.state) != INV_OK)
+				log_err("provision", "cannot record it for %s", c->upn);
+			user_clear(&u);
+		}
 		due_now(p, c->id, time(NULL)); /* tried again next round */
 		change_done(c);
 		return;
@@ -524,7 +539,7 @@ user_assigned(struct prov *p, struct round *r, const char *id)
 		int again = u.state == US_GONE || !u.teams_phone || !u.enabled;
 		if (u.state != US_GONE)
 			u.state = US_ASSIGNED;
-		u.flags &= (uint8_t) ~(USER_F_DUE | USER_F_MOVED);
+		u.flags &= (uint8_t) ~(USER_F_DUE | USER_F_MOVED | USER_F_UNASSIGN);
 		if (again)
 			u.flags |= USER_F_DUE;
 		u.backoff = 0;
@@ -860,10 +875,10 @@ adopt(struct round *r, struct user *u, const char *number)
 
 /* Store the user's new state (no Teams call needed); false when the write failed. */
 static void
-settle_state(struct round *r, struct user *u, int state)
+settle_state_from(struct round *r, struct user *u, int state, int old)
 {
 	struct prov *p = r->p;
-	int old = u->state, rc;
+	int rc;
 
 	if (r->cfg->sync.mode == SYNC_DRY_RUN)
 		return;
@@ -877,6 +892,12 @@ settle_state(struct round *r, struct user *u, int state)
 		round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
 		due_now(p, u->id, time(NULL));
 	}
+}
+
+static void
+settle_state(struct round *r, struct user *u, int state)
+{
+	settle_state_from(r, u, state, u->state);
 }
 
 /* One user: the decision, then its side effects. */
@@ -895,10 +916,23 @@ act_on(struct round *r, struct user *u, const char *teams)
 		idmap_del(&p->due, u->id);
 		switch (d.reason) {
 		case RSN_HAS_NUMBER:
-			if (u->state == US_HELD)
-				u->state
-				    = US_NEW; /* holds a number, no unassign pending: no hold */
-			settle_state(r, u, held.state == INV_ASSIGNED ? US_ASSIGNED : US_ASSIGNING);
+			if (u->state == US_HELD) {
+				/* holds a number and no unassign is pending: the hold is lifted */
+				int old = u->state;
+				u->state = US_NEW;
+				u->flags |= USER_F_DUE; /* forces the write */
+				settle_state_from(r, u,
+				    held.state == INV_ASSIGNED ? US_ASSIGNED : US_ASSIGNING, old);
+			} else {
+				settle_state(
+				    r, u, held.state == INV_ASSIGNED ? US_ASSIGNED : US_ASSIGNING);
+			}
+			break;
+		case RSN_HELD:
+			if (u->flags & USER_F_UNASSIGN) /* no number left: nothing to unassign */
+				u->flags = (uint8_t)((u->flags & ~USER_F_UNASSIGN) | USER_F_DUE);
+			if (u->flags & (USER_F_DUE | USER_F_MOVED))
+				settle_state(r, u, u->state);
 			break;
 		case RSN_UNLICENSED:
 			settle_state(r, u, US_UNLICENSED);
@@ -1395,6 +1429,8 @@ on_page(const struct dir_page *pg, int full, void *arg)
 			decide(r->cfg, u, holds ? &held : NULL, teams_of(r, du->id), now, &d);
 			if (d.act != ACT_NOTHING && d.act != ACT_WAIT)
 				u->flags |= USER_F_DUE;
+			else if (d.reason == RSN_HAS_NUMBER && u->state == US_HELD)
+				u->flags |= USER_F_DUE; /* a stale hold: lifted when acted on */
 			else if (d.act == ACT_WAIT && d.until > now)
 				due_now(p, u->id, d.until);
 			if (d.act == ACT_NOTHING && u->state != US_HELD) {
@@ -2312,15 +2348,23 @@ manual_go(struct change *c)
 	int rc, reserved = 0;
 
 	if (c->old_number[0]) {
-		/* the new number is kept out of the pool while Teams works */
-		/* (a quarantined one too: its quarantine may end while Teams works) */
+		/*
+		 * The new number is kept out of the pool while Teams works. A quarantined one
+		 * too (its quarantine may end meanwhile); if the change does not happen it stays
+		 * reserved rather than cutting its quarantine short (numprovctl unreserve).
+		 */
 		if (inv_get_number(p->inv, c->number, &n) == INV_OK
 		    && (n.state == INV_AVAILABLE || n.state == INV_QUARANTINED)) {
 			if ((rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK) {
 				manual_fail(c, inv_strerror(rc));
 				return;
 			}
-			reserved = 1;
+			reserved = n.state == INV_AVAILABLE;
+			if (!reserved)
+				log_notice("provision",
+				    "%s was quarantined: reserved for the change of "
+				    "%s; it stays reserved if the change does not happen",
+				    c->number, c->upn);
 		}
 		if ((rc = journal(p, c->id, c->old_number, c->number, reserved)) != INV_OK) {
 			if (reserved && inv_unreserve(p->inv, c->number) != INV_OK)
@@ -2442,7 +2486,8 @@ prov_manual_assign(struct prov *p, const char *key, const char *number, int forc
 		user_clear(&u);
 		return -4;
 	}
-	if (idmap_get(&p->busy, u.id) || idmap_get(&p->inflight, canon) || u.change_new[0]) {
+	if (idmap_get(&p->busy, u.id) || idmap_get(&p->inflight, canon) || u.change_new[0]
+	    || ((u.flags & USER_F_UNASSIGN) && inv_get_user(p->inv, u.id, &held) == INV_OK)) {
 		snprintf(err, errlen, "a change for %s is in flight; try again after the next sync",
 		    u.upn);
 		user_clear(&u);
@@ -2571,15 +2616,18 @@ manual_unassigned(const struct teams_result *t, void *arg)
 
 	idmap_del(&p->inflight, c->number);
 	if (!t->ok && !not_assigned(t)) {
-		if (t->refused && (had = user_load(p, c->id, &u)) == 0) {
-			/* Teams kept it: the hold recorded beforehand is lifted again */
+		if (!t->refused) {
+			due_now(p, c->id, 0); /* unknown: the next round carries the unassign out */
+		} else if ((had = user_load(p, c->id, &u)) == 0 && u.state == US_HELD) {
+			/* Teams kept it: the user is as before (a later change, e.g. a deletion
+			   recorded meanwhile, is not overwritten) */
 			u.state = (uint8_t)c->step;
-			u.flags &= (uint8_t) ~(USER_F_UNASSIGN | USER_F_DUE);
+			u.flags = (uint8_t)(c->old_flags | (u.flags & USER_F_DUE));
 			if (user_store(p, &u, US_HELD) != INV_OK)
 				log_err("provision", "cannot lift the hold of %s", c->upn);
 			user_clear(&u);
-		} else if (!t->refused) {
-			due_now(p, c->id, 0); /* unknown: the next round carries the unassign out */
+		} else {
+			user_clear(&u); /* user_load initialises u on every path */
 		}
 		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
@@ -2657,7 +2705,7 @@ prov_manual_unassign(
 		/* no number: held from now on, so the cycle gives them none */
 		int old = u.state, rc;
 		u.state = US_HELD;
-		u.flags &= (uint8_t)~USER_F_DUE;
+		u.flags &= (uint8_t) ~(USER_F_DUE | USER_F_UNASSIGN);
 		rc = user_store(p, &u, known ? old : -1);
 		if (rc != INV_OK) {
 			snprintf(err, errlen, "cannot record the hold: %s", inv_strerror(rc));
@@ -2706,6 +2754,7 @@ prov_manual_unassign(
 			return -5;
 		}
 		c->step = old == US_HELD ? US_ASSIGNED : old;
+		c->old_flags = (uint8_t)(u.flags & ~(USER_F_UNASSIGN | USER_F_DUE));
 	}
 	c->reply = cb;
 	c->reply_arg = arg;
@@ -2730,6 +2779,7 @@ prov_manual_unassign(
 int
 prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 {
+	struct inv_user held;
 	struct user u;
 	int old, rc;
 
@@ -2739,7 +2789,8 @@ prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 		snprintf(err, errlen, "unknown user '%s'", key);
 		return -1;
 	}
-	if (idmap_get(&p->busy, u.id) || (u.flags & USER_F_UNASSIGN)) {
+	if (idmap_get(&p->busy, u.id)
+	    || ((u.flags & USER_F_UNASSIGN) && inv_get_user(p->inv, u.id, &held) == INV_OK)) {
 		snprintf(err, errlen,
 		    "the unassign of %s is still in flight; try again after the next "
 		    "sync",
@@ -2755,7 +2806,7 @@ prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 	}
 	old = u.state;
 	u.state = US_NEW;
-	u.flags |= USER_F_DUE;
+	u.flags = (uint8_t)((u.flags & ~USER_F_UNASSIGN) | USER_F_DUE);
 	u.retry_at = 0;
 	u.backoff = 0;
 	if ((rc = user_store(p, &u, old)) != INV_OK) {

@@ -217,7 +217,8 @@ teams_parse_numbers_ex(
 int
 teams_parse_numbers(const char *json, size_t len, struct teams_number **out, char **next_link)
 {
-	return teams_parse_numbers_ex(json, len, out, next_link, NULL);
+	size_t entries;
+	return teams_parse_numbers_ex(json, len, out, next_link, &entries);
 }
 
 struct list_numbers {
@@ -593,10 +594,15 @@ found_number(const struct graph_result *r, void *arg)
 	struct find_ctx *f = arg;
 	struct teams_number *v = NULL, none;
 	struct teams_result t;
-	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, NULL) : -1, hit = -1;
+	size_t entries = 0;
+	int n = r->status == 200 ? teams_parse_numbers_ex(r->body, r->len, &v, NULL, &entries) : -1;
+	int hit = -1;
 
 	result_from(&t, r);
-	t.ok = n >= 0;
+	/* an entry that cannot be read might be this number: no answer rather than "free" */
+	t.ok = n >= 0 && entries <= (size_t)n;
+	if (n >= 0 && !t.ok)
+		snprintf(t.error, sizeof(t.error), "%s", "parse");
 	for (int i = 0; i < n && hit < 0; i++)
 		if (strcmp(v[i].number, f->number) == 0)
 			hit = i;
