@@ -876,6 +876,25 @@ reserve_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	return transition(inv, txn, &old, &new);
 }
 
+/* Teams gave it to someone else: pending -> reserved, one transaction. */
+static int
+fail_reserve_body(struct inventory *inv, DB_TXN *txn, void *arg)
+{
+	int rc = fail_body(inv, txn, arg);
+
+	return rc == INV_OK ? reserve_body(inv, txn, arg) : rc;
+}
+
+int
+inv_fail_reserve(struct inventory *inv, const char *number, const char *user_id, time_t now)
+{
+	struct op op = { .user_id = user_id, .now = now, .days = 0 };
+
+	if (canon(number, op.number, &op.parsed) != INV_OK)
+		return INV_E_NOTFOUND;
+	return run_txn(inv, fail_reserve_body, &op);
+}
+
 int
 inv_reserve(struct inventory *inv, const char *number, time_t now)
 {

@@ -137,6 +137,9 @@ int inv_fail(struct inventory *inv, const char *number, const char *user_id) NP_
 /* The user's number goes back: quarantined until now + days, or available. */
 int inv_release(struct inventory *inv, const char *user_id, int quarantine_days, time_t now,
     struct inv_number *out) NP_MUST_CHECK;
+/* Teams shows the pending number on someone else: pending -> reserved in one transaction. */
+int inv_fail_reserve(
+    struct inventory *inv, const char *number, const char *user_id, time_t now) NP_MUST_CHECK;
 int inv_reserve(struct inventory *inv, const char *number, time_t now) NP_MUST_CHECK;
 int inv_unreserve(struct inventory *inv, const char *number) NP_MUST_CHECK;
 /* A number Teams already shows on the user: recorded as assigned to them. */

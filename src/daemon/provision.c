@@ -59,10 +59,11 @@ struct prov {
 	struct round *round; /* NULL when idle */
 	int again, again_full, draining;
 	time_t last_full;
-	struct idmap due;      /* users to decide: id -> not before (unix time) */
-	struct idmap busy;     /* users with a Teams change in flight */
-	struct idmap inflight; /* numbers with a Teams change in flight */
-	int manual;	       /* administrators' changes in flight */
+	struct idmap due;	 /* users to decide: id -> not before (unix time) */
+	struct idmap busy;	 /* users with a Teams change in flight */
+	struct idmap inflight;	 /* numbers with a Teams change in flight */
+	struct idmap dry_logged; /* dry-run stores no state: unmatched users logged, and how */
+	int manual;		 /* administrators' changes in flight */
 	unsigned long count[US__MAX];
 	struct prov_stats st;
 	void (*drained)(void *);
@@ -206,6 +207,24 @@ ev_unmatched(const struct user *u, const char *reason)
 	np_event_emit(&e);
 }
 
+/* Once per change of state (B5). Dry-run stores no state, so it remembers in memory. */
+static void
+unmatched_once(struct round *r, struct user *u, int state, const char *reason)
+{
+	struct prov *p = r->p;
+
+	if (r->cfg->sync.mode == SYNC_DRY_RUN) {
+		struct idmap_entry *e = idmap_get(&p->dry_logged, u->id);
+		if (e && e->v == state)
+			return;
+		if (idmap_put(&p->dry_logged, u->id, state, NULL) < 0)
+			log_warnx("provision", "out of memory");
+	} else if (u->state == state) {
+		return;
+	}
+	ev_unmatched(u, reason);
+}
+
 static void
 ev_drift(struct prov *p, const char *number, const char *range, const char *inv_user,
     const char *teams_user, const char *reason)
@@ -218,6 +237,55 @@ ev_drift(struct prov *p, const char *number, const char *range, const char *inv_
 		.reason = reason };
 	np_event_emit(&e);
 	p->st.drift++;
+}
+
+/* event=release, counted (a dry run is logged, not counted); after: the number as released */
+static void
+ev_release(struct prov *p, struct round *r, const char *upn, const char *id, const char *number,
+    const char *range, const char *reason, const char *by, const struct inv_number *after)
+{
+	struct np_event e = { .kind = NPE_RELEASE,
+		.user = upn,
+		.id = id,
+		.number = number,
+		.range = range,
+		.reason = reason,
+		.by = by,
+		.dry_run = !after,
+		.quarantine_until
+		= after && after->state == INV_QUARANTINED ? (time_t)after->until : 0 };
+
+	np_event_emit(&e);
+	if (!after)
+		return;
+	p->st.releases++;
+	if (r)
+		r->released++;
+}
+
+/* event=assign with the range's type, counted (a dry run is logged, not counted) */
+static void
+ev_assign(struct prov *p, struct round *r, const struct config *cfg, const char *upn,
+    const char *id, const char *number, const char *range, const char *reason, const char *by,
+    int dry)
+{
+	const struct cfg_range *cr = range && *range ? config_range_find(cfg, range) : NULL;
+	struct np_event e = { .kind = NPE_ASSIGN,
+		.user = upn,
+		.id = id,
+		.number = number,
+		.range = range,
+		.type = cr ? config_range_type_name(cr->type) : "-",
+		.reason = reason,
+		.by = by,
+		.dry_run = dry };
+
+	np_event_emit(&e);
+	if (dry)
+		return;
+	p->st.assignments++;
+	if (r)
+		r->assigned++;
 }
 
 /* Exhaustion is logged once per change of state; the flag lives in the inventory. */
@@ -399,19 +467,7 @@ released(const struct teams_result *t, void *arg)
 		change_done(c);
 		return;
 	}
-	{
-		struct np_event e = { .kind = NPE_RELEASE,
-			.user = c->upn,
-			.id = c->id,
-			.number = c->number,
-			.range = c->range,
-			.reason = reason_name(c->reason),
-			.quarantine_until = n.state == INV_QUARANTINED ? (time_t)n.until : 0 };
-		np_event_emit(&e);
-	}
-	if (r)
-		r->released++;
-	p->st.releases++;
+	ev_release(p, r, c->upn, c->id, c->number, c->range, reason_name(c->reason), NULL, &n);
 	had = user_load(p, c->id, &u);
 	if (had >= 0) {
 		int old = had == 0 ? u.state : -1;
@@ -459,14 +515,8 @@ start_release(struct round *r, const struct user *u, const struct inv_user *held
 	if (inv_get_number(p->inv, held->number, &n) != INV_OK)
 		memset(&n, 0, sizeof(n));
 	if (r->cfg->sync.mode == SYNC_DRY_RUN) {
-		struct np_event e = { .kind = NPE_RELEASE,
-			.user = u->upn[0] ? u->upn : held->upn,
-			.id = u->id,
-			.number = held->number,
-			.range = n.range,
-			.reason = reason_name(why),
-			.dry_run = 1 };
-		np_event_emit(&e);
+		ev_release(p, r, u->upn[0] ? u->upn : held->upn, u->id, held->number, n.range,
+		    reason_name(why), NULL, NULL);
 		return 0;
 	}
 	if (!(c = change_new(p, r, u->id)))
@@ -537,6 +587,9 @@ user_assigned(struct prov *p, struct round *r, const char *id)
 		int old = had == 0 ? u.state : -1;
 		/* deleted, unlicensed or disabled meanwhile: decided again (released if due) */
 		int again = u.state == US_GONE || !u.teams_phone || !u.enabled;
+		struct inv_user h;
+		if ((u.flags & USER_F_MOVED) && inv_get_user(p->inv, id, &h) == INV_OK)
+			ev_user(NPE_RETAIN, &u, h.number, NULL, "moved"); /* moved while pending */
 		if (u.state != US_GONE)
 			u.state = US_ASSIGNED;
 		u.flags &= (uint8_t) ~(USER_F_DUE | USER_F_MOVED | USER_F_UNASSIGN);
@@ -595,7 +648,7 @@ assigned(const struct teams_result *t, void *arg)
 	struct change *c = arg;
 	struct prov *p = c->p;
 	struct round *r = c->r;
-	int rc;
+	int rc, taken;
 
 	idmap_del(&p->inflight, c->number);
 	if (t->ok) {
@@ -613,20 +666,8 @@ assigned(const struct teams_result *t, void *arg)
 			change_done(c);
 			return;
 		}
-		{
-			struct np_event e = { .kind = NPE_ASSIGN,
-				.user = c->upn,
-				.id = c->id,
-				.number = c->number,
-				.range = c->range };
-			const struct cfg_range *cr = config_range_find(c->cfg, c->range);
-			e.type = cr ? config_range_type_name(cr->type) : "-";
-			e.by = c->reply ? "administrator" : NULL;
-			np_event_emit(&e);
-		}
-		if (r)
-			r->assigned++;
-		p->st.assignments++;
+		ev_assign(p, r, c->cfg, c->upn, c->id, c->number, c->range, NULL,
+		    c->reply ? "administrator" : NULL, 0);
 		user_assigned(p, r, c->id);
 		apply_policy(c);
 		reply(c, 1, NULL, c->number);
@@ -647,22 +688,19 @@ assigned(const struct teams_result *t, void *arg)
 	}
 	/* Teams refused: nothing was done */
 	p->st.assign_failures++;
-	if ((rc = inv_fail(p->inv, c->number, c->id)) == INV_OK && c->step == INV_RESERVED
-	    && (rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK)
-		log_warnx("provision", "%s was reserved before; it could not be reserved again: %s",
-		    c->number, inv_strerror(rc));
+	taken = strcasestr(t->detail, "assigned to another user") != NULL;
+	/* back to the pool, or kept out of it (someone holds it; it was reserved before):
+	   one transaction either way */
+	rc = taken || c->step == INV_RESERVED
+	    ? inv_fail_reserve(p->inv, c->number, c->id, time(NULL))
+	    : inv_fail(p->inv, c->number, c->id);
 	if (rc != INV_OK) {
 		log_err("provision", "%s: cannot return it to the pool: %s", c->number,
 		    inv_strerror(rc));
 		if (r)
 			round_error(r, "fail %s: %s", c->number, inv_strerror(rc));
-	} else if (strcasestr(t->detail, "assigned to another user")) {
+	} else if (taken) {
 		/* someone holds it in Teams: kept out of the pool, never overwritten */
-		if ((rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK) {
-			log_warnx("provision", "cannot keep %s out of the pool", c->number);
-			if (r)
-				round_error(r, "reserve %s: %s", c->number, inv_strerror(rc));
-		}
 		ev_drift(p, c->number, c->range, NULL, NULL, "held-in-teams");
 		due_now(p, c->id, time(NULL));
 	} else if (!c->reply) {
@@ -700,8 +738,7 @@ ranges_full(struct round *r, struct user *u, int old)
 {
 	struct prov *p = r->p;
 
-	if (u->state != US_RANGES_FULL)
-		ev_unmatched(u, "ranges-full");
+	unmatched_once(r, u, US_RANGES_FULL, "ranges-full");
 	if (r->cfg->sync.mode != SYNC_DRY_RUN
 	    && (u->state != US_RANGES_FULL || (u->flags & USER_F_DUE) || old != US_RANGES_FULL)) {
 		int rc;
@@ -752,14 +789,8 @@ start_assign(struct round *r, struct user *u, const struct decision *d)
 		}
 		exhausted(p, d->cand[i], 0);
 		if (r->cfg->sync.mode == SYNC_DRY_RUN) {
-			struct np_event e = { .kind = NPE_ASSIGN,
-				.user = u->upn,
-				.id = u->id,
-				.number = num.number,
-				.range = d->cand[i]->name,
-				.type = config_range_type_name(d->cand[i]->type),
-				.dry_run = 1 };
-			np_event_emit(&e);
+			ev_assign(p, r, r->cfg, u->upn, u->id, num.number, d->cand[i]->name, NULL,
+			    NULL, 1);
 			idmap_del(&p->due, u->id);
 			return;
 		}
@@ -945,7 +976,10 @@ act_on(struct round *r, struct user *u, const char *teams)
 				ev_drift(p, d.number, NULL, NULL, u->id, "number-outside-ranges");
 			settle_state(r, u, US_EXTERNAL);
 			break;
-		default: /* pending, held, mode off, policy: the state stays */
+		case RSN_PENDING:
+			/* settled from Teams first; a move meanwhile is logged once it is */
+			break;
+		default: /* held, mode off, policy: the state stays */
 			if (u->flags & (USER_F_DUE | USER_F_MOVED))
 				settle_state(r, u, u->state);
 			break;
@@ -978,8 +1012,7 @@ act_on(struct round *r, struct user *u, const char *teams)
 			settle_state(r, u, u->state);
 		break;
 	case ACT_UNMATCHED:
-		if (u->state != US_NO_MATCH)
-			ev_unmatched(u, "no-match");
+		unmatched_once(r, u, US_NO_MATCH, "no-match");
 		settle_state(r, u, US_NO_MATCH);
 		due_now(p, u->id, 0); /* retried next round */
 		break;
@@ -1034,24 +1067,15 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 		/* on our user (activated, or still being activated): confirmed */
 		if ((rc = inv_confirm(p->inv, s->number, s->user, time(NULL))) == INV_OK) {
 			struct user u;
-			if (user_load(p, s->user, &u) >= 0) {
-				struct np_event e = { .kind = NPE_ASSIGN,
-					.user = u.upn,
-					.id = s->user,
-					.number = s->number,
-					.range = s->range,
-					.reason = "settled" };
-				np_event_emit(&e);
-				user_clear(&u);
-			}
-			r->assigned++;
-			p->st.assignments++;
+			user_load(p, s->user, &u); /* for the UPN; initialises u on every path */
+			ev_assign(
+			    p, r, r->cfg, u.upn, s->user, s->number, s->range, "settled", NULL, 0);
+			user_clear(&u);
 			user_assigned(p, r, s->user);
 		}
 	} else if (found && n->target[0] && strcasecmp(n->target, s->user) != 0) {
 		/* someone else holds it in Teams: out of the pool, never overwritten */
-		if ((rc = inv_fail(p->inv, s->number, s->user)) == INV_OK
-		    && (rc = inv_reserve(p->inv, s->number, time(NULL))) == INV_OK)
+		if ((rc = inv_fail_reserve(p->inv, s->number, s->user, time(NULL))) == INV_OK)
 			ev_drift(p, s->number, s->range, s->user, n->target, "held-in-teams");
 		due_now(p, s->user, time(NULL));
 	} else {
@@ -1423,6 +1447,8 @@ on_page(const struct dir_page *pg, int full, void *arg)
 			}
 			if (u->state == US_GONE) /* restored from the deleted items */
 				u->state = US_NEW;
+			if (!holds) /* a move matters only to a number held through it (B9) */
+				u->flags &= (uint8_t)~USER_F_MOVED;
 			user_clear(&old);
 			/* what is left to do is recorded with the page; pure state changes at once
 			 */
@@ -1913,6 +1939,7 @@ prov_free(struct prov *p)
 	idmap_clear(&p->due);
 	idmap_clear(&p->busy);
 	idmap_clear(&p->inflight);
+	idmap_clear(&p->dry_logged);
 	dir_licensing_free(p->lic);
 	config_free(p->cfg);
 	free(p);
@@ -2198,29 +2225,9 @@ change_complete(struct prov *p, const struct config *cfg, const char *id, const 
 		if ((rc = inv_confirm(p->inv, new_number, id, now)) != INV_OK)
 			return rc;
 	}
-	if (released) {
-		struct np_event e = { .kind = NPE_RELEASE,
-			.user = upn,
-			.id = id,
-			.number = old,
-			.range = on.range,
-			.reason = "changed",
-			.by = "administrator",
-			.quarantine_until = on.state == INV_QUARANTINED ? (time_t)on.until : 0 };
-		np_event_emit(&e);
-		p->st.releases++;
-	}
-	{
-		struct np_event e = { .kind = NPE_ASSIGN,
-			.user = upn,
-			.id = id,
-			.number = new_number,
-			.range = cr ? cr->name : "",
-			.type = cr ? config_range_type_name(cr->type) : "-",
-			.by = "administrator" };
-		np_event_emit(&e);
-		p->st.assignments++;
-	}
+	if (released)
+		ev_release(p, NULL, upn, id, old, on.range, "changed", "administrator", &on);
+	ev_assign(p, NULL, cfg, upn, id, new_number, cr ? cr->name : "", NULL, "administrator", 0);
 	if ((rc = journal_drop(p, id)) != INV_OK)
 		return rc;
 	user_assigned(p, NULL, id);
@@ -2228,6 +2235,8 @@ change_complete(struct prov *p, const struct config *cfg, const char *id, const 
 }
 
 static void manual_restored(const struct teams_result *t, void *arg);
+static void manual_restore_checked(
+    const struct teams_result *t, const struct teams_number *v, size_t n, void *arg);
 
 /* Step 2 of a change of number: the new number in Teams. */
 static void
@@ -2265,19 +2274,40 @@ manual_new_assigned(const struct teams_result *t, void *arg)
 		manual_fail(c, c->why);
 		return;
 	}
-	/* refused: the old number goes back on the user */
+	/* refused: the old number goes back on the user, once Teams shows they hold none */
 	snprintf(c->why, sizeof(c->why), "%s", t->detail[0] ? t->detail : t->error);
 	log_warnx("provision", "assign %s to %s refused by Teams (%s): restoring %s", c->number,
 	    c->upn, c->why, c->old_number);
+	if (teams_user_numbers(p->graph, c->id, manual_restore_checked, c) < 0)
+		manual_restore_checked(&(struct teams_result) { .error = "internal" }, NULL, 0, c);
+}
+
+/* Before the old number is sent back: what does Teams show on the user now? (B10) */
+static void
+manual_restore_checked(
+    const struct teams_result *t, const struct teams_number *v, size_t n, void *arg)
+{
+	struct change *c = arg;
+	struct prov *p = c->p;
+	const struct cfg_range * or = range_of_number(c->cfg, c->old_number);
+
+	(void)v;
+	if (!t->ok || n > 0) {
+		/* unknown, or the user holds a number again: the journal stays and the next
+		   round settles it from Teams (adopts what they hold, or decides afresh) */
+		struct teams_result why = { .ok = 0 };
+		snprintf(why.error, sizeof(why.error), "%s", t->ok ? "holds-number" : "unread");
+		snprintf(why.detail, sizeof(why.detail), "%s",
+		    "the user's numbers in Teams changed or cannot be read");
+		manual_restored(&why, c);
+		return;
+	}
 	if (idmap_put(&p->inflight, c->old_number, 0, NULL) < 0)
 		log_warnx("provision", "out of memory");
-	{
-		const struct cfg_range * or = range_of_number(c->cfg, c->old_number);
-		if (teams_assign(p->graph, c->id, c->old_number, number_type_of(p, c->old_range),
-			or ? or->location_id : NULL, manual_restored, c)
-		    < 0)
-			manual_restored(&(struct teams_result) { .error = "internal" }, c);
-	}
+	if (teams_assign(p->graph, c->id, c->old_number, number_type_of(p, c->old_range),
+		or ? or->location_id : NULL, manual_restored, c)
+	    < 0)
+		manual_restored(&(struct teams_result) { .error = "internal" }, c);
 }
 
 static void
@@ -2641,18 +2671,8 @@ manual_unassigned(const struct teams_result *t, void *arg)
 		manual_fail(c, "Teams made the change; the inventory could not record it yet");
 		return;
 	}
-	{
-		struct np_event e = { .kind = NPE_RELEASE,
-			.user = c->upn,
-			.id = c->id,
-			.number = c->number,
-			.range = c->range,
-			.reason = "administrator",
-			.by = "administrator",
-			.quarantine_until = n.state == INV_QUARANTINED ? (time_t)n.until : 0 };
-		np_event_emit(&e);
-	}
-	p->st.releases++;
+	ev_release(
+	    p, NULL, c->upn, c->id, c->number, c->range, "administrator", "administrator", &n);
 	if ((had = user_load(p, c->id, &u)) >= 0) {
 		ev_user(NPE_HOLD, &u, NULL, NULL, "administrator");
 		if (had == 0 && (u.flags & (USER_F_UNASSIGN | USER_F_DUE))) {
