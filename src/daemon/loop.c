@@ -168,12 +168,6 @@ loop_timer_stop(struct loop_timer *t)
 	evtimer_del(t->ev);
 }
 
-int
-loop_timer_pending(const struct loop_timer *t)
-{
-	return evtimer_pending(t->ev, NULL) != 0;
-}
-
 void
 loop_timer_free(struct loop_timer *t)
 {

@@ -34,7 +34,6 @@ int loop_every(struct loop *l, int seconds, loop_cb cb, void *arg);
 struct loop_timer *loop_timer_new(struct event_base *base, loop_cb cb, void *arg);
 void loop_timer_start(struct loop_timer *t, long ms); /* restarts a pending one */
 void loop_timer_stop(struct loop_timer *t);
-int loop_timer_pending(const struct loop_timer *t);
 void loop_timer_free(struct loop_timer *t);
 
 /*

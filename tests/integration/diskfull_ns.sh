@@ -29,19 +29,8 @@ case $size in '' | *[!0-9kmgKMG]*) die "SIZE must be a tmpfs size such as 128m: 
 work=$(cd "$work" && pwd -P)
 [ "$(id -u)" = 0 ] || die "must run as root"
 
-# Refuse to run in the host's mount namespace (same test as syslog_ns.sh): some ancestor,
-# or pid 1, must sit in another mount namespace than this script.
-in_private_ns() {
-	local self ns pid=$PPID
-	self=$(readlink /proc/self/ns/mnt) || return 1
-	while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
-		ns=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null) || ns=""
-		if [ -n "$ns" ] && [ "$ns" != "$self" ]; then return 0; fi
-		pid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || pid=""
-	done
-	ns=$(readlink /proc/1/ns/mnt 2>/dev/null) || ns=""
-	[ -n "$ns" ] && [ "$ns" != "$self" ]
-}
+# Refuse to run in the host's mount namespace: everything below must stay private.
+. "$(dirname "$0")/ns_lib.sh"
 in_private_ns ||
 	die "not in a private mount namespace (run me under unshare --mount --propagation private)"
 mount --make-rprivate / || die "cannot make the mounts private"

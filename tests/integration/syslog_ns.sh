@@ -39,19 +39,7 @@ work=$(cd "$work" && pwd -P)
 command -v rsyslogd >/dev/null || die "rsyslogd is not installed"
 
 # Refuse to run in the host's mount namespace: everything below must stay private.
-# Private = some ancestor (pid 1 when it can be read; it often cannot) sits in another
-# mount namespace than this script.
-in_private_ns() {
-	local self ns pid=$PPID
-	self=$(readlink /proc/self/ns/mnt) || return 1
-	while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
-		ns=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null) || ns=""
-		if [ -n "$ns" ] && [ "$ns" != "$self" ]; then return 0; fi
-		pid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || pid=""
-	done
-	ns=$(readlink /proc/1/ns/mnt 2>/dev/null) || ns=""
-	[ -n "$ns" ] && [ "$ns" != "$self" ]
-}
+. "$(dirname "$0")/ns_lib.sh"
 in_private_ns ||
 	die "not in a private mount namespace (run me under unshare --mount --propagation private)"
 mount --make-rprivate / || die "cannot make the mounts private"
