@@ -288,3 +288,31 @@ def test_while_stopping_status_answers_and_changes_are_refused(sim, numprovd):
     r = d.ctl("--json", "ranges")
     assert r.returncode == 0, r.stderr
     assert d.proc.wait(timeout=40) == 0
+
+
+def test_a_move_while_the_number_is_pending_is_logged_once_it_settles(sim, tmp_path):
+    sim.ctl.fault("op_unsettled", match="/assignNumber", user=IDS["alice"])
+    d = Numprovd(sim, tmp_path, interval=3)
+    d.conf.write_text(d.conf.read_text().replace("sync: {", "sync: { operation_timeout = 2;"))
+    d.start()
+    try:
+        d.wait_syncs(1, timeout=40)
+        assert json.loads(d.ctl("--json", "users", "--pending").stdout)[0]["upn"] == UPN["alice"]
+        sim.ctl.update_user(IDS["alice"], {"officeLocation": "Mayfair"})
+        ev = d.wait_event("retain", user=UPN["alice"], timeout=30)[0]
+        assert ev["reason"] == "moved"
+        assert d.wait_event("assign", user=UPN["alice"], timeout=30)[0]["reason"] == "settled"
+        n = d.syncs()
+        d.wait_syncs(n + 2, timeout=30)
+        assert len(d.events("retain")) == 1
+    finally:
+        d.stop(signal.SIGKILL)
+
+
+def test_dry_run_logs_an_unmatched_user_once(sim, numprovd):
+    add_user(sim, "nowhere", city="Atlantis")
+    d = numprovd(mode="dry-run", interval=2)
+    d.wait_syncs(3, timeout=40)
+    mine = [e for e in d.events("unmatched") if e.get("user", "").startswith("nowhere@")]
+    assert len(mine) == 1, mine
+    assert all(e.get("dry_run") == "yes" for e in d.events("assign"))

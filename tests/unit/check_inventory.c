@@ -176,6 +176,25 @@ START_TEST(fail_gives_number_back)
 }
 END_TEST
 
+/* Teams shows the pending number on someone else: out of the user's hands and the pool at once. */
+START_TEST(fail_reserve_keeps_a_number_held_elsewhere_out_of_the_pool)
+{
+	struct inv_number n;
+	struct inv_user u;
+
+	alloc_ok("a", "u1", "+441235000001");
+	ck_assert_int_eq(inv_fail_reserve(inv, "+441235000001", "u1", T0), INV_OK);
+	ck_assert_int_eq(inv_get_number(inv, "+441235000001", &n), INV_OK);
+	ck_assert_int_eq(n.state, INV_RESERVED);
+	ck_assert_int_eq(inv_get_user(inv, "u1", &u), INV_E_NOTFOUND);
+	ck_assert_uint_eq(range("a").count[INV_PENDING], 0);
+	ck_assert_uint_eq(range("a").count[INV_RESERVED], 2); /* the config's one, and this */
+	alloc_ok("a", "u2", "+441235000002");		      /* skipped: not handed out again */
+	ck_assert_int_eq(inv_fail_reserve(inv, "+441235000001", "u1", T0), INV_E_STATE);
+	assert_consistent();
+}
+END_TEST
+
 START_TEST(release_without_quarantine_frees_at_once)
 {
 	struct inv_number n;
@@ -738,6 +757,7 @@ inventory_suite(void)
 	tcase_add_test(tc, pending_confirm_assigned);
 	tcase_add_test(tc, user_never_gets_two_numbers);
 	tcase_add_test(tc, fail_gives_number_back);
+	tcase_add_test(tc, fail_reserve_keeps_a_number_held_elsewhere_out_of_the_pool);
 	tcase_add_test(tc, release_without_quarantine_frees_at_once);
 	tcase_add_test(tc, quarantine_holds_then_returns);
 	tcase_add_test(tc, allocation_reclaims_ended_quarantine);
