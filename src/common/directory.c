@@ -114,12 +114,75 @@ parse_user(const cJSON *o, struct dir_user *u)
 	return 0;
 }
 
+static int
+hex4(const char *p, const char *end, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (end - p < 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * An unpaired UTF-16 surrogate escape (\uD800-\uDFFF) makes cJSON refuse the whole
+ * page, so one odd name would stop every sync. Each becomes \uFFFD (the same six
+ * bytes long) in a copy; NULL when there is none (the page is parsed as it is).
+ */
+static char *
+mend_surrogates(const char *json, size_t len)
+{
+	const char *end = json + len;
+	char *copy = NULL;
+
+	for (const char *p = json; p + 1 < end; p++) {
+		unsigned v, w;
+		if (*p != '\\')
+			continue;
+		if (p[1] != 'u' || hex4(p + 2, end, &v) < 0) {
+			p++; /* an escaped character: skip it */
+			continue;
+		}
+		if (v >= 0xd800 && v <= 0xdbff && end - p >= 12 && p[6] == '\\' && p[7] == 'u'
+		    && hex4(p + 8, end, &w) == 0 && w >= 0xdc00 && w <= 0xdfff) {
+			p += 11; /* a pair */
+			continue;
+		}
+		if (v >= 0xd800 && v <= 0xdfff) {
+			if (!copy) {
+				if (!(copy = malloc(len ? len : 1)))
+					return NULL;
+				memcpy(copy, json, len);
+			}
+			memcpy(copy + (p - json) + 2, "FFFD", 4);
+		}
+		p += 5;
+	}
+	return copy;
+}
+
 int
 dir_parse_page(const char *json, size_t len, struct dir_page *out, char *err, size_t errlen)
 {
-	cJSON *root = cJSON_ParseWithLength(json, len), *v;
+	char *mended = mend_surrogates(json, len);
+	cJSON *root = cJSON_ParseWithLength(mended ? mended : json, len), *v;
 	const cJSON *value;
 	int n;
+
+	free(mended); /* the tree holds copies */
 
 	memset(out, 0, sizeof(*out));
 	if (!cJSON_IsObject(root)) {

@@ -37,6 +37,7 @@ np_event_name(enum np_event_kind k)
 struct line {
 	char *buf;
 	size_t len, used;
+	int full; /* a value was cut: no further key is started, so the line still parses */
 };
 
 /*
@@ -47,23 +48,44 @@ struct line {
 static void
 kv(struct line *l, const char *key, const char *value)
 {
-	int quote;
+	size_t start;
+	int quote, cut = 0;
 
-	if (!value)
+	if (!value || l->full)
 		return;
 	quote = !*value || strpbrk(value, " \t\"=\\") != NULL;
-	l->used += (size_t)snprintf(l->buf + l->used, l->len > l->used ? l->len - l->used : 0,
-	    "%s%s=%s", l->used ? " " : "", key, quote ? "\"" : "");
-	if (l->used >= l->len)
+	/* the key, its quotes and one byte of value must fit, or the key is not started */
+	if (l->used + (l->used ? 1 : 0) + strlen(key) + 1 + (quote ? 2 : 0) + 2 > l->len) {
+		l->full = 1;
 		return;
-	for (; *value && l->used + 3 < l->len; value++) {
-		if (*value == '"' || *value == '\\')
+	}
+	l->used += (size_t)snprintf(l->buf + l->used, l->len - l->used, "%s%s=%s",
+	    l->used ? " " : "", key, quote ? "\"" : "");
+	start = l->used;
+	for (; *value; value++) {
+		size_t w = (*value == '"' || *value == '\\') ? 2 : 1;
+		if (l->used + w + (quote ? 1 : 0) + 1 > l->len) {
+			cut = 1;
+			break;
+		}
+		if (w == 2)
 			l->buf[l->used++] = '\\';
 		l->buf[l->used++] = *value;
 	}
-	if (quote && l->used + 1 < l->len)
+	if (cut) {
+		l->full = 1;
+		/* stopped inside a UTF-8 character: its first bytes go too */
+		if (((unsigned char)*value & 0xc0) == 0x80) {
+			while (
+			    l->used > start && ((unsigned char)l->buf[l->used - 1] & 0xc0) == 0x80)
+				l->used--;
+			if (l->used > start && ((unsigned char)l->buf[l->used - 1] & 0xc0) == 0xc0)
+				l->used--;
+		}
+	}
+	if (quote)
 		l->buf[l->used++] = '"';
-	l->buf[l->used < l->len ? l->used : l->len - 1] = '\0';
+	l->buf[l->used] = '\0';
 }
 
 static void
@@ -77,7 +99,7 @@ kv_num(struct line *l, const char *key, long v)
 size_t
 np_event_format(const struct np_event *e, char *buf, size_t len)
 {
-	struct line l = { buf, len, 0 };
+	struct line l = { buf, len, 0, 0 };
 	char until[32];
 
 	if (!len)

@@ -67,6 +67,21 @@ user_attrs(const struct user *u, struct rule_attrs *out)
 		out->v[i] = u->attr[i];
 }
 
+/* Copy src into dst (cap bytes), cut at a UTF-8 character boundary when too long. */
+static void
+copy_text(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= cap) {
+		n = cap - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--; /* src[n] starts the character that did not fit */
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static int
 text_differs(const char *a, const char *b)
 {
@@ -88,9 +103,9 @@ user_from_dir(
 	}
 	snprintf(u->id, sizeof(u->id), "%s", d->id);
 	if (d->upn)
-		snprintf(u->upn, sizeof(u->upn), "%s", d->upn);
+		copy_text(u->upn, sizeof(u->upn), d->upn);
 	if (d->display_name)
-		snprintf(u->name, sizeof(u->name), "%s", d->display_name);
+		copy_text(u->name, sizeof(u->name), d->display_name);
 	if (d->account_enabled >= 0)
 		u->enabled = d->account_enabled ? 1 : 0;
 	/* a delta page without assignedPlans leaves the licence class as it was */
@@ -219,9 +234,9 @@ decode_json(const void *rec, size_t len, struct user *u)
 		return -1;
 	}
 	if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(o, "upn")))
-		snprintf(u->upn, sizeof(u->upn), "%s", v->valuestring);
+		copy_text(u->upn, sizeof(u->upn), v->valuestring);
 	if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(o, "name")))
-		snprintf(u->name, sizeof(u->name), "%s", v->valuestring);
+		copy_text(u->name, sizeof(u->name), v->valuestring);
 	if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(o, "enabled")))
 		u->enabled = v->valuedouble != 0;
 	if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(o, "teams_phone")))

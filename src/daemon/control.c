@@ -600,6 +600,11 @@ control_parse(const char *line, size_t len, struct control_request *req, const c
 	const char *end = NULL;
 
 	memset(req, 0, sizeof(*req));
+	/* a NUL inside a string would cut the argument short silently: refused */
+	if (memmem(line, len, "\\u0000", 6)) {
+		*err = "a request must not contain NUL (\\u0000)";
+		return -1;
+	}
 	req->root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
 	/* one object a line: anything but white space after it refuses the line */
 	while (req->root && end && end < line + len && strchr(" \t\r\n", *end) && *end)

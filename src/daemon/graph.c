@@ -425,6 +425,13 @@ retry_later(struct greq *r, long ms)
 		deliver(r, 0, CURLE_ABORTED_BY_CALLBACK, 0);
 		return;
 	}
+	if (r->attempts == 3) {
+		/* an outage is said in the log once per request, not on every retry */
+		size_t n = strcspn(r->url, "?");
+		log_warnx("graph", "%s %.*s failed %d times; retrying (up to %d attempts)",
+		    r->method, (int)(n > 200 ? 200 : n), r->url, r->attempts,
+		    r->g->tune.max_attempts);
+	}
 	r->parked_next = r->g->parked;
 	r->g->parked = r;
 	r->g->stats.retries++;

@@ -5,12 +5,13 @@ leaving the user without a number, an unassign undone by the next sync, a hand-a
 number replaced because Teams may replace rather than refuse)."""
 import json
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import IDS, UPN, Numprovd, add_user, gtl, holder, user_json, wait_for
+from conftest import IDS, UPN, Numprovd, add_user, binary, gtl, holder, user_json, wait_for
 
 
 # ---- A1: a reload while a round or an administrator's change waits on Graph -------------
@@ -316,3 +317,25 @@ def test_dry_run_logs_an_unmatched_user_once(sim, numprovd):
     mine = [e for e in d.events("unmatched") if e.get("user", "").startswith("nowhere@")]
     assert len(mine) == 1, mine
     assert all(e.get("dry_run") == "yes" for e in d.events("assign"))
+
+
+# ---- odd directory data: one user never stops the tenant, and views stay valid UTF-8 ------
+
+def test_a_long_multibyte_name_is_cut_on_a_character(sim, numprovd):
+    uid = add_user(sim, "kanji", city="London", displayName="\u00c4" * 200)  # 400 bytes
+    d = numprovd()
+    d.wait_syncs(1, timeout=60)
+    r = subprocess.run([binary("numprovctl"), "-c", str(d.conf), "--json", "user", uid],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    name = json.loads(r.stdout.decode("utf-8"))["record"]["name"]
+    assert name and set(name) == {"\u00c4"}
+
+
+def test_a_lone_surrogate_in_one_name_does_not_stop_the_sync(sim, numprovd):
+    add_user(sim, "weird", city="Nowhere", displayName="So\udc80ho")
+    d = numprovd(interval=2)
+    syncs = d.wait_syncs(2, timeout=60)
+    assert all(s["result"] == "success" for s in syncs), syncs
+    d.wait_event("assign", user=UPN["alice"])
+    assert d.ctl("user", f"weird@{gtl.DOMAIN}").returncode == 0

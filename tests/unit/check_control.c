@@ -1146,6 +1146,19 @@ static const char *const garbage_rows[] = {
 	"{\"command\":\"ranges\"},",
 };
 
+/* A NUL inside an argument would cut it short ("alice@x\0junk" acting on alice@x). */
+START_TEST(control_parse_refuses_nul)
+{
+	const char *line = "{\"command\":\"unassign\",\"args\":[\"alice@x\\u0000junk\"]}";
+	struct control_request req;
+	const char *why = NULL;
+
+	ck_assert_int_eq(control_parse(line, strlen(line), &req, &why), -1);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_ptr_nonnull(strstr(why, "NUL"));
+}
+END_TEST
+
 START_TEST(control_parse_trailing_garbage)
 {
 	const char *line = garbage_rows[_i];
@@ -1168,6 +1181,7 @@ control_suite(void)
 
 	tcase_add_loop_test(tc, control_parse_table, 0, N_PARSE);
 	tcase_add_test(tc, control_parse_reads_only_len_bytes);
+	tcase_add_test(tc, control_parse_refuses_nul);
 	tcase_add_loop_test(tc, control_parse_trailing_garbage, 0,
 	    (int)(sizeof(garbage_rows) / sizeof(garbage_rows[0])));
 	suite_add_tcase(s, tc);

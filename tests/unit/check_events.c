@@ -108,6 +108,30 @@ START_TEST(a_long_value_is_cut_not_overrun)
 }
 END_TEST
 
+START_TEST(a_cut_value_ends_on_a_character_and_the_line_still_parses)
+{
+	char city[3000], small[120];
+	struct np_event e = { .kind = NPE_UNMATCHED,
+		.user = "u@x",
+		.city = city,
+		.office = "Soho",
+		.reason = "no-match" };
+	size_t n;
+
+	city[0] = '\0';
+	for (int i = 0; i < 900; i++)
+		strcat(city, "\xc3\xa9 "); /* é and a space: quoted, two bytes a character */
+	n = np_event_format(&e, small, sizeof(small));
+	ck_assert_uint_eq(strlen(small), n);
+	ck_assert_int_eq(small[n - 1], '"');	      /* the quote is closed */
+	ck_assert_ptr_null(strstr(small, "office=")); /* no key started that cannot end */
+	/* no broken character: every byte after a lead byte is a continuation */
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)small[i] & 0xe0) == 0xc0)
+			ck_assert_int_eq((unsigned char)small[i + 1] & 0xc0, 0x80);
+}
+END_TEST
+
 static int seen[2];
 static char seen_line[256];
 
@@ -167,6 +191,7 @@ events_suite(void)
 	tcase_add_test(tc, sync_line);
 	tcase_add_test(tc, reserve_names_the_uid);
 	tcase_add_test(tc, a_long_value_is_cut_not_overrun);
+	tcase_add_test(tc, a_cut_value_ends_on_a_character_and_the_line_still_parses);
 	tcase_add_test(tc, subscribers_receive_every_event_until_they_leave);
 	suite_add_tcase(s, tc);
 	return s;
