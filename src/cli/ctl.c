@@ -187,6 +187,20 @@ print_range(const cJSON *arr)
 	}
 }
 
+/* The SNMP subagent: disabled, or connected to snmpd or not, and its notifications. */
+static void
+print_snmp(const cJSON *snmp)
+{
+	if (!cJSON_IsObject(snmp) || !jbool(snmp, "enabled")) {
+		kv("snmp:", "%s", "disabled");
+		return;
+	}
+	kv("snmp:", "%s (%s)", jbool(snmp, "connected") ? "connected" : "not connected",
+	    jstr(snmp, "agentx_socket"));
+	kv("notifications:", "%llu sent%s", jull(snmp, "notifications"),
+	    jbool(snmp, "traps") ? "" : " (snmp.traps is off)");
+}
+
 static void
 print_status(const cJSON *s)
 {
@@ -217,6 +231,7 @@ print_status(const cJSON *s)
 	kv("releases:", "%llu", jull(s, "releases"));
 	kv("assign failures:", "%llu", jull(s, "assign_failures"));
 	kv("drift:", "%llu", jull(s, "drift"));
+	print_snmp(cJSON_GetObjectItemCaseSensitive(s, "snmp"));
 }
 
 static void

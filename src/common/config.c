@@ -353,7 +353,8 @@ load_small_groups(struct loader *ld, const config_setting_t *root, struct config
 		"release_on_disable", "quarantine_days", NULL };
 	static const char *const kdb[] = { "path", "durable", NULL };
 	static const char *const kctl[] = { "socket", "group", NULL };
-	static const char *const ksnmp[] = { "enabled", "agentx_socket", "traps", NULL };
+	static const char *const ksnmp[]
+	    = { "enabled", "agentx_socket", "traps", "ping_interval", NULL };
 	const config_setting_t *g;
 
 	if ((g = get_group(ld, root, "policy"))) {
@@ -383,6 +384,7 @@ load_small_groups(struct loader *ld, const config_setting_t *root, struct config
 		get_bool(ld, g, "snmp.", "traps", &c->snmp.traps);
 		get_str(ld, g, "snmp.", "agentx_socket", 0, c->snmp.agentx_socket,
 		    &c->snmp.agentx_socket);
+		get_int(ld, g, "snmp.", "ping_interval", 1, 3600, &c->snmp.ping_interval);
 	}
 }
 
@@ -656,6 +658,7 @@ set_defaults(struct config *c)
 	c->snmp.enabled = true;
 	c->snmp.traps = true;
 	c->snmp.agentx_socket = strdup("/var/agentx/master");
+	c->snmp.ping_interval = 30;
 	c->tenant.timeout = 60;
 	c->log.facility = LOG_DAEMON;
 	c->log.level = LOG_INFO;

@@ -69,6 +69,7 @@ struct config {
 	struct {
 		bool enabled, traps;
 		char *agentx_socket;
+		int ping_interval; /* seconds between AgentX pings and reconnect attempts */
 	} snmp;
 	struct {
 		int facility, level;

@@ -26,6 +26,11 @@ static const struct {
 	[NPE_SETTLED] = { "settled", LOG_NOTICE },
 	[NPE_RESERVE] = { "reserve", LOG_NOTICE },
 	[NPE_UNRESERVE] = { "unreserve", LOG_NOTICE },
+	[NPE_RANGE_HIGH] = { "range_high", LOG_WARNING },
+	[NPE_RANGE_OK] = { "range_ok", LOG_NOTICE },
+	[NPE_RANGE_EXHAUSTED] = { "range_exhausted", LOG_ERR },
+	[NPE_SYNC_FAILED] = { "sync_failed", LOG_ERR },
+	[NPE_SYNC_RECOVERED] = { "sync_recovered", LOG_NOTICE },
 };
 
 const char *
@@ -96,6 +101,14 @@ kv_num(struct line *l, const char *key, long v)
 	kv(l, key, t);
 }
 
+static void
+kv_ull(struct line *l, const char *key, unsigned long long v)
+{
+	char t[24];
+	snprintf(t, sizeof(t), "%llu", v);
+	kv(l, key, t);
+}
+
 size_t
 np_event_format(const struct np_event *e, char *buf, size_t len)
 {
@@ -114,6 +127,24 @@ np_event_format(const struct np_event *e, char *buf, size_t len)
 		kv_num(&l, "assigned", (long)e->assigned);
 		kv_num(&l, "released", (long)e->released);
 		kv_num(&l, "duration_ms", e->duration_ms);
+		if (e->error && *e->error)
+			kv(&l, "error", e->error);
+		return l.used < len ? l.used : len - 1;
+	}
+	if (e->kind == NPE_RANGE_HIGH || e->kind == NPE_RANGE_OK
+	    || e->kind == NPE_RANGE_EXHAUSTED) {
+		char u[32];
+		snprintf(u, sizeof(u), "%.1f", e->utilisation);
+		kv(&l, "range", e->range);
+		kv(&l, "utilisation", u);
+		kv_num(&l, "warn_percent", e->warn_percent);
+		kv_ull(&l, "available", e->available);
+		kv_ull(&l, "size", e->size);
+		return l.used < len ? l.used : len - 1;
+	}
+	if (e->kind == NPE_SYNC_FAILED || e->kind == NPE_SYNC_RECOVERED) {
+		kv(&l, "result", e->result);
+		kv_ull(&l, "failures", e->failures);
 		if (e->error && *e->error)
 			kv(&l, "error", e->error);
 		return l.used < len ? l.used : len - 1;

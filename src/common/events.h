@@ -24,6 +24,12 @@ enum np_event_kind {
 	NPE_SETTLED,   /* an unsettled assignment found settled in Teams */
 	NPE_RESERVE,   /* an administrator kept a number out of the pool */
 	NPE_UNRESERVE, /* ... and put it back */
+	/* alarms (monitor.c): once per change of state; SNMP notifications are made of them */
+	NPE_RANGE_HIGH,	     /* utilisation reached warn_percent */
+	NPE_RANGE_OK,	     /* ... and fell below warn_percent minus the hysteresis */
+	NPE_RANGE_EXHAUSTED, /* no number of the range is available */
+	NPE_SYNC_FAILED,     /* a round failed after one that did not */
+	NPE_SYNC_RECOVERED,  /* the first round that did not fail after one that did */
 	NPE__MAX
 };
 
@@ -44,6 +50,12 @@ struct np_event {
 	unsigned long users, decided, assigned,
 	    released; /* users: in the pages; decided: acted on */
 	long duration_ms;
+	/* range alarms */
+	double utilisation;
+	int warn_percent;
+	unsigned long long available, size;
+	/* sync_failed */
+	unsigned long failures;
 };
 
 const char *np_event_name(enum np_event_kind k);

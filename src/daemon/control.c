@@ -86,6 +86,8 @@ struct control {
 	struct client *clients;
 	int n_clients;
 	int draining; /* stopping: questions are answered, changes refused */
+	control_status_fn status_hook;
+	void *status_arg;
 };
 
 static void
@@ -200,6 +202,8 @@ cmd_status(struct client *cl, int argc, const char **argv)
 	cJSON_AddNumberToObject(o, "releases", (double)st.releases);
 	cJSON_AddNumberToObject(o, "assign_failures", (double)st.assign_failures);
 	cJSON_AddNumberToObject(o, "drift", (double)st.drift);
+	if (c->status_hook)
+		c->status_hook(o, c->status_arg);
 	reply_ok(cl, o);
 }
 
@@ -1075,6 +1079,13 @@ move_socket(struct control *c, const char *path, const char *group)
 	free(c->path);
 	c->listener = l;
 	c->path = copy;
+}
+
+void
+control_set_status_hook(struct control *c, control_status_fn fn, void *arg)
+{
+	c->status_hook = fn;
+	c->status_arg = arg;
 }
 
 void

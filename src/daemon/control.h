@@ -27,6 +27,9 @@ struct control *control_new(struct event_base *base, struct config *cfg, struct 
     struct inventory *inv, char *err, size_t errlen);
 /* After SIGHUP: the new config (a changed socket path or group is applied). */
 void control_set_config(struct control *c, struct config *cfg);
+/* Adds what other components say to `status` (the SNMP agent's connection). */
+typedef void (*control_status_fn)(struct cJSON *status, void *arg);
+void control_set_status_hook(struct control *c, control_status_fn fn, void *arg);
 /* Stopping: questions (status, ranges, ...) are still answered; changes are refused. */
 void control_drain(struct control *c);
 /* Closes the clients (replies still in flight are dropped) and unlinks the socket. */

@@ -17,12 +17,16 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <cjson/cJSON.h>
+
+#include "agent.h"
 #include "config.h"
 #include "control.h"
 #include "graph.h"
 #include "inventory.h"
 #include "log.h"
 #include "loop.h"
+#include "monitor.h"
 #include "provision.h"
 #include "teams.h"
 
@@ -39,6 +43,8 @@ struct daemon {
 	struct graph *graph;
 	struct prov *prov;
 	struct control *control;
+	struct monitor *mon;
+	struct agent *agent; /* NULL when snmp.enabled is false */
 	int stopping;
 };
 
@@ -159,9 +165,14 @@ reload(struct daemon *d)
 		notify("READY=1");
 		return;
 	}
+	if (cfg->snmp.enabled != d->cfg->snmp.enabled)
+		log_warnx("main", "snmp.enabled changed; it takes effect at the next restart");
 	graph_set_config(d->graph, cfg);
 	prov_set_config(d->prov, cfg);
 	control_set_config(d->control, cfg);
+	monitor_set_config(d->mon, cfg);
+	if (d->agent)
+		agent_set_config(d->agent, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	log_set_level(cfg->log.level);
@@ -212,9 +223,11 @@ on_expire(void *arg)
 	struct daemon *d = arg;
 	int n = inv_expire(d->inv, time(NULL));
 
-	if (n > 0)
+	if (n > 0) {
 		log_info("inventory", "%d quarantined number%s returned to the pool", n,
 		    n == 1 ? "" : "s");
+		monitor_changed(d->mon);
+	}
 }
 
 static void
@@ -241,7 +254,51 @@ write_pidfile(const char *file)
 	return fclose(f);
 }
 
-/* Graph client, provisioning engine and control socket, on the loop. */
+static void
+prov_stats_of(void *arg, struct prov_stats *out)
+{
+	prov_get_stats(arg, out);
+}
+
+static void
+prov_sync_now(void *arg, int full)
+{
+	prov_trigger(arg, full);
+}
+
+/* numprovctl status: the subagent's side. */
+static void
+status_snmp(cJSON *status, void *arg)
+{
+	struct daemon *d = arg;
+	cJSON *o = cJSON_AddObjectToObject(status, "snmp");
+
+	if (!o)
+		return;
+	cJSON_AddBoolToObject(o, "enabled", d->agent != NULL);
+	cJSON_AddBoolToObject(o, "connected", agent_connected(d->agent));
+	cJSON_AddStringToObject(o, "agentx_socket", d->cfg->snmp.agentx_socket);
+	cJSON_AddBoolToObject(o, "traps", d->cfg->snmp.traps);
+	cJSON_AddNumberToObject(o, "notifications", (double)agent_notifications(d->agent));
+}
+
+/*
+ * The SNMP agent, when enabled. net-snmp failing to start is logged and
+ * numprovd provisions on without it: numbers matter more than the NMS's view.
+ */
+static void
+start_agent(struct daemon *d)
+{
+	struct agent_source src = { d->mon, prov_stats_of, prov_sync_now, d->prov };
+	char err[256];
+
+	if (!d->cfg->snmp.enabled)
+		return;
+	if (!(d->agent = agent_new(d->base, d->cfg, &src, err, sizeof(err))))
+		log_err("main", "the SNMP agent cannot start, numprovd runs without it: %s", err);
+}
+
+/* Graph client, provisioning engine, monitor, control socket and SNMP agent, on the loop. */
 static int
 start_engine(struct daemon *d)
 {
@@ -256,17 +313,27 @@ start_engine(struct daemon *d)
 		log_err("main", "cannot start provisioning");
 		return -1;
 	}
+	if (!(d->mon = monitor_new(d->base, d->cfg, d->inv, prov_stats_of, d->prov))) {
+		log_err("main", "cannot start the range monitor");
+		return -1;
+	}
 	if (!(d->control = control_new(d->base, d->cfg, d->prov, d->inv, err, sizeof(err)))) {
 		log_err("main", "cannot open the control socket: %s", err);
 		return -1;
 	}
+	control_set_status_hook(d->control, status_snmp, d);
+	start_agent(d);
 	return 0;
 }
 
 static void
 stop_engine(struct daemon *d)
 {
+	agent_free(d->agent);
+	d->agent = NULL;
 	control_free(d->control);
+	monitor_free(d->mon);
+	d->mon = NULL;
 	prov_free(d->prov);
 	graph_free(d->graph);
 }

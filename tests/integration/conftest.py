@@ -219,7 +219,8 @@ CTL_RANGES = """
 class Numprovd:
     """numprovd -f on the simulator's tenant; its log lines are collected."""
 
-    def __init__(self, sim, tmp, mode="enforce", interval=300, ranges=RANGES, policy=""):
+    def __init__(self, sim, tmp, mode="enforce", interval=300, ranges=RANGES, policy="",
+                 snmp="enabled = false;"):
         self.sim, self.tmp = sim, tmp
         self.sock = tmp / "control.sock"
         self.conf = sim.config(
@@ -227,7 +228,7 @@ class Numprovd:
             sync=f'mode = "{mode}"; interval = {interval}; full_interval = 86400; '
                  f'retry_min = 1; retry_max = 4;',
             extra=f'control: {{ socket = "{self.sock}"; group = "root"; }};\n'
-                  f'snmp: {{ enabled = false; }};\n{policy}'
+                  f'snmp: {{ {snmp} }};\n{policy}'
                   f'ranges = ({ranges});\n')
         self.lines = []
         self.proc = None
