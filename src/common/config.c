@@ -385,6 +385,9 @@ load_small_groups(struct loader *ld, const config_setting_t *root, struct config
 		get_str(ld, g, "snmp.", "agentx_socket", 0, c->snmp.agentx_socket,
 		    &c->snmp.agentx_socket);
 		get_int(ld, g, "snmp.", "ping_interval", 1, 3600, &c->snmp.ping_interval);
+		if (c->snmp.agentx_socket && !c->snmp.agentx_socket[0])
+			cfg_error(ld, config_setting_get_member(g, "agentx_socket"),
+			    "snmp.agentx_socket is empty (snmpd's default is /var/agentx/master)");
 	}
 }
 

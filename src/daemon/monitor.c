@@ -27,7 +27,8 @@ struct monitor {
 	struct range_alarm *alarm; /* by index, one per row of v */
 	time_t started, refreshed;
 	int failing;
-	int armed; /* soon is pending */
+	int armed;	 /* soon is pending */
+	int read_failed; /* said once until a read works again */
 };
 
 static int
@@ -103,8 +104,14 @@ monitor_refresh(struct monitor *m)
 	size_t n;
 
 	if (range_views(m->inv, m->cfg, &v, &n) < 0) {
-		log_warnx("monitor", "cannot read the ranges; the SNMP view keeps the last ones");
+		if (!m->read_failed++)
+			log_warnx(
+			    "monitor", "cannot read the ranges; the SNMP view keeps the last ones");
 		return -1;
+	}
+	if (m->read_failed) {
+		m->read_failed = 0;
+		log_info("monitor", "the ranges can be read again");
 	}
 	if (n)
 		qsort(v, n, sizeof(*v), by_index);

@@ -84,7 +84,29 @@ START_TEST(defaults_apply)
 	ck_assert_str_eq(c->database.path, NUMPROV_STATEDIR);
 	ck_assert_str_eq(c->tenant.graph_url, "https://graph.microsoft.com");
 	ck_assert_uint_eq(c->n_ranges, 0);
+	ck_assert(c->snmp.enabled);
+	ck_assert(c->snmp.traps);
+	ck_assert_str_eq(c->snmp.agentx_socket, "/var/agentx/master");
+	ck_assert_int_eq(c->snmp.ping_interval, 30);
 	config_free(c);
+}
+END_TEST
+
+START_TEST(snmp_ping_interval)
+{
+	struct config *c
+	    = load(TENANT "snmp: { agentx_socket = \"unix:/tmp/x\"; ping_interval = 2; };\n");
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_str_eq(c->snmp.agentx_socket, "unix:/tmp/x");
+	ck_assert_int_eq(c->snmp.ping_interval, 2);
+	config_free(c);
+	ck_assert_ptr_null(load(TENANT "snmp: { ping_interval = 0; };\n"));
+	assert_error_at(4, "snmp.ping_interval");
+	ck_assert_ptr_null(load(TENANT "snmp: { ping_interval = \"30\"; };\n"));
+	assert_error_at(4, "snmp.ping_interval");
+	ck_assert_ptr_null(load(TENANT "snmp: { agentx_socket = \"\"; };\n"));
+	assert_error_at(4, "snmp.agentx_socket is empty");
 }
 END_TEST
 
@@ -340,6 +362,7 @@ config_suite(void)
 	tcase_add_test(tc, duplicate_range_names);
 	tcase_add_test(tc, range_needs_type_and_bounds);
 	tcase_add_test(tc, missing_file);
+	tcase_add_test(tc, snmp_ping_interval);
 	tcase_add_test(tc, licensing_guids);
 	tcase_add_test(tc, tenant_graph_options);
 	suite_add_tcase(s, tc);
