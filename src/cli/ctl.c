@@ -192,7 +192,8 @@ static void
 print_snmp(const cJSON *snmp)
 {
 	if (!cJSON_IsObject(snmp) || !jbool(snmp, "enabled")) {
-		kv("snmp:", "%s", "disabled");
+		const char *e = cJSON_IsObject(snmp) ? jstr(snmp, "error") : "";
+		kv("snmp:", "%s", *e && strcmp(e, "-") ? e : "disabled");
 		return;
 	}
 	kv("snmp:", "%s (%s)", jbool(snmp, "connected") ? "connected" : "not connected",

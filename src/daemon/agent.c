@@ -370,7 +370,8 @@ agent_h_range(struct variable *vp, oid *name, size_t *length, int exact, size_t 
 /*
  * numprovSyncTrigger: type, length and value are checked in RESERVE1 (an
  * AgentX TestSet) and the round is asked for only in COMMIT (CleanupSet
- * after a successful CommitSet); idle(0) is accepted and does nothing.
+ * after a successful CommitSet). idle(0) is refused like any other value: it
+ * would read as "cancel", which no SET does.
  */
 int
 agent_write_trigger(int action, u_char *var_val, u_char var_val_type, size_t var_val_len,
@@ -388,9 +389,9 @@ agent_write_trigger(int action, u_char *var_val, u_char var_val_type, size_t var
 	if (var_val_len != sizeof(long) || !var_val)
 		return SNMP_ERR_WRONGLENGTH;
 	memcpy(&v, var_val, sizeof(v));
-	if (v < 0 || v > 2)
+	if (v != 1 && v != 2) /* idle(0) is what it reads, not an order */
 		return SNMP_ERR_WRONGVALUE;
-	if (action == COMMIT && v != 0 && current) {
+	if (action == COMMIT && current) {
 		log_notice(
 		    "snmp", "numprovSyncTrigger set to %s: sync now", v == 2 ? "fullSync" : "sync");
 		if (current->src.trigger)

@@ -45,6 +45,7 @@ struct daemon {
 	struct control *control;
 	struct monitor *mon;
 	struct agent *agent; /* NULL when snmp.enabled is false */
+	int snmp_failed;     /* enabled, but net-snmp could not start */
 	int stopping;
 };
 
@@ -275,7 +276,10 @@ status_snmp(cJSON *status, void *arg)
 
 	if (!o)
 		return;
+	/* whether the subagent runs: snmp.enabled takes effect at start */
 	cJSON_AddBoolToObject(o, "enabled", d->agent != NULL);
+	if (!d->agent && d->snmp_failed)
+		cJSON_AddStringToObject(o, "error", "the SNMP agent could not start: see the log");
 	cJSON_AddBoolToObject(o, "connected", agent_connected(d->agent));
 	cJSON_AddStringToObject(o, "agentx_socket", d->cfg->snmp.agentx_socket);
 	cJSON_AddBoolToObject(o, "traps", d->cfg->snmp.traps);
@@ -294,8 +298,10 @@ start_agent(struct daemon *d)
 
 	if (!d->cfg->snmp.enabled)
 		return;
-	if (!(d->agent = agent_new(d->base, d->cfg, &src, err, sizeof(err))))
+	if (!(d->agent = agent_new(d->base, d->cfg, &src, err, sizeof(err)))) {
+		d->snmp_failed = 1;
 		log_err("main", "the SNMP agent cannot start, numprovd runs without it: %s", err);
+	}
 }
 
 /* Graph client, provisioning engine, monitor, control socket and SNMP agent, on the loop. */

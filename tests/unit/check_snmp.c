@@ -357,10 +357,13 @@ START_TEST(test_trigger_set_checks_type_length_value_and_acts_in_commit)
 	    SNMP_ERR_NOERROR);
 	ck_assert_int_eq(triggered, 1);
 	ck_assert_int_eq(triggered_full, 1);
-	v = 0; /* idle: accepted, does nothing */
+	v = 0; /* idle: what it reads, not an order */
+	ck_assert_int_eq(
+	    agent_write_trigger(RESERVE1, (u_char *)&v, ASN_INTEGER, sizeof(v), NULL, name, len),
+	    SNMP_ERR_WRONGVALUE);
 	ck_assert_int_eq(
 	    agent_write_trigger(COMMIT, (u_char *)&v, ASN_INTEGER, sizeof(v), NULL, name, len),
-	    SNMP_ERR_NOERROR);
+	    SNMP_ERR_WRONGVALUE);
 	ck_assert_int_eq(triggered, 1);
 	/* the other objects have no write method */
 	{
