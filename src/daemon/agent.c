@@ -89,14 +89,17 @@ set_time(struct agent_value *out, time_t t)
 	struct tm tm;
 	u_char *o = out->v.octets;
 
+	long long year;
+
 	out->type = ASN_OCTET_STR;
-	if (t <= 0 || !gmtime_r(&t, &tm)) {
+	/* DateAndTime's year is 16 bits: a time it cannot hold is "never" too */
+	if (t <= 0 || !gmtime_r(&t, &tm) || (year = (long long)tm.tm_year + 1900) > 65535) {
 		memset(o, 0, 8);
 		out->len = 8;
 		return;
 	}
-	o[0] = (u_char)((tm.tm_year + 1900) >> 8);
-	o[1] = (u_char)((tm.tm_year + 1900) & 0xff);
+	o[0] = (u_char)(year >> 8);
+	o[1] = (u_char)(year & 0xff);
 	o[2] = (u_char)(tm.tm_mon + 1);
 	o[3] = (u_char)tm.tm_mday;
 	o[4] = (u_char)tm.tm_hour;
@@ -697,8 +700,8 @@ agent_sync(struct agent *a)
 	netsnmp_large_fd_set_cleanup(&fds);
 	if (block)
 		evtimer_del(a->timer);
-	else
-		evtimer_add(a->timer, &tv);
+	else if (evtimer_add(a->timer, &tv) < 0)
+		log_warnx("snmp", "cannot arm net-snmp's timer: pings and reconnections stop");
 }
 
 /* ---- connection state and net-snmp's messages --------------------------- */
@@ -858,6 +861,8 @@ agent_new(struct event_base *base, struct config *cfg, const struct agent_source
 	register_sysORTable(mib, NUMPROV_MIB_LEN, "NUMPROV-MIB: Teams number provisioning");
 	if (np_event_subscribe(on_event, a) == 0)
 		a->subscribed = 1;
+	else
+		log_warnx("snmp", "too many event subscribers: no SNMP notifications will be sent");
 	if (!a->connected && !a->told) {
 		a->told = 1;
 		log_warnx("snmp", "no SNMP master agent at %s yet; trying again every %d s",

@@ -17,7 +17,8 @@
 
 #include "agent.h"
 
-/* netSnmpPlaypen (netSnmpExperimental.9999).6867: numprovMIB, until an IANA enterprise number is obtained */
+/* netSnmpPlaypen (netSnmpExperimental.9999).6867: numprovMIB, until an IANA enterprise number is
+ * obtained */
 #define NUMPROV_MIB_OID 1, 3, 6, 1, 4, 1, 8072, 9999, 9999, 6867
 #define NUMPROV_MIB_LEN 10
 
