@@ -18,6 +18,7 @@
 
 #define AGENT_NAME "numprovd"
 #define AGENT_MAX_FDS 64
+#define AGENT_HELD_MAX 256 /* notifications held while the master agent is away */
 
 const oid agent_mib_oid[NUMPROV_MIB_LEN] = { NUMPROV_MIB_OID };
 
@@ -33,6 +34,15 @@ struct agent {
 	int told;      /* the operator was told the master is away: quiet until it is back */
 	int subscribed;
 	unsigned long sent;
+	char *socket; /* the one net-snmp was given at start */
+	/* raised while disconnected: sent on reconnection if their state still stands */
+	struct held {
+		enum agent_notification which;
+		char range[RANGE_NAME_MAX + 1];
+	} held[AGENT_HELD_MAX];
+	size_t n_held;
+	unsigned long dropped;
+	struct event *flush;
 };
 
 /* The handlers are net-snmp callbacks without an argument: the one agent. */
@@ -208,8 +218,13 @@ sync_value(struct agent *a, int which, struct agent_value *out)
 		set_string(out, st.last_error, 255);
 		break;
 	case AS_NEXT_IN:
-		set_gauge(out,
-		    st.running || st.next_at <= now ? 0 : (unsigned long long)(st.next_at - now));
+		if (st.running)
+			set_gauge(out, 0);
+		else if (st.next_at == 0) /* nothing scheduled (sync.mode off) */
+			set_gauge(out, 0xffffffffULL);
+		else
+			set_gauge(
+			    out, st.next_at <= now ? 0 : (unsigned long long)(st.next_at - now));
 		break;
 	case AS_COUNT:
 		set_counter(out, st.syncs);
@@ -221,7 +236,8 @@ sync_value(struct agent *a, int which, struct agent_value *out)
 		set_int(out, ASN_INTEGER, 0);
 		break;
 	case AS_LAST_FULL: /* TruthValue */
-		set_int(out, ASN_INTEGER, st.last_result != PR_NEVER && st.last_full ? 1 : 2);
+		set_int(out, ASN_INTEGER,
+		    (st.running || st.last_result != PR_NEVER) && st.last_full ? 1 : 2);
 		break;
 	default:
 		return -1;
@@ -302,11 +318,14 @@ static u_char *
 agent_h_sync(struct variable *vp, oid *name, size_t *length, int exact, size_t *var_len,
     WriteMethod **write_method)
 {
+	/* no write method for a name that is not the instance: net-snmp would call it */
 	if (write_method)
-		*write_method = vp->magic == AS_TRIGGER ? agent_write_trigger : NULL;
+		*write_method = NULL;
 	if (!current || scalar_match(vp, name, length, exact) < 0
 	    || sync_value(current, vp->magic, &answer) < 0)
 		return NULL;
+	if (write_method && vp->magic == AS_TRIGGER)
+		*write_method = agent_write_trigger;
 	*var_len = answer.len;
 	return (u_char *)&answer.v;
 }
@@ -371,7 +390,7 @@ agent_h_range(struct variable *vp, oid *name, size_t *length, int exact, size_t 
 }
 
 /*
- * numprovSyncTrigger: type, length and value are checked in RESERVE1 (an
+ * numprovSyncTrigger: instance, type, length and value are checked in RESERVE1 (an
  * AgentX TestSet) and the round is asked for only in COMMIT (CleanupSet
  * after a successful CommitSet). idle(0) is refused like any other value: it
  * would read as "cancel", which no SET does.
@@ -380,13 +399,20 @@ int
 agent_write_trigger(int action, u_char *var_val, u_char var_val_type, size_t var_val_len,
     u_char *statP, oid *name, size_t length)
 {
+	oid want[NUMPROV_MIB_LEN + 4];
 	long v;
 
 	(void)statP;
-	(void)name;
-	(void)length;
 	if (action != RESERVE1 && action != COMMIT)
 		return SNMP_ERR_NOERROR;
+	/* numprovSyncTrigger.0 and nothing under it or beside it */
+	memcpy(want, agent_mib_oid, sizeof(agent_mib_oid));
+	want[NUMPROV_MIB_LEN] = 1;
+	want[NUMPROV_MIB_LEN + 1] = 1;
+	want[NUMPROV_MIB_LEN + 2] = AS_TRIGGER;
+	want[NUMPROV_MIB_LEN + 3] = 0;
+	if (!name || snmp_oid_compare(name, length, want, NUMPROV_MIB_LEN + 4) != 0)
+		return SNMP_ERR_NOCREATION;
 	if (var_val_type != ASN_INTEGER)
 		return SNMP_ERR_WRONGTYPE;
 	if (var_val_len != sizeof(long) || !var_val)
@@ -588,14 +614,90 @@ agent_notification_vars(struct agent *a, enum agent_notification which, const ch
 	return vars;
 }
 
-static void agent_sync(struct agent *a);
+static void agent_sync(struct agent *a, int rebuild);
+
+static void
+send_notification(struct agent *a, enum agent_notification which, const char *range)
+{
+	netsnmp_variable_list *vars;
+
+	if (!(vars = agent_notification_vars(a, which, range))) {
+		log_warnx("snmp", "cannot build notification %d%s%s", (int)which,
+		    range ? " of " : "", range ? range : "");
+		return;
+	}
+	send_v2trap(vars);
+	snmp_free_varbind(vars);
+	a->sent++;
+}
+
+static void
+hold(struct agent *a, enum agent_notification which, const char *range)
+{
+	for (size_t i = 0; i < a->n_held; i++)
+		if (a->held[i].which == which && strcmp(a->held[i].range, range ? range : "") == 0)
+			return;
+	if (a->n_held == AGENT_HELD_MAX) {
+		if (!a->dropped++)
+			log_warnx("snmp",
+			    "more than %d notifications held for the master agent: "
+			    "the later ones are dropped",
+			    AGENT_HELD_MAX);
+		return;
+	}
+	a->held[a->n_held].which = which;
+	snprintf(a->held[a->n_held].range, sizeof(a->held[0].range), "%s", range ? range : "");
+	a->n_held++;
+}
+
+/* Is the state a held notification told of still the state now? */
+static int
+standing(struct agent *a, const struct held *h)
+{
+	struct range_alarm al;
+
+	if (!a->src.mon)
+		return 0;
+	switch (h->which) {
+	case AN_RANGE_HIGH:
+		return monitor_range_alarm(a->src.mon, h->range, &al) == 0 && al.high;
+	case AN_RANGE_EXHAUSTED:
+		return monitor_range_alarm(a->src.mon, h->range, &al) == 0 && al.exhausted;
+	case AN_SYNC_FAILED:
+		return monitor_sync_failing(a->src.mon);
+	case AN_SYNC_RECOVERED:
+		return !monitor_sync_failing(a->src.mon);
+	}
+	return 0;
+}
+
+/* Back in touch with the master: what still stands of what was raised meanwhile. */
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *a = arg;
+	unsigned long sent = a->sent;
+
+	(void)fd;
+	(void)what;
+	if (!a->connected)
+		return;
+	for (size_t i = 0; i < a->n_held; i++)
+		if (a->cfg->snmp.traps && standing(a, &a->held[i]))
+			send_notification(a, a->held[i].which, a->held[i].range);
+	if (a->sent > sent)
+		log_info("snmp", "sent %lu notification%s raised while the master agent was away",
+		    a->sent - sent, a->sent - sent == 1 ? "" : "s");
+	a->n_held = 0;
+	a->dropped = 0;
+	agent_sync(a, 0);
+}
 
 static void
 on_event(const struct np_event *e, void *arg)
 {
 	struct agent *a = arg;
 	enum agent_notification which;
-	netsnmp_variable_list *vars;
 
 	switch (e->kind) {
 	case NPE_RANGE_HIGH:
@@ -616,18 +718,13 @@ on_event(const struct np_event *e, void *arg)
 	if (!a->cfg->snmp.traps || !a->running)
 		return;
 	if (!a->connected) {
-		log_debug("snmp", "no master agent: the %s notification is not sent",
+		log_debug("snmp", "no master agent: the %s notification is held until it is back",
 		    np_event_name(e->kind));
+		hold(a, which, e->range);
 		return;
 	}
-	if (!(vars = agent_notification_vars(a, which, e->range))) {
-		log_warnx("snmp", "cannot build the %s notification", np_event_name(e->kind));
-		return;
-	}
-	send_v2trap(vars);
-	snmp_free_varbind(vars);
-	a->sent++;
-	agent_sync(a);
+	send_notification(a, which, e->range);
+	agent_sync(a, 0);
 }
 
 /* ---- net-snmp on the event loop ----------------------------------------- */
@@ -644,7 +741,7 @@ on_read(evutil_socket_t fd, short what, void *arg)
 	snmp_read2(&fds);
 	netsnmp_check_outstanding_agent_requests();
 	netsnmp_large_fd_set_cleanup(&fds);
-	agent_sync(a);
+	agent_sync(a, 0);
 }
 
 static void
@@ -657,7 +754,7 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 	snmp_timeout();
 	run_alarms(); /* pings and reconnections: net-snmp never gets SIGALRM */
 	netsnmp_check_outstanding_agent_requests();
-	agent_sync(a);
+	agent_sync(a, 1); /* alarms may have closed and reopened a session */
 }
 
 /*
@@ -667,17 +764,24 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
  * block = 1 on return means net-snmp has nothing timed (no alarm either).
  */
 static void
-agent_sync(struct agent *a)
+agent_sync(struct agent *a, int rebuild)
 {
 	netsnmp_large_fd_set fds;
 	struct timeval tv = { 0, 0 };
-	int maxfd = 0, block = 1;
+	int maxfd = 0, block = 1, same;
+	size_t n = 0;
 
-	while (a->n_fd > 0)
-		event_free(a->fd_ev[--a->n_fd]);
 	netsnmp_large_fd_set_init(&fds, FD_SETSIZE);
 	snmp_select_info2(&maxfd, &fds, &tv, &block);
-	for (int fd = 0; fd < maxfd; fd++) {
+	/* a request changes no descriptor: the events stay (no epoll calls per request) */
+	same = !rebuild;
+	for (int fd = 0; fd < maxfd && same; fd++)
+		if (NETSNMP_LARGE_FD_ISSET(fd, &fds))
+			same = n < a->n_fd && event_get_fd(a->fd_ev[n++]) == fd;
+	same = same && n == a->n_fd;
+	while (!same && a->n_fd > 0)
+		event_free(a->fd_ev[--a->n_fd]);
+	for (int fd = 0; fd < maxfd && !same; fd++) {
 		struct event *ev;
 		if (!NETSNMP_LARGE_FD_ISSET(fd, &fds))
 			continue;
@@ -714,8 +818,12 @@ on_index(int major, int minor, void *server, void *client)
 	(void)major;
 	(void)server;
 	if (minor == SNMPD_CALLBACK_INDEX_START && !a->connected) {
+		struct timeval now = { 0, 0 };
 		a->connected = 1;
 		a->told = 0;
+		/* after net-snmp has registered the MIB again, not inside its callback */
+		if (a->n_held && a->flush)
+			event_add(a->flush, &now);
 		log_notice(
 		    "snmp", "connected to the SNMP master agent at %s", a->cfg->snmp.agentx_socket);
 	} else if (minor == SNMPD_CALLBACK_INDEX_STOP && a->connected) {
@@ -806,7 +914,13 @@ agent_new(struct event_base *base, struct config *cfg, const struct agent_source
 		return NULL;
 	}
 	a->base = base;
-	if (!(a->timer = evtimer_new(base, on_timeout, a))) {
+	if (!(a->socket = strdup(cfg->snmp.agentx_socket))) {
+		snprintf(err, errlen, "out of memory");
+		agent_free(a);
+		return NULL;
+	}
+	if (!(a->timer = evtimer_new(base, on_timeout, a))
+	    || !(a->flush = evtimer_new(base, on_flush, a))) {
 		snprintf(err, errlen, "cannot create the SNMP timer");
 		agent_free(a);
 		return NULL;
@@ -868,7 +982,7 @@ agent_new(struct event_base *base, struct config *cfg, const struct agent_source
 		log_warnx("snmp", "no SNMP master agent at %s yet; trying again every %d s",
 		    cfg->snmp.agentx_socket, cfg->snmp.ping_interval);
 	}
-	agent_sync(a);
+	agent_sync(a, 1);
 	return a;
 }
 
@@ -885,6 +999,8 @@ agent_free(struct agent *a)
 		unregister_sysORTable(mib, NUMPROV_MIB_LEN);
 		snmp_shutdown(AGENT_NAME);
 		shutdown_agent();
+	}
+	if (a->base) { /* agent_new registered these before anything could fail */
 		snmp_unregister_callback(
 		    SNMP_CALLBACK_APPLICATION, SNMPD_CALLBACK_INDEX_START, on_index, a, 1);
 		snmp_unregister_callback(
@@ -896,9 +1012,12 @@ agent_free(struct agent *a)
 		event_free(a->fd_ev[--a->n_fd]);
 	if (a->timer)
 		event_free(a->timer);
+	if (a->flush)
+		event_free(a->flush);
 	config_free(a->cfg);
 	if (current == a)
 		current = NULL;
+	free(a->socket);
 	free(a);
 }
 
@@ -912,6 +1031,12 @@ agent_set_config(struct agent *a, struct config *cfg)
 		    "restart");
 	config_free(a->cfg);
 	a->cfg = config_ref(cfg);
+}
+
+const char *
+agent_socket(const struct agent *a)
+{
+	return a && a->socket ? a->socket : "";
 }
 
 int

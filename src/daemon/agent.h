@@ -32,6 +32,8 @@ struct agent *agent_new(struct event_base *base, struct config *cfg, const struc
 void agent_free(struct agent *a);
 void agent_set_config(struct agent *a, struct config *cfg);
 int agent_connected(const struct agent *a);
+/* The AgentX socket net-snmp was given at start (a reload does not change it). */
+const char *agent_socket(const struct agent *a);
 /* The agent's counters of notifications sent, for status. */
 unsigned long agent_notifications(const struct agent *a);
 

@@ -171,9 +171,10 @@ reload(struct daemon *d)
 	graph_set_config(d->graph, cfg);
 	prov_set_config(d->prov, cfg);
 	control_set_config(d->control, cfg);
-	monitor_set_config(d->mon, cfg);
+	/* the agent first: the monitor's refresh may raise alarms under the new snmp.traps */
 	if (d->agent)
 		agent_set_config(d->agent, cfg);
+	monitor_set_config(d->mon, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	log_set_level(cfg->log.level);
@@ -281,7 +282,8 @@ status_snmp(cJSON *status, void *arg)
 	if (!d->agent && d->snmp_failed)
 		cJSON_AddStringToObject(o, "error", "the SNMP agent could not start: see the log");
 	cJSON_AddBoolToObject(o, "connected", agent_connected(d->agent));
-	cJSON_AddStringToObject(o, "agentx_socket", d->cfg->snmp.agentx_socket);
+	cJSON_AddStringToObject(
+	    o, "agentx_socket", d->agent ? agent_socket(d->agent) : d->cfg->snmp.agentx_socket);
 	cJSON_AddBoolToObject(o, "traps", d->cfg->snmp.traps);
 	cJSON_AddNumberToObject(o, "notifications", (double)agent_notifications(d->agent));
 }

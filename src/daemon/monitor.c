@@ -302,6 +302,17 @@ monitor_range_named(const struct monitor *m, const char *name)
 	return NULL;
 }
 
+int
+monitor_range_alarm(const struct monitor *m, const char *name, struct range_alarm *out)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->v[i].r.name, name) == 0) {
+			*out = m->alarm[i];
+			return 0;
+		}
+	return -1;
+}
+
 time_t
 monitor_started(const struct monitor *m)
 {

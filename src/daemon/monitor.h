@@ -20,6 +20,12 @@ struct inventory;
 struct monitor;
 struct prov_stats;
 
+/* One range's alarm flags, and the step that updates them (pure, for tests). */
+struct range_alarm {
+	uint32_t index;
+	unsigned high : 1, exhausted : 1;
+};
+
 /* Points below warn_percent a range must fall before it can warn again. */
 #define MONITOR_HYSTERESIS 5
 
@@ -42,14 +48,11 @@ const struct range_view *monitor_ranges(const struct monitor *m, size_t *n);
 const struct range_view *monitor_range(const struct monitor *m, uint32_t index, int next);
 const struct range_view *monitor_range_named(const struct monitor *m, const char *name);
 time_t monitor_started(const struct monitor *m);
+/* The alarm flags of a range by name (0), or -1 when there is no such row. */
+int monitor_range_alarm(const struct monitor *m, const char *name, struct range_alarm *out);
 /* Whether the last rounds are failing (a numprovSyncFailed is standing). */
 int monitor_sync_failing(const struct monitor *m);
 
-/* One range's alarm flags, and the step that updates them (pure, for tests). */
-struct range_alarm {
-	uint32_t index;
-	unsigned high : 1, exhausted : 1;
-};
 enum { ALARM_HIGH = 1, ALARM_OK = 2, ALARM_EXHAUSTED = 4 };
 /* Returns the ALARM_* changes to report, updating a. */
 int monitor_step(const struct range_view *v, struct range_alarm *a);

@@ -94,7 +94,8 @@ def snmp_lines(d, since=0):
 def expected_row(r):
     size, available = r["size"], r["available"]
     util = (size - available) * 100 // size if size else 0
-    assert abs(util - r["utilisation"]) < 1, r  # the plan: percent not available, floor
+    # the MIB: whole percent not available, rounded down; numprovctl: one decimal, rounded
+    assert -0.05 <= r["utilisation"] - util < 1.05, r
     return {
         COLUMNS["numprovRangeName"]: ("STRING", r["name"]),
         COLUMNS["numprovRangeType"]: ("INTEGER", TYPES[r["type"]]),
@@ -832,3 +833,64 @@ def test_traps_off_sends_none_but_logs_the_events(sim, numprovd, snmp):
     # the table still shows the state
     idx = {r["name"]: r["index"] for r in ctl_ranges(d)}["tiny"]
     assert snmp.get(column("numprovRangeStatus", idx)).value == 3
+
+
+def test_a_set_beside_or_below_the_trigger_instance_starts_nothing(sim, numprovd, snmp):
+    """numprovSyncTrigger.0.5 and .1 are no instances: the example's write view covers
+    the subtree under .0, so the subagent itself must refuse them."""
+    d = start(sim, numprovd, snmp, interval=300)
+    n = status(d)["syncs"]
+    t0 = time.time()
+    for name in (TRIGGER + ".5", TRIGGER[:-2] + ".1"):
+        r = snmp.set(name, "i", 1)
+        assert r.rc != 0 and r.error in ("noCreation", "noAccess", "notWritable"), (name, r)
+    time.sleep(1.5)
+    assert not [q for q in sim.ctl.log()["requests"] if q["time"] >= t0]
+    assert status(d)["syncs"] == n
+    assert not [l for l in d.lines if "numprovSyncTrigger set" in l]
+
+
+def test_notifications_raised_while_snmpd_is_away_are_sent_when_it_is_back(
+        sim, numprovd, snmp):
+    """The range crosses its threshold while snmpd is stopped: the notification is held
+    and sent once the subagent is connected again; it is not sent a second time."""
+    trapd = snmp.trapd
+    d = start(sim, numprovd, snmp, interval=300, ranges=TINY)
+    idx = {r["name"]: r["index"] for r in ctl_ranges(d)}["tiny"]
+    snmp.stop()
+    wait_for(lambda: not status(d)["snmp"]["connected"], 5, "numprovd to lose snmpd")
+    leeds(sim, 1, 2, 3)
+    sync_now(d)
+    d.wait_event("range_high", range="tiny")
+    time.sleep(0.5)
+    assert trapd.notifications() == []
+    snmp.start()
+    got = trapd.wait(1, timeout=PING + 10)
+    assert [n.trap for n in got] == [NOTIFICATIONS["numprovRangeUtilisationHigh"]]
+    assert got[0].dict[column("numprovRangeName", idx)].value == "tiny"
+    assert got[0].dict[column("numprovRangeUtilisation", idx)].value == 60
+    sync_now(d)
+    time.sleep(1)
+    assert len(trapd.notifications()) == 1, trapd.notifications()
+    assert status(d)["snmp"]["notifications"] == 1
+
+
+def test_a_reload_that_turns_traps_off_sends_nothing_it_raises(sim, numprovd, snmp):
+    """Two of five numbers (40 %): a reload lowers warn_percent to 30 and turns traps
+    off. The range_high it causes is logged, and no notification goes out."""
+    trapd = snmp.trapd
+    d = start(sim, numprovd, snmp, interval=300, ranges=TINY)
+    leeds(sim, 1, 2)
+    sync_now(d)
+    time.sleep(1)
+    assert d.events("range_high") == []
+    text = d.conf.read_text()
+    assert "traps = true" in text and "warn_percent = 60" in text
+    d.conf.write_text(text.replace("traps = true", "traps = false")
+                      .replace("warn_percent = 60", "warn_percent = 30"))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_event("range_high", range="tiny")
+    time.sleep(1)
+    assert trapd.notifications() == []
+    assert status(d)["snmp"]["traps"] is False
+    assert status(d)["snmp"]["notifications"] == 0

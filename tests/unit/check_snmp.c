@@ -216,8 +216,21 @@ START_TEST(test_sync_scalars_from_the_statistics)
 	ck_assert_uint_eq(v.v.gauge, 0xffffffffUL);
 	ck_assert_int_eq(get_int(drift, 4), 3);
 	ck_assert_int_eq(get_int(trigger, 4), 0); /* reads back idle */
+	{
+		const oid full[] = { 1, 1, AS_LAST_FULL, 0 };
+		fake.last_result = PR_NEVER; /* the first round, a full one, is running */
+		fake.last_full = 1;
+		ck_assert_int_eq(get_int(full, 4), 1);
+		fake.running = 0;
+		ck_assert_int_eq(get_int(full, 4), 2); /* never ran: false */
+		fake.last_result = PR_PARTIAL;
+		ck_assert_int_eq(get_int(full, 4), 1);
+	}
 	fake.running = 0;
 	ck_assert_int_ge(get_int(next, 4), 98);
+	fake.next_at = 0; /* nothing scheduled: the top of Gauge32, not "due now" */
+	ck_assert(get(next, 4, &v));
+	ck_assert_uint_eq(v.v.gauge, 0xffffffffUL);
 	/* a scalar without .0, or with more after it, is no instance */
 	ck_assert(!get(state, 3, &v));
 	{
@@ -307,7 +320,6 @@ START_TEST(test_walk_visits_every_instance_in_order)
 	{
 		oid sub[] = { 1, 3, 1, AR_NAME, row("c")->r.index, 7 };
 		len = name_of(name, sub, 6);
-		ck_assert_ptr_null(NULL);
 		ck_assert(agent_lookup(agent, name, &len, 0, &v, &w));
 		ck_assert_uint_eq(name[NUMPROV_MIB_LEN + 3], AR_TYPE);
 		ck_assert_uint_eq(name[NUMPROV_MIB_LEN + 4], row("a")->r.index);
@@ -365,6 +377,27 @@ START_TEST(test_trigger_set_checks_type_length_value_and_acts_in_commit)
 	    agent_write_trigger(COMMIT, (u_char *)&v, ASN_INTEGER, sizeof(v), NULL, name, len),
 	    SNMP_ERR_WRONGVALUE);
 	ck_assert_int_eq(triggered, 1);
+	/* the handler answers numprovSyncTrigger.0 alone: no instance below or beside it */
+	{
+		const oid below[] = { 1, 1, AS_TRIGGER, 0, 5 }, beside[] = { 1, 1, AS_TRIGGER, 1 };
+		size_t l;
+		v = 1;
+		l = name_of(name, below, 5);
+		w = agent_write_trigger;
+		ck_assert(!agent_lookup(agent, name, &l, 1, &out, &w));
+		ck_assert_ptr_null(w); /* net-snmp would call a write method left here */
+		ck_assert_int_eq(agent_write_trigger(
+				     RESERVE1, (u_char *)&v, ASN_INTEGER, sizeof(v), NULL, name, l),
+		    SNMP_ERR_NOCREATION);
+		ck_assert_int_eq(agent_write_trigger(
+				     COMMIT, (u_char *)&v, ASN_INTEGER, sizeof(v), NULL, name, l),
+		    SNMP_ERR_NOCREATION);
+		l = name_of(name, beside, 4);
+		ck_assert_int_eq(agent_write_trigger(
+				     RESERVE1, (u_char *)&v, ASN_INTEGER, sizeof(v), NULL, name, l),
+		    SNMP_ERR_NOCREATION);
+		ck_assert_int_eq(triggered, 1);
+	}
 	/* the other objects have no write method */
 	{
 		const oid st[] = { 1, 1, AS_STATE, 0 };
