@@ -37,6 +37,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "provision.h"
+#include "../unit/snmp_world.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -144,19 +145,7 @@ setup(void)
 	snprintf(path, sizeof(path), "%s/numprovd.conf", dir);
 	if (!(f = fopen(path, "w")))
 		die("fopen", path);
-	fprintf(f,
-	    "tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
-	    "  client_secret_file = \"/s\"; };\n"
-	    "database: { path = \"%s/db\"; durable = false; };\n"
-	    "ranges = (\n"
-	    "{ name = \"a\"; type = \"direct-routing\"; provider = \"Gamma\";\n"
-	    "  first = \"+441235000000\"; last = \"+441235000099\"; warn_percent = 50;\n"
-	    "  reserved = [ \"+441235000000\" ]; },\n"
-	    "{ name = \"b\"; type = \"calling-plan\"; provider = \"Microsoft\";\n"
-	    "  first = \"+442071230000\"; last = \"+442071230009\"; warn_percent = 20; },\n"
-	    "{ name = \"c\"; type = \"operator-connect\";\n"
-	    "  first = \"+441612000000\"; last = \"+441612000003\"; });\n",
-	    dir);
+	fprintf(f, SNMP_WORLD_CONF, dir);
 	fclose(f);
 	if (!(cfg = config_load(path, err, sizeof(err))))
 		die("config_load", err);

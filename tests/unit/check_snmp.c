@@ -19,6 +19,7 @@
 #include "monitor.h"
 #include "provision.h"
 #include "testutil.h"
+#include "snmp_world.h"
 
 #define T0 1790000000
 
@@ -76,19 +77,7 @@ setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/numprovd.conf", dir);
 	ck_assert_ptr_nonnull(f = fopen(path, "w"));
-	fprintf(f,
-	    "tenant: { id = \"t\"; client_id = \"11111111-2222-3333-4444-555555555555\";\n"
-	    "  client_secret_file = \"/s\"; };\n"
-	    "database: { path = \"%s/db\"; durable = false; };\n"
-	    "ranges = (\n"
-	    "{ name = \"a\"; type = \"direct-routing\"; provider = \"Gamma\";\n"
-	    "  first = \"+441235000000\"; last = \"+441235000099\"; warn_percent = 50;\n"
-	    "  reserved = [ \"+441235000000\" ]; },\n"
-	    "{ name = \"b\"; type = \"calling-plan\"; provider = \"Microsoft\";\n"
-	    "  first = \"+442071230000\"; last = \"+442071230009\"; warn_percent = 20; },\n"
-	    "{ name = \"c\"; type = \"operator-connect\";\n"
-	    "  first = \"+441612000000\"; last = \"+441612000003\"; });\n",
-	    dir);
+	fprintf(f, SNMP_WORLD_CONF, dir);
 	fclose(f);
 	log_register(quiet);
 	cfg = config_load(path, err, sizeof(err));
