@@ -2,6 +2,7 @@
 against the simulator over real TLS, through tests/graphcli."""
 import base64
 import json
+import pathlib
 import re
 import subprocess
 import time
@@ -480,6 +481,33 @@ def test_tls_verification_is_always_on(sim, tmp_path):
     assert out[0]["ok"] is False
     assert "certificate" in r.stderr.lower()
     assert graph_requests(sim) == []  # nothing was sent over the unverified connection
+
+
+def test_an_unreadable_ca_file_fails_every_connection_and_says_so(sim, tmp_path):
+    """The trust anchors are parsed once, at start: a ca_file that is not PEM leaves
+    no store, and every connection is refused naming the file (nothing is sent)."""
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("this is not a certificate\n")
+    conf = sim.config(tmp_path / "c.conf")
+    conf.write_text(conf.read_text().replace(f'ca_file = "{sim.certs}/ca.pem";',
+                                             f'ca_file = "{bad}";'))
+    r, out, st = gcli(conf, "skus")
+    assert out[0]["ok"] is False
+    assert f"cannot load the trust anchors in {bad}" in r.stderr
+    assert graph_requests(sim) == []
+
+
+def test_the_system_trust_anchors_stay_with_a_ca_file(sim, tmp_path):
+    """ca_file adds to the system's anchors: the simulator's CA, added to a copy of the
+    system bundle given as ca_file, is trusted as before."""
+    both = tmp_path / "both.pem"
+    both.write_text(pathlib.Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+                    + pathlib.Path(f"{sim.certs}/ca.pem").read_text())
+    conf = sim.config(tmp_path / "c.conf")
+    conf.write_text(conf.read_text().replace(f'ca_file = "{sim.certs}/ca.pem";',
+                                             f'ca_file = "{both}";'))
+    r, out, st = gcli(conf, "skus")
+    assert out[0]["ok"] is True, r.stderr
 
 
 def test_proxy_is_used(sim, tmp_path):
