@@ -43,6 +43,23 @@ build() {
 	(cd "$dir" && { [ -f Makefile ] || "$top/configure" -q "$@"; } && make -s -j"$(nproc)")
 }
 
+# A private snmpd (AgentX master, UDP on 127.0.0.1) and snmptrapd for the demo.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+demo_snmpd() {
+	local dir=$1
+	snmp_port=$(free_port)
+	trap_port=$(free_port)
+	printf 'disableAuthorization yes\n' >"$dir/snmptrapd.conf"
+	snmptrapd -f -C -c "$dir/snmptrapd.conf" -On -Lf "$dir/traps.log" \
+		"udp:127.0.0.1:$trap_port" >/dev/null 2>&1 &
+	trapd_pid=$!
+	printf '%s\n' "master agentx" "agentXSocket unix:$dir/agentx" "agentXPerms 0660 0700" \
+		"rocommunity public 127.0.0.1" "trap2sink 127.0.0.1:$trap_port public" >"$dir/snmpd.conf"
+	MIBS="" snmpd -f -Lf "$dir/snmpd.log" -C -c "$dir/snmpd.conf" -p "$dir/snmpd.pid" \
+		"udp:127.0.0.1:$snmp_port" >/dev/null 2>&1 &
+	snmpd_pid=$!
+}
+
 demo() {
 	local seconds=0
 	[ "${1:-}" = "--for" ] && seconds=${2:-0}
@@ -60,6 +77,8 @@ demo() {
 	for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
 	local port
 	port=$(cat "$dir/port")
+	echo "== starting a private snmpd (numprovd is its AgentX subagent) and snmptrapd"
+	demo_snmpd "$dir"
 	sed -e "s#@DEMODIR@#$dir#g" -e "s#@PORT@#$port#g" etc/demo/numprovd.conf >"$dir/numprovd.conf"
 	printf 'demo-secret\n' >"$dir/client-secret"
 	chmod 600 "$dir/client-secret"
@@ -71,10 +90,19 @@ demo() {
 	daemon_pid=$! # globals: the EXIT trap runs after this function has returned
 	tail -n +1 -f "$dir/numprovd.log" &
 	tail_pid=$!
-	trap 'kill $daemon_pid $sim_pid $tail_pid 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
+	trap 'kill $daemon_pid $sim_pid $tail_pid $snmpd_pid $trapd_pid 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
 	for _ in $(seq 300); do grep -q "event=sync" "$dir/numprovd.log" 2>/dev/null && break; sleep 0.2; done
 	echo "== after the first sync: numprovctl ranges"
 	build/demo/numprovctl -c "$conf" ranges
+	echo "== the same through SNMP: numprovRangeName and numprovRangeUtilisation (%) from snmpd on 127.0.0.1:$snmp_port"
+	local mib=1.3.6.1.4.1.8072.9999.9999.6867 # numprovMIB (mibs/NUMPROV-MIB.txt)
+	for _ in $(seq 50); do
+		MIBS="" snmpget -v2c -c public -Oqv "127.0.0.1:$snmp_port" "$mib.1.1.1.0" 2>/dev/null | grep -q '^[0-9]' && break
+		sleep 0.2
+	done
+	paste <(MIBS="" snmpbulkwalk -v2c -c public -Oqv "127.0.0.1:$snmp_port" "$mib.1.3.1.2" 2>&1) \
+		<(MIBS="" snmpbulkwalk -v2c -c public -Oqv "127.0.0.1:$snmp_port" "$mib.1.3.1.13" 2>&1) || true
+	echo "   (notifications such as numprovRangeUtilisationHigh go to $dir/traps.log)"
 	echo "== a joiner arrives in London while numprovd runs (sync.interval is 10 s)"
 	$sim add-user '{"id":"4a4a4a4a-0000-4000-8000-0000000000b1","userPrincipalName":"joiner@demo.onmicrosoft.com","displayName":"New Joiner","accountEnabled":true,"city":"London","officeLocation":"Soho","usageLocation":"GB","licenses":["SPE_E5"]}' >/dev/null
 	local t0=$SECONDS
