@@ -28,56 +28,35 @@ import json
 import os
 import pathlib
 import random
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
-TOP = pathlib.Path(__file__).resolve().parents[1]
-GRAPHSIM = TOP / "tests" / "graphsim"
+from benchlib import (CLK, GRAPHSIM, MCOEV, TEAMS1, BenchError, LogTail, check_conf, cleanup,
+                      cpu_s, note, numprovd_conf, plan, range_conf, sku_e5, start_graphsim,
+                      start_numprovd, stop, sys_busy, tenant, user, user_ids)
 sys.path.insert(0, str(GRAPHSIM))
 from simctl import SimClient  # noqa: E402
 
-CLK = os.sysconf("SC_CLK_TCK")
 TENANT_ID = "6e5c0b1a-0000-4000-8000-00000000b0b0"
 DOMAIN = "bench.onmicrosoft.com"
 CLIENT_ID = "b3c00000-1111-4222-8333-444455556666"
-SECRET = "bench-secret"
-MCOEV = "4828c8ec-dc2e-4779-b502-87ac9ce28ab7"
-TEAMS1 = "57ff2da0-773e-42df-b2af-ffb7a2317929"
 CITIES = ["London", "Manchester", "Birmingham", "Leeds", "Glasgow", "Edinburgh", "Bristol",
           "Cardiff", "Belfast", "Liverpool", "Newcastle", "Sheffield", "Nottingham",
           "Southampton", "Oxford", "Cambridge", "Abingdon", "Reading", "Brighton", "York"]
 RANGE_SIZE = 1000
 
-CHILDREN = []          # Popen objects this run started, stopped by cleanup()
 DEADLINE = [0.0]
-
-
-class BenchError(Exception):
-    pass
 
 
 def left():
     return DEADLINE[0] - time.monotonic()
 
 
-def note(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # ---- /proc ---------------------------------------------------------------------------------
-def cpu_s(pid):
-    """utime + stime of the process (all its threads, also finished ones), seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
-
-
 def sched_ns(pid):
     """Time on CPU of the live threads, ns (finer than the clock ticks of stat)."""
     total = 0
@@ -106,14 +85,6 @@ def reset_hwm(pid):
         return True
     except OSError:
         return False
-
-
-def sys_busy():
-    """(busy, total) jiffies of all CPUs."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v) - idle, sum(v)
 
 
 class Probe:
@@ -148,35 +119,7 @@ class Probe:
         return d
 
 
-# ---- processes -----------------------------------------------------------------------------
-def start(argv, **kw):
-    proc = subprocess.Popen([str(a) for a in argv], **kw)
-    CHILDREN.append(proc)
-    return proc
-
-
-def stop(proc, sig=signal.SIGTERM, wait=20):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout=wait)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def cleanup():
-    while CHILDREN:
-        stop(CHILDREN.pop(), wait=10)
-
-
 # ---- the tenant ----------------------------------------------------------------------------
-def plan(pid, name):
-    return {"servicePlanId": pid, "servicePlanName": name, "provisioningStatus": "Success",
-            "appliesTo": "User"}
-
-
 def sites():
     """20 (range name, city, office, first number)."""
     out = []
@@ -186,17 +129,10 @@ def sites():
     return out
 
 
-def user_ids(n, seed):
-    """Random-looking GUIDs, as Entra's are (a shared prefix would make id compares slower)."""
-    rng = random.Random(seed)
-    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
-
-
 def fixture(n_users, licensed, seed):
     rng = random.Random(seed + 1)
     skus = [
-        {"skuId": "aaaaaaaa-0000-0000-0000-000000000005", "skuPartNumber": "SPE_E5",
-         "servicePlans": [plan(TEAMS1, "TEAMS1"), plan(MCOEV, "MCOEV")]},
+        sku_e5(),
         {"skuId": "aaaaaaaa-0000-0000-0000-000000000003", "skuPartNumber": "SPE_E3",
          "servicePlans": [plan(TEAMS1, "TEAMS1")]},
         {"skuId": "aaaaaaaa-0000-0000-0000-0000000000ee", "skuPartNumber": "MCOEV",
@@ -207,49 +143,27 @@ def fixture(n_users, licensed, seed):
     depts = ["Sales", "Support", "Engineering", "Finance", "Operations", "HR"]
     for i, uid in enumerate(user_ids(n_users, seed)):
         _, city, office, _ = where[i % len(where)]
-        users.append({"id": uid, "userPrincipalName": f"user{i:06d}@{DOMAIN}",
-                      "displayName": f"User {i:06d}", "givenName": "User",
-                      "surname": f"{i:06d}", "accountEnabled": True, "city": city,
-                      "officeLocation": office, "usageLocation": "GB", "country": "United Kingdom",
-                      "department": rng.choice(depts), "companyName": "Bench Ltd",
-                      "jobTitle": "Staff", "licenses": ["SPE_E5" if licensed else "SPE_E3"]})
-    return {"tenant": {"id": TENANT_ID, "domain": DOMAIN},
-            "app": {"client_id": CLIENT_ID, "client_secret": SECRET},
-            "skus": skus, "users": users, "numbers": [], "policies": [], "locations": []}
+        users.append(user(i, uid, DOMAIN, city, office, rng.choice(depts),
+                          "SPE_E5" if licensed else "SPE_E3"))
+    return tenant(TENANT_ID, DOMAIN, CLIENT_ID, skus, users)
 
 
 def ranges_conf():
     out = []
     for name, city, office, first in sites():
         last = first[:-6] + f"{500000 + RANGE_SIZE - 1:06d}"
-        out.append(f'  {{ name = "{name}"; type = "direct-routing"; provider = "Gamma";\n'
-                   f'    first = "{first}"; last = "{last}";\n'
-                   f'    match = "city = \\"{city}\\" AND office = \\"{office}\\"";'
-                   f' priority = 10; }}')
-    return ",\n".join(out)
+        out.append(range_conf(name, first, last, f'city = "{city}" AND office = "{office}"'))
+    return out
 
 
 # ---- the simulator -------------------------------------------------------------------------
 class Sim:
     def __init__(self, work, certs, fixture_path, page_size, op_polls, latency_ms):
         self.work = work
-        port_file = work / "graphsim.port"
-        self.out = open(work / "graphsim.out", "w")
         t0 = time.monotonic()
-        self.proc = start(["/usr/bin/python3", GRAPHSIM / "graphsim.py", "--port", "0",
-                           "--port-file", port_file, "--cert", certs / "server.pem",
-                           "--key", certs / "server.key", "--fixture", fixture_path,
-                           "--page-size", page_size, "--op-polls", op_polls, "--seed", "1"],
-                          stdout=self.out, stderr=subprocess.STDOUT)
-        while not port_file.exists():
-            if self.proc.poll() is not None:
-                raise BenchError(f"graphsim exited {self.proc.returncode}: see {work}/graphsim.out")
-            if left() < 0:
-                raise BenchError("timeout waiting for graphsim")
-            time.sleep(0.05)
+        self.proc, self.out, self.url = start_graphsim(work, certs, fixture_path, page_size,
+                                                       op_polls, left(), step=0.05)
         self.load_s = time.monotonic() - t0
-        self.port = int(port_file.read_text())
-        self.url = f"https://127.0.0.1:{self.port}"
         self.ctl = SimClient(self.url, str(certs / "ca.pem"), timeout=300)
         self.ctl.settings(op_polls=op_polls, page_size=page_size)
         if latency_ms:
@@ -307,83 +221,27 @@ def request_stats(sim, since=0):
 
 
 # ---- numprovd ------------------------------------------------------------------------------
-EVENT = re.compile(r"(event=\S+.*)$")
-STAMP = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)\.(\d{3})")
-
-
-def fields(text):
-    out = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', text))
-    return {k: v.strip('"') for k, v in out.items()}
-
-
 class Numprovd:
     def __init__(self, build, work, sim, certs, parallel, durable):
         self.bin = pathlib.Path(build) / "numprovd"
         self.work = work
-        secret = work / "client-secret"
-        secret.write_text(SECRET + "\n")
-        secret.chmod(0o600)
-        self.conf = work / "numprovd.conf"
-        self.conf.write_text(
-            f'tenant: {{ id = "{DOMAIN}"; client_id = "{CLIENT_ID}";\n'
-            f'  client_secret_file = "{secret}";\n'
-            f'  login_url = "{sim.url}"; graph_url = "{sim.url}";\n'
-            f'  ca_file = "{certs}/ca.pem"; timeout = 60; }};\n'
-            f'sync: {{ mode = "enforce"; interval = 3600; full_interval = 86400;\n'
-            f'  parallel = {parallel}; retry_min = 60; retry_max = 14400; }};\n'
-            f'database: {{ path = "{work}/db"; durable = {"true" if durable else "false"}; }};\n'
-            f'control: {{ socket = "{work}/control.sock"; group = "root"; }};\n'
-            'snmp: { enabled = false; };\n'
-            'log: { level = "info"; };\n'
-            f'ranges = (\n{ranges_conf()}\n);\n')
-        chk = subprocess.run([self.bin, "-t", "-c", self.conf], capture_output=True, text=True,
-                             timeout=30)
-        if chk.returncode != 0:
-            raise BenchError(f"numprovd -t: {chk.stdout}{chk.stderr}")
+        self.conf = numprovd_conf(work, DOMAIN, CLIENT_ID, sim.url, certs, ranges_conf(),
+                                  parallel, durable)
+        check_conf(self.bin, self.conf)
         self.log_path = work / "numprovd.log"
         self.log = None
         self.proc = None
-        self.pos = 0
-        self.partial = ""
-        self.lines = []          # (line, wall clock of its stamp)
-        self.syncs = []          # (fields, stamp)
+        self.tail = LogTail(self.log_path)
+        self.syncs = self.tail.syncs     # (fields, stamp) of the event=sync lines read so far
 
     def start(self):
-        self.log = open(self.log_path, "w")
-        self.t_exec = time.time()
-        self.proc = start([self.bin, "-f", "-c", self.conf], stdout=self.log,
-                          stderr=subprocess.STDOUT)
+        self.proc, self.log, self.t_exec = start_numprovd(self.bin, self.conf, self.log_path)
         return self.proc.pid
-
-    def poll_log(self):
-        """Read what numprovd has written since the last call."""
-        with open(self.log_path, errors="replace") as f:
-            f.seek(self.pos)
-            data = f.read()
-            self.pos = f.tell()
-        if not data:
-            return []
-        data = self.partial + data
-        lines = data.split("\n")
-        self.partial = lines.pop()
-        new = []
-        for line in lines:
-            m = STAMP.match(line)
-            stamp = None
-            if m:
-                stamp = time.mktime(time.strptime(m.group(1).replace("T", " "),
-                                                  "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
-            self.lines.append((line, stamp))
-            new.append((line, stamp))
-            ev = EVENT.search(line)
-            if ev and ev.group(1).startswith("event=sync "):
-                self.syncs.append((fields(ev.group(1)), stamp))
-        return new
 
     def wait(self, predicate, what, timeout, on_line=None, step=0.005):
         end = time.monotonic() + min(timeout, max(0, left()))
         while True:
-            for line, stamp in self.poll_log():
+            for line, stamp in self.tail.poll():
                 if on_line:
                     on_line(line, stamp)
             if predicate():
@@ -396,12 +254,7 @@ class Numprovd:
             time.sleep(step)
 
     def events(self, kind):
-        out = []
-        for line, _ in self.lines:
-            ev = EVENT.search(line)
-            if ev and ev.group(1).startswith(f"event={kind} "):
-                out.append(fields(ev.group(1)))
-        return out
+        return self.tail.events(kind)
 
     def stop(self):
         stop(self.proc, wait=60)
