@@ -46,17 +46,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
-TOP = pathlib.Path(__file__).resolve().parents[1]
-GRAPHSIM = TOP / "tests" / "graphsim"
+from benchlib import (GRAPHSIM, TOP, BenchError, LogTail, check_conf, cleanup, cpu_s, note,
+                      numprovd_conf, range_conf, sku_e5, start, start_graphsim, start_numprovd,
+                      stop, sys_busy_s, tenant, user, user_ids, wait_for)
+sys.path.insert(0, str(TOP / "tests" / "integration"))
+from snmpkit import _env as snmp_env, ber as tlv, ber_oid, free_udp_port  # noqa: E402
 
 TENANT_ID = "6e5c0b1a-0000-4000-8000-00000000511b"
 DOMAIN = "snmpbench.onmicrosoft.com"
 CLIENT_ID = "b3c00000-1111-4222-8333-444455550511"
-SECRET = "bench-secret"
-MCOEV = "4828c8ec-dc2e-4779-b502-87ac9ce28ab7"
-TEAMS1 = "57ff2da0-773e-42df-b2af-ffb7a2317929"
 
 MIB = "1.3.6.1.4.1.8072.9999.9999.6867"
 SYNC_STATE = MIB + ".1.1.1.0"              # numprovSyncState.0: idle(1) running(2)
@@ -65,103 +64,13 @@ RANGE_NAME_COL = MIB + ".1.3.1.2"          # numprovRangeName
 RANGE_COLUMNS = 14                         # accessible columns 2..15 (index not-accessible)
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 
-CHILDREN = []          # Popen objects this run started, stopped by cleanup()
-
-
-class BenchError(Exception):
-    pass
-
-
-def note(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---- processes -----------------------------------------------------------------------------
-def start(argv, **kw):
-    proc = subprocess.Popen([str(a) for a in argv], **kw)
-    CHILDREN.append(proc)
-    return proc
-
-
-def stop(proc, wait=20):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=wait)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def cleanup():
-    while CHILDREN:
-        stop(CHILDREN.pop(), wait=15)
-
-
-def cpu_s(pid):
-    """utime + stime of a live process, seconds."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return float("nan")
-
-
-def sys_busy_s():
-    """Busy CPU seconds of the whole machine (all CPUs) since boot."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(pred, what, timeout, procs=(), step=0.02):
-    end = time.monotonic() + timeout
-    while not pred():
-        for p in procs:
-            if p.poll() is not None:
-                raise BenchError(f"{what}: process {p.args[0]} exited {p.returncode}")
-        if time.monotonic() > end:
-            raise BenchError(f"timeout waiting for {what}")
-        time.sleep(step)
-
 
 # ---- the tenant and the configuration ------------------------------------------------------
-def plan(pid, name):
-    return {"servicePlanId": pid, "servicePlanName": name, "provisioningStatus": "Success",
-            "appliesTo": "User"}
-
-
 def fixture(users):
     """users: [(city, office)]; every user licensed for Teams Phone (SPE_E5)."""
-    rng = random.Random(6867)
-    skus = [{"skuId": "aaaaaaaa-0000-0000-0000-000000000005", "skuPartNumber": "SPE_E5",
-             "servicePlans": [plan(TEAMS1, "TEAMS1"), plan(MCOEV, "MCOEV")]}]
-    out = []
-    for i, (city, office) in enumerate(users):
-        out.append({"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "userPrincipalName": f"user{i:06d}@{DOMAIN}",
-                    "displayName": f"User {i:06d}", "givenName": "User", "surname": f"{i:06d}",
-                    "accountEnabled": True, "city": city, "officeLocation": office,
-                    "usageLocation": "GB", "country": "United Kingdom",
-                    "department": "Sales", "companyName": "Bench Ltd", "jobTitle": "Staff",
-                    "licenses": ["SPE_E5"]})
-    return {"tenant": {"id": TENANT_ID, "domain": DOMAIN},
-            "app": {"client_id": CLIENT_ID, "client_secret": SECRET},
-            "skus": skus, "users": out, "numbers": [], "policies": [], "locations": []}
-
-
-def range_conf(name, first, last, match):
-    match = match.replace('"', '\\"')
-    return (f'  {{ name = "{name}"; type = "direct-routing"; provider = "Gamma";\n'
-            f'    first = "{first}"; last = "{last}"; match = "{match}"; priority = 10; }}')
+    out = [user(i, uid, DOMAIN, city, office, "Sales", "SPE_E5")
+           for i, ((city, office), uid) in enumerate(zip(users, user_ids(len(users), 6867)))]
+    return tenant(TENANT_ID, DOMAIN, CLIENT_ID, [sku_e5()], out)
 
 
 def small_ranges(n, size):
@@ -182,82 +91,7 @@ def big_range(size):
     return [range_conf("big", "+442070000000", f"+44207{size - 1:07d}", 'city = "London"')]
 
 
-def numprovd_conf(work, sim_url, certs, ranges, parallel, ping):
-    secret = work / "client-secret"
-    secret.write_text(SECRET + "\n")
-    secret.chmod(0o600)
-    conf = work / "numprovd.conf"
-    conf.write_text(
-        f'tenant: {{ id = "{DOMAIN}"; client_id = "{CLIENT_ID}";\n'
-        f'  client_secret_file = "{secret}";\n'
-        f'  login_url = "{sim_url}"; graph_url = "{sim_url}";\n'
-        f'  ca_file = "{certs}/ca.pem"; timeout = 60; }};\n'
-        f'sync: {{ mode = "enforce"; interval = 3600; full_interval = 86400;\n'
-        f'  parallel = {parallel}; retry_min = 60; retry_max = 14400; }};\n'
-        f'database: {{ path = "{work}/db"; durable = false; }};\n'
-        f'control: {{ socket = "{work}/control.sock"; group = "root"; }};\n'
-        f'snmp: {{ enabled = true; agentx_socket = "unix:{work}/agentx"; '
-        f'ping_interval = {ping}; traps = false; }};\n'
-        'log: { level = "info"; };\n'
-        'ranges = (\n' + ",\n".join(ranges) + '\n);\n')
-    return conf
-
-
 # ---- the world: simulator, snmpd, numprovd -------------------------------------------------
-STAMP = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)\.(\d{3})")
-
-
-def fields(text):
-    out = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', text))
-    return {k: v.strip('"') for k, v in out.items()}
-
-
-class LogTail:
-    def __init__(self, path):
-        self.path, self.pos, self.partial, self.lines = path, 0, "", []
-
-    def poll(self):
-        try:
-            with open(self.path, errors="replace") as f:
-                f.seek(self.pos)
-                data = f.read()
-                self.pos = f.tell()
-        except FileNotFoundError:
-            return []
-        if not data:
-            return []
-        parts = (self.partial + data).split("\n")
-        self.partial = parts.pop()
-        new = []
-        for line in parts:
-            m = STAMP.match(line)
-            stamp = None
-            if m:
-                stamp = time.mktime(time.strptime(m.group(1).replace("T", " "),
-                                                  "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
-            self.lines.append((line, stamp))
-            new.append((line, stamp))
-        return new
-
-    def find(self, needle):
-        return [(line, stamp) for line, stamp in self.lines if needle in line]
-
-    def syncs(self):
-        out = []
-        for line, stamp in self.lines:
-            i = line.find("event=sync ")
-            if i >= 0:
-                out.append((fields(line[i:]), stamp))
-        return out
-
-
-def snmp_env(home):
-    env = dict(os.environ)
-    env.update(SNMPCONFPATH=str(home), SNMP_PERSISTENT_DIR=str(home / "persist"), MIBS="",
-               MIBDIRS=str(home))
-    return env
-
-
 class World:
     def __init__(self, args, work, certs, ranges, users, parallel):
         self.args, self.work = args, work
@@ -265,17 +99,8 @@ class World:
         # the simulator
         fx = work / "tenant.json"
         fx.write_text(json.dumps(fixture(users)))
-        port_file = work / "graphsim.port"
-        out = open(work / "graphsim.out", "w")
+        self.sim, out, self.sim_url = start_graphsim(work, certs, fx, 100, args.op_polls, 120)
         self.files.append(out)
-        self.sim = start(["/usr/bin/python3", GRAPHSIM / "graphsim.py", "--port", "0",
-                          "--port-file", port_file, "--cert", certs / "server.pem",
-                          "--key", certs / "server.key", "--fixture", fx,
-                          "--page-size", "100", "--op-polls", args.op_polls, "--seed", "1"],
-                         stdout=out, stderr=subprocess.STDOUT)
-        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), "graphsim",
-                 120, [self.sim])
-        self.sim_url = f"https://127.0.0.1:{int(port_file.read_text())}"
         # snmpd
         home = work / "snmp"
         (home / "persist").mkdir(parents=True)
@@ -291,23 +116,20 @@ class World:
                            stdout=out, stderr=subprocess.STDOUT, env=self.env)
         wait_for(lambda: (work / "agentx").exists(), "snmpd's AgentX socket", 30, [self.snmpd])
         # numprovd
-        self.conf = numprovd_conf(work, self.sim_url, certs, ranges, parallel, args.ping)
+        self.conf = numprovd_conf(
+            work, DOMAIN, CLIENT_ID, self.sim_url, certs, ranges, parallel,
+            snmp=f'snmp: {{ enabled = true; agentx_socket = "unix:{work}/agentx"; '
+                 f'ping_interval = {args.ping}; traps = false; }};\n')
         build = pathlib.Path(args.build)
         self.bin, self.ctl = build / "numprovd", build / "numprovctl"
-        chk = subprocess.run([self.bin, "-t", "-c", self.conf], capture_output=True, text=True,
-                             timeout=60)
-        if chk.returncode != 0:
-            raise BenchError(f"numprovd -t: {chk.stdout}{chk.stderr}")
+        check_conf(self.bin, self.conf)
         self.log_path = work / "numprovd.log"
         self.log = LogTail(self.log_path)
         self.daemon = None
 
     def start_daemon(self):
-        out = open(self.log_path, "w")
+        self.daemon, out, self.t_exec = start_numprovd(self.bin, self.conf, self.log_path)
         self.files.append(out)
-        self.t_exec = time.time()
-        self.daemon = start([self.bin, "-f", "-c", self.conf], stdout=out,
-                            stderr=subprocess.STDOUT)
 
     def wait_log(self, pred, what, timeout):
         def check():
@@ -333,32 +155,9 @@ class World:
 
 
 # ---- SNMPv2c GET by hand (BER) -------------------------------------------------------------
-def ber_len(n):
-    if n < 0x80:
-        return bytes([n])
-    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(b)]) + b
-
-
-def tlv(tag, body):
-    return bytes([tag]) + ber_len(len(body)) + body
-
-
+# (tlv and ber_oid: tests/integration/snmpkit.py's ber and ber_oid)
 def ber_int(v):
     return tlv(0x02, v.to_bytes(max(1, (v.bit_length() + 8) // 8), "big", signed=True))
-
-
-def ber_oid(dotted):
-    arcs = [int(x) for x in dotted.split(".")]
-    body = bytearray([40 * arcs[0] + arcs[1]])
-    for a in arcs[2:]:
-        chunk = [a & 0x7F]
-        a >>= 7
-        while a:
-            chunk.append(0x80 | (a & 0x7F))
-            a >>= 7
-        body += bytes(reversed(chunk))
-    return tlv(0x06, bytes(body))
 
 
 def get_request(community, reqid, oid):
@@ -468,9 +267,9 @@ def run_table(args, root, certs):
     res = {"ranges": args.ranges, "range_size": args.range_size, "users": len(users)}
     try:
         w.start_daemon()
-        w.wait_log(lambda: w.connected() and w.log.syncs(), "the subagent and the first sync",
+        w.wait_log(lambda: w.connected() and w.log.syncs, "the subagent and the first sync",
                    args.phase_timeout)
-        ev, stamp = w.log.syncs()[0]
+        ev, stamp = w.log.syncs[0]
         res["first_sync"] = ev
         res["first_sync_from_exec_s"] = stamp - w.t_exec if stamp else None
         note(f"(a) first sync: {ev.get('result')} assigned={ev.get('assigned')} "
@@ -488,13 +287,15 @@ def run_table(args, root, certs):
                                          RANGE_TABLE]),
                            ("walk", ["snmpwalk", *common, target, RANGE_TABLE])]:
             times, counts = [], set()
-            cpu_d0, cpu_s0, busy0 = cpu_s(pid), cpu_s(w.snmpd.pid), sys_busy_s()
+            cpu_d0, cpu_s0, busy0 = (cpu_s(pid, or_nan=True), cpu_s(w.snmpd.pid, or_nan=True),
+                                     sys_busy_s())
             kids0 = os.times()
             for _ in range(args.walks):
                 dt, out = timed(argv, env)
                 times.append(dt)
                 counts.add(count_varbinds(out, RANGE_TABLE))
-            cpu_d1, cpu_s1, busy1 = cpu_s(pid), cpu_s(w.snmpd.pid), sys_busy_s()
+            cpu_d1, cpu_s1, busy1 = (cpu_s(pid, or_nan=True), cpu_s(w.snmpd.pid, or_nan=True),
+                                     sys_busy_s())
             kids1 = os.times()
             tools = (kids1.children_user + kids1.children_system
                      - kids0.children_user - kids0.children_system)
@@ -534,8 +335,8 @@ def run_gets(args, root, certs):
         timeouts = []           # wall at send
         bad = []
         next_poll = 0.0
-        cpu0 = {n: cpu_s(p.pid) for n, p in (("numprovd", w.daemon), ("snmpd", w.snmpd),
-                                             ("graphsim", w.sim))}
+        cpu0 = {n: cpu_s(p.pid, or_nan=True)
+                for n, p in (("numprovd", w.daemon), ("snmpd", w.snmpd), ("graphsim", w.sim))}
         me0 = os.times()
         busy0 = sys_busy_s()
         res["load_before"] = os.getloadavg()[0]
@@ -552,7 +353,7 @@ def run_gets(args, root, certs):
             if now >= next_poll:
                 next_poll = now + 0.2
                 w.log.poll()
-                if w.log.syncs():
+                if w.log.syncs:
                     break
                 if w.daemon.poll() is not None:
                     raise BenchError(f"numprovd exited {w.daemon.returncode}")
@@ -565,11 +366,11 @@ def run_gets(args, root, certs):
                 samples.append(getter.get())
             except socket.timeout:
                 timeouts.append(time.time())
-        cpu1 = {n: cpu_s(p.pid) for n, p in (("numprovd", w.daemon), ("snmpd", w.snmpd),
-                                             ("graphsim", w.sim))}
+        cpu1 = {n: cpu_s(p.pid, or_nan=True)
+                for n, p in (("numprovd", w.daemon), ("snmpd", w.snmpd), ("graphsim", w.sim))}
         me1 = os.times()
         busy1 = sys_busy_s()
-        ev, end_stamp = w.log.syncs()[0]
+        ev, end_stamp = w.log.syncs[0]
         res["sync"] = ev
         res["status"] = w.status()
         running_sends = [s[0] for s in samples if s[2] == 0x02 and s[3] == 2]
@@ -762,7 +563,7 @@ def main():
         print(f"snmp_bench: {e}", file=sys.stderr)
         return 1
     finally:
-        cleanup()
+        cleanup(wait=15)
         if args.keep:
             note(f"kept {root}")
         else:
