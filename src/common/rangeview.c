@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "idmap.h"
 #include "inventory.h"
 
 /* ---- ranges and numbers: the daemon's views and numprovctl's fallback ---- */
@@ -42,18 +43,18 @@ struct range_row {
 
 struct range_rows {
 	const struct config *cfg;
+	struct idmap pos; /* configured range name -> its place in the config */
 	struct range_row *v;
 	size_t n;
 };
 
 /* Config order first, then the removed ranges (they keep their numbers) by index. */
 static size_t
-config_pos(const struct config *cfg, const struct inv_range *r)
+config_pos(const struct range_rows *l, const struct inv_range *r)
 {
-	for (size_t i = 0; i < cfg->n_ranges; i++)
-		if (strcmp(cfg->ranges[i].name, r->name) == 0)
-			return i;
-	return cfg->n_ranges + r->index;
+	const struct idmap_entry *e = idmap_get(&l->pos, r->name);
+
+	return e ? (size_t)e->v : l->cfg->n_ranges + r->index;
 }
 
 static int
@@ -66,7 +67,7 @@ collect_range(const struct inv_range *r, void *arg)
 		return 1;
 	l->v = g;
 	l->v[l->n].r = *r;
-	l->v[l->n++].pos = config_pos(l->cfg, r);
+	l->v[l->n++].pos = config_pos(l, r);
 	return 0;
 }
 
@@ -94,11 +95,10 @@ range_utilisation(const struct inv_range *r)
 	return r->size ? 100.0 * (double)(r->size - range_available(r)) / (double)r->size : 0.0;
 }
 
-void
-range_view_of(const struct config *cfg, const struct inv_range *r, struct range_view *v)
+/* cr: the range's configuration, NULL when it is no longer configured */
+static void
+view_of(const struct cfg_range *cr, const struct inv_range *r, struct range_view *v)
 {
-	const struct cfg_range *cr = config_range_find(cfg, r->name);
-
 	memset(v, 0, sizeof(*v));
 	v->r = *r;
 	v->available = range_available(r);
@@ -110,6 +110,12 @@ range_view_of(const struct config *cfg, const struct inv_range *r, struct range_
 		v->status = RS_EXHAUSTED;
 	else
 		v->status = v->utilisation >= cr->warn_percent ? RS_WARNING : RS_OK;
+}
+
+void
+range_view_of(const struct config *cfg, const struct inv_range *r, struct range_view *v)
+{
+	view_of(config_range_find(cfg, r->name), r, v);
 }
 
 const char *
@@ -158,22 +164,32 @@ range_view_json(const struct range_view *v)
 int
 range_views(struct inventory *inv, const struct config *cfg, struct range_view **out, size_t *n)
 {
-	struct range_rows l = { cfg, NULL, 0 };
+	struct range_rows l = { cfg, { 0 }, NULL, 0 };
 	struct range_view *v = NULL;
 
 	*out = NULL;
 	*n = 0;
+	/* one pass over the config: a refresh is linear in the ranges, not quadratic */
+	for (size_t i = 0; i < cfg->n_ranges; i++)
+		if (idmap_put(&l.pos, cfg->ranges[i].name, (int64_t)i, NULL) < 0) {
+			idmap_clear(&l.pos);
+			return -1;
+		}
 	if (inv_foreach_range(inv, collect_range, &l) != INV_OK) {
+		idmap_clear(&l.pos);
 		free(l.v);
 		return -1;
 	}
 	qsort(l.v, l.n, sizeof(*l.v), row_order);
 	if (l.n && !(v = calloc(l.n, sizeof(*v)))) {
+		idmap_clear(&l.pos);
 		free(l.v);
 		return -1;
 	}
 	for (size_t i = 0; i < l.n; i++)
-		range_view_of(cfg, &l.v[i].r, &v[i]);
+		view_of(
+		    l.v[i].pos < cfg->n_ranges ? &cfg->ranges[l.v[i].pos] : NULL, &l.v[i].r, &v[i]);
+	idmap_clear(&l.pos);
 	free(l.v);
 	*out = l.n ? v : NULL;
 	*n = l.n;

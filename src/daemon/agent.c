@@ -773,7 +773,12 @@ agent_sync(struct agent *a, int rebuild)
 
 	netsnmp_large_fd_set_init(&fds, FD_SETSIZE);
 	snmp_select_info2(&maxfd, &fds, &tv, &block);
-	/* a request changes no descriptor: the events stay (no epoll calls per request) */
+	/*
+	 * A request changes no descriptor: the events stay (no epoll calls per
+	 * request). This holds because net-snmp opens sessions only from its alarms
+	 * (reconnection, a failed ping), which run in on_timeout, which rebuilds; a
+	 * read that loses the master closes its session, so the set changes here.
+	 */
 	same = !rebuild;
 	for (int fd = 0; fd < maxfd && same; fd++)
 		if (NETSNMP_LARGE_FD_ISSET(fd, &fds))

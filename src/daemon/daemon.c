@@ -46,6 +46,7 @@ struct daemon {
 	struct monitor *mon;
 	struct agent *agent; /* NULL when snmp.enabled is false */
 	int snmp_failed;     /* enabled, but net-snmp could not start */
+	const char *pidfile; /* written once the control socket listens */
 	int stopping;
 };
 
@@ -376,6 +377,8 @@ run_loop(struct daemon *d)
 	log_notice("main", "numprovd %s running: inventory %s, %zu ranges, sync %s every %ds",
 	    PACKAGE_VERSION, d->cfg->database.path, d->cfg->n_ranges,
 	    config_sync_mode_name(d->cfg->sync.mode), d->cfg->sync.interval);
+	/* the pid file says numprovd is there: numprovctl can talk to it from now on */
+	write_pidfile(d->pidfile);
 	prov_start(d->prov);
 	notify("READY=1");
 	loop_run(d->loop);
@@ -419,7 +422,7 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 		if (!foreground) {
 			/* the lock file names the parent, which took the lock: it is ours now */
 			inv_lock_set_pid(d->inv, (long)getpid());
-			write_pidfile(pidfile);
+			d->pidfile = pidfile;
 		}
 		rc = run_loop(d);
 	}

@@ -235,6 +235,9 @@ trust_store(const char *ca_file)
 		log_warnx("graph", "cannot load the system's trust anchors in %s", ci->cainfo);
 	if (ci->capath && X509_STORE_load_path(s, ci->capath) != 1)
 		log_warnx("graph", "cannot use the system's trust anchors in %s", ci->capath);
+	/* a libcurl built without a CA bundle leaves it to OpenSSL's defaults, as do we */
+	if (!ci->cainfo && !ci->capath && X509_STORE_set_default_paths(s) != 1)
+		log_warnx("graph", "cannot use OpenSSL's default trust anchors");
 	if (ca_file && X509_STORE_load_file(s, ca_file) != 1) {
 		X509_STORE_free(s);
 		return NULL;
@@ -314,6 +317,8 @@ start_easy(struct greq *r)
 	/* the trust anchors come from on_ssl_ctx's shared store: libcurl parses none */
 	curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
 	curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+	curl_easy_setopt(e, CURLOPT_PROXY_CAINFO, NULL);
+	curl_easy_setopt(e, CURLOPT_PROXY_CAPATH, NULL);
 	curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, g);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
@@ -907,7 +912,11 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 		return NULL;
 	}
 	/* a ca_file that cannot be read fails each connection, with its name, as before */
-	g->trust = trust_store(g->ca_file);
+	if (!(g->trust = trust_store(g->ca_file)))
+		log_warnx("graph",
+		    "cannot load the trust anchors in %s: no Graph connection until "
+		    "it is readable and numprovd reloads (SIGHUP)",
+		    g->ca_file ? g->ca_file : "-");
 	g->multi = curl_multi_init();
 	g->token_timer = evtimer_new(base, on_token_timer, g);
 	if (!g->multi || !g->token_timer
@@ -918,6 +927,26 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 	}
 	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
 	return g;
+}
+
+/*
+ * SIGHUP reads the trust anchors again (a rotated ca_file, an updated system
+ * bundle). Connections already open keep the store they have; a new store
+ * that cannot be made leaves the old one in place.
+ */
+static void
+reload_trust(struct graph *g)
+{
+	X509_STORE *s = trust_store(g->ca_file);
+
+	if (!s) {
+		log_warnx("graph", "cannot load the trust anchors in %s; %s",
+		    g->ca_file ? g->ca_file : "-",
+		    g->trust ? "the ones loaded before stay" : "still no Graph connection");
+		return;
+	}
+	X509_STORE_free(g->trust);
+	g->trust = s;
 }
 
 void
@@ -934,6 +963,7 @@ graph_set_config(struct graph *g, const struct config *cfg)
 	}
 	g->timeout = cfg->tenant.timeout;
 	g->parallel = cfg->sync.parallel;
+	reload_trust(g);
 	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
 	dispatch(g); /* a larger parallel lets waiting requests go now */
 }

@@ -40,6 +40,14 @@ by_index(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Below this a warning clears: 5 points under the threshold, or half of a threshold that low. */
+double
+monitor_clear_at(int warn_percent)
+{
+	return warn_percent > MONITOR_HYSTERESIS ? (double)(warn_percent - MONITOR_HYSTERESIS)
+						 : warn_percent / 2.0;
+}
+
 int
 monitor_step(const struct range_view *v, struct range_alarm *a)
 {
@@ -53,7 +61,7 @@ monitor_step(const struct range_view *v, struct range_alarm *a)
 	if (!a->high && v->utilisation >= v->warn_percent) {
 		a->high = 1;
 		out |= ALARM_HIGH;
-	} else if (a->high && v->utilisation < (double)(v->warn_percent - MONITOR_HYSTERESIS)) {
+	} else if (a->high && v->utilisation < monitor_clear_at(v->warn_percent)) {
 		a->high = 0;
 		out |= ALARM_OK;
 	}

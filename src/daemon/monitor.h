@@ -28,6 +28,8 @@ struct range_alarm {
 
 /* Points below warn_percent a range must fall before it can warn again. */
 #define MONITOR_HYSTERESIS 5
+/* The utilisation below which a warning clears (half a threshold of 5 or less). */
+double monitor_clear_at(int warn_percent);
 
 /* Where the monitor learns whether a round is running (prov_get_stats). */
 typedef void (*monitor_stats_fn)(void *arg, struct prov_stats *out);

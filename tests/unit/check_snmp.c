@@ -438,6 +438,17 @@ START_TEST(test_alarm_hysteresis)
 	ck_assert_int_eq(monitor_step(&v, &a), 0);
 	v = view(100, 80, 0);
 	ck_assert_int_eq(monitor_step(&v, &a), ALARM_EXHAUSTED);
+	/* a threshold of 5 or less clears below half of it, so it can warn again */
+	memset(&a, 0, sizeof(a));
+	v = view(5, 5, 95);
+	ck_assert_int_eq(monitor_step(&v, &a), ALARM_HIGH);
+	v = view(3, 5, 97);
+	ck_assert_int_eq(monitor_step(&v, &a), 0);
+	v = view(2, 5, 98);
+	ck_assert_int_eq(monitor_step(&v, &a), ALARM_OK);
+	v = view(5, 5, 95);
+	ck_assert_int_eq(monitor_step(&v, &a), ALARM_HIGH);
+	v = view(100, 80, 0);
 	/* from nothing to full at once: both */
 	memset(&a, 0, sizeof(a));
 	ck_assert_int_eq(monitor_step(&v, &a), ALARM_HIGH | ALARM_EXHAUSTED);
