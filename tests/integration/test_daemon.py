@@ -1,6 +1,7 @@
 """numprovd as a process: signals, reload, systemd notification, daemon mode."""
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -151,3 +152,30 @@ def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
     while time.time() < deadline and (pidfile.exists() or _running_numprovd(pid)):
         time.sleep(0.1)
     assert not pidfile.exists() and not _running_numprovd(pid)
+
+
+def test_sighup_reads_the_trust_anchors_again(sim, tmp_path):
+    """The trust anchors are parsed once, not per connection: a ca_file that was not
+    readable when numprovd started (deployed after it) is taken at the next SIGHUP,
+    with no restart, and the rounds succeed from then on."""
+    ca = tmp_path / "late-ca.pem"
+    ca.write_text("not yet\n")
+    d = Numprovd(sim, tmp_path, interval=300)
+    d.conf.write_text(d.conf.read_text().replace(f'ca_file = "{sim.certs}/ca.pem";',
+                                                 f'ca_file = "{ca}";'))
+    d.start()
+    try:
+        deadline = time.time() + 15  # a token request refused for want of anchors
+        while time.time() < deadline and not any("token request" in l and "failed" in l
+                                                 for l in d.lines):
+            time.sleep(0.1)
+        assert any(f"cannot load the trust anchors in {ca}" in l for l in d.lines)
+        assert d.syncs() == 0  # the first round waits for a token it cannot get
+        ca.write_text(pathlib.Path(f"{sim.certs}/ca.pem").read_text())
+        d.proc.send_signal(signal.SIGHUP)
+        # the token request's next attempt uses the new anchors: the round succeeds
+        d.wait_event("sync", timeout=40)
+        assert d.events("sync")[0]["result"] == "success", d.lines[-20:]
+        assert d.events("sync")[0]["full"] == "yes"
+    finally:
+        d.stop()
