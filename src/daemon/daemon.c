@@ -3,6 +3,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -47,6 +48,8 @@ struct daemon {
 	struct agent *agent; /* NULL when snmp.enabled is false */
 	int snmp_failed;     /* enabled, but net-snmp could not start */
 	const char *pidfile; /* written once the control socket listens */
+	int ready_fd;	     /* without -f: to the parent waiting on the terminal, or -1 */
+	char why[1024];	     /* why start-up failed, for that parent */
 	int stopping;
 };
 
@@ -307,6 +310,92 @@ start_agent(struct daemon *d)
 	}
 }
 
+/* A start-up failure: logged, and kept for the parent waiting on the terminal. */
+static int __attribute__((format(printf, 2, 3))) failed(struct daemon *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->why, sizeof(d->why), fmt, ap);
+	va_end(ap);
+	log_err("main", "%s", d->why);
+	return -1;
+}
+
+/* Without -f: the parent learns that numprovd runs ("ok"), or why it does not. */
+static void
+tell_parent(struct daemon *d, const char *why)
+{
+	const char *m = why ? why : "ok";
+	size_t n = strlen(m), done = 0;
+
+	if (d->ready_fd < 0)
+		return;
+	while (done < n) {
+		ssize_t w = write(d->ready_fd, m + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break; /* the parent is gone: nobody to tell */
+		done += (size_t)w;
+	}
+	close(d->ready_fd);
+	d->ready_fd = -1;
+}
+
+/*
+ * Without -f: fork, and the parent stays until the child runs or says why it
+ * cannot, so that a start-up failure reaches the terminal with exit status 1
+ * (and systemd's Type=forking or an init script sees it). The child leaves
+ * the terminal as daemon(3) would.
+ */
+static int
+detach(struct daemon *d)
+{
+	int p[2], fd;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		char msg[1100];
+		size_t n = 0;
+		ssize_t r;
+
+		close(p[1]);
+		while (n < sizeof(msg) - 1
+		    && ((r = read(p[0], msg + n, sizeof(msg) - 1 - n)) > 0
+			|| (r < 0 && errno == EINTR)))
+			if (r > 0)
+				n += (size_t)r;
+		msg[n] = '\0';
+		if (strcmp(msg, "ok") == 0)
+			_exit(0);
+		fprintf(stderr, "numprovd: %s\n",
+		    n ? msg : "stopped before it was running (see the log)");
+		_exit(1);
+	}
+	close(p[0]);
+	d->ready_fd = p[1];
+	if (setsid() < 0)
+		log_warn("main", "setsid");
+	if (chdir("/") < 0)
+		log_warn("main", "chdir /");
+	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
+}
+
 /* Graph client, provisioning engine, monitor, control socket and SNMP agent, on the loop. */
 static int
 start_engine(struct daemon *d)
@@ -314,22 +403,14 @@ start_engine(struct daemon *d)
 	char err[1024];
 
 	tune_operations(d->cfg);
-	if (!(d->graph = graph_new(d->base, d->cfg, err, sizeof(err)))) {
-		log_err("main", "cannot start the Graph client: %s", err);
-		return -1;
-	}
-	if (!(d->prov = prov_new(d->base, d->cfg, d->inv, d->graph))) {
-		log_err("main", "cannot start provisioning");
-		return -1;
-	}
-	if (!(d->mon = monitor_new(d->base, d->cfg, d->inv, prov_stats_of, d->prov))) {
-		log_err("main", "cannot start the range monitor");
-		return -1;
-	}
-	if (!(d->control = control_new(d->base, d->cfg, d->prov, d->inv, err, sizeof(err)))) {
-		log_err("main", "cannot open the control socket: %s", err);
-		return -1;
-	}
+	if (!(d->graph = graph_new(d->base, d->cfg, err, sizeof(err))))
+		return failed(d, "cannot start the Graph client: %s", err);
+	if (!(d->prov = prov_new(d->base, d->cfg, d->inv, d->graph)))
+		return failed(d, "%s", "cannot start provisioning");
+	if (!(d->mon = monitor_new(d->base, d->cfg, d->inv, prov_stats_of, d->prov)))
+		return failed(d, "%s", "cannot start the range monitor");
+	if (!(d->control = control_new(d->base, d->cfg, d->prov, d->inv, err, sizeof(err))))
+		return failed(d, "cannot open the control socket: %s", err);
 	control_set_status_hook(d->control, status_snmp, d);
 	start_agent(d);
 	return 0;
@@ -355,11 +436,13 @@ run_loop(struct daemon *d)
 
 	signal(SIGPIPE, SIG_IGN);
 	if (!(d->loop = loop_new())) {
-		log_err("main", "cannot create the event loop");
+		failed(d, "%s", "cannot create the event loop");
+		tell_parent(d, d->why);
 		return 1;
 	}
 	d->base = loop_base(d->loop);
 	if (start_engine(d) < 0) {
+		tell_parent(d, d->why);
 		stop_engine(d);
 		loop_free(d->loop);
 		return 1;
@@ -369,7 +452,8 @@ run_loop(struct daemon *d)
 	ok &= loop_every(d->loop, EXPIRE_EVERY, on_expire, d) == 0;
 	ok &= loop_every(d->loop, CHECKPOINT_EVERY, on_checkpoint, d) == 0;
 	if (!ok) {
-		log_err("main", "cannot set up signals and timers");
+		failed(d, "%s", "cannot set up signals and timers");
+		tell_parent(d, d->why);
 		stop_engine(d);
 		loop_free(d->loop);
 		return 1;
@@ -379,6 +463,7 @@ run_loop(struct daemon *d)
 	    config_sync_mode_name(d->cfg->sync.mode), d->cfg->sync.interval);
 	/* the pid file says numprovd is there: numprovctl can talk to it from now on */
 	write_pidfile(d->pidfile);
+	tell_parent(d, NULL);
 	prov_start(d->prov);
 	notify("READY=1");
 	loop_run(d->loop);
@@ -410,13 +495,17 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	}
 	if ((rc = inv_sync_ranges(d->inv, d->cfg, time(NULL))) != INV_OK) {
 		log_err("main", "cannot record the configured ranges: %s", inv_strerror(rc));
+		if (!foreground)
+			fprintf(stderr, "numprovd: cannot record the configured ranges: %s\n",
+			    inv_strerror(rc));
 		inv_close(d->inv);
 		config_free(d->cfg);
 		return 1;
 	}
 	log_ranges(d);
-	if (!foreground && daemon(0, 0) < 0) {
+	if (!foreground && detach(d) < 0) {
 		log_warn("main", "cannot become a daemon");
+		fprintf(stderr, "numprovd: cannot become a daemon: %s\n", strerror(errno));
 		rc = 1;
 	} else {
 		if (!foreground) {
@@ -438,7 +527,7 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 int
 daemon_main(int argc, char **argv)
 {
-	struct daemon d = { .conf_file = NUMPROV_CONF };
+	struct daemon d = { .conf_file = NUMPROV_CONF, .ready_fd = -1 };
 	const char *pidfile = NULL;
 	int test = 0, foreground = 0, debug = 0, c;
 

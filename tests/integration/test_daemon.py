@@ -179,3 +179,22 @@ def test_sighup_reads_the_trust_anchors_again(sim, tmp_path):
         assert d.events("sync")[0]["full"] == "yes"
     finally:
         d.stop()
+
+
+def test_without_f_a_start_up_failure_reaches_the_terminal(sim, tmp_path):
+    """numprovd without -f waits until it runs: a control socket it cannot open is one
+    line on stderr and exit status 1, not a silent 0 from a parent long gone."""
+    d = Numprovd(sim, tmp_path)
+    (tmp_path / "a-file").write_text("")  # the socket's directory cannot be made here
+    d.conf.write_text(d.conf.read_text().replace(
+        f'socket = "{tmp_path}/control.sock"', f'socket = "{tmp_path}/a-file/control.sock"'))
+    pidfile = tmp_path / "numprovd.pid"
+    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p", str(pidfile)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("numprovd: cannot open the control socket"), lines
+    assert "a-file" in lines[0]
+    assert not pidfile.exists()  # a pid file only once it runs
+    time.sleep(0.5)
+    assert not subprocess.run(["pgrep", "-f", str(d.conf)], capture_output=True).stdout
