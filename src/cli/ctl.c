@@ -37,9 +37,11 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: numprovctl [-c FILE | -s SOCKET] [--json] COMMAND [ARGS]\n"
-	    "  -c FILE     configuration file (default %s)\n"
-	    "  -s SOCKET   the daemon's control socket (default: control.socket of the config)\n"
-	    "  --json      machine-readable output (anywhere on the line)\n"
+	    "  -c, --config FILE    configuration file (default %s)\n"
+	    "  -s, --socket SOCKET  the daemon's control socket (default: control.socket of the "
+	    "config)\n"
+	    "  --json               machine-readable output and errors (anywhere on the line)\n"
+	    "  -h, --help           this help;  -V, --version  the version\n"
 	    "commands:\n"
 	    "  status                         sync state and counters\n"
 	    "  ranges                         every range: size, in use, available, reserved\n"
@@ -60,18 +62,39 @@ usage(FILE *out)
 
 static int fail(const char *fmt, ...) NP_PRINTF(1, 2);
 
-/* Errors are one line on stderr and a non-zero exit. */
-static int
-fail(const char *fmt, ...)
+static int json_errors; /* --json: errors are JSON too */
+
+/* Errors are one line on stderr (a JSON object with --json) and a non-zero exit. */
+static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 {
+	char msg[8192];
 	va_list ap;
 
-	fprintf(stderr, "numprovctl: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (json_errors) {
+		cJSON *o = cJSON_CreateObject();
+		char *text = NULL;
+		if (o && cJSON_AddFalseToObject(o, "ok")
+		    && cJSON_AddStringToObject(o, "error", msg))
+			text = cJSON_PrintUnformatted(o);
+		fprintf(stderr, "%s\n", text ? text : "{\"ok\":false,\"error\":\"out of memory\"}");
+		free(text);
+		cJSON_Delete(o);
+	} else
+		fprintf(stderr, "numprovctl: %s\n", msg);
 	return 1;
+}
+
+/* A usage error: what is wrong, in one line, and where to look. */
+static int
+usage_error(const char *what, const char *arg)
+{
+	fail("%s%s%s%s (usage: numprovctl [-c FILE | -s SOCKET] [--json] COMMAND [ARGS]); "
+	     "see numprovctl --help",
+	    what, arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+	return 2;
 }
 
 /* ---- reading results ------------------------------------------------------ */
@@ -710,6 +733,23 @@ strip_json(int argc, char **argv, int *json)
 	return n;
 }
 
+static const struct option long_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "socket", required_argument, NULL, 's' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+known_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(name, commands[i].name) == 0)
+			return 1;
+	return 0;
+}
+
 int
 ctl_main(int argc, char **argv)
 {
@@ -719,25 +759,39 @@ ctl_main(int argc, char **argv)
 	int opt, rc;
 
 	argc = strip_json(argc, argv, &c.json);
-	while ((opt = getopt(argc, argv, "+c:s:h")) != -1) {
+	json_errors = c.json;
+	opterr = 0; /* our own one-line messages */
+	while ((opt = getopt_long(argc, argv, "+:c:s:hV", long_options, NULL)) != -1) {
 		if (opt == 'c') {
 			c.conf_file = optarg;
 		} else if (opt == 's') {
 			c.socket = optarg;
+		} else if (opt == 'h') {
+			usage(stdout);
+			return 0;
+		} else if (opt == 'V') {
+			printf("numprovctl %s\n", PACKAGE_VERSION);
+			return 0;
+		} else if (opt == ':') {
+			return usage_error("an option needs a value:", argv[optind - 1]);
 		} else {
-			usage(opt == 'h' ? stdout : stderr);
-			return opt == 'h' ? 0 : 2;
+			return usage_error("unknown option", argv[optind - 1]);
 		}
 	}
-	if (optind >= argc || !(cmd = find_command(argc - optind, argv + optind))) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind >= argc)
+		return usage_error("no command", NULL);
+	if (!(cmd = find_command(argc - optind, argv + optind)))
+		return usage_error(
+		    known_command(argv[optind]) ? "wrong arguments for" : "unknown command",
+		    argv[optind]);
 	/* with -s the config is not needed, and not read */
 	if (!c.socket) {
 		log_register(quiet_log);
 		if (!(c.cfg = config_load(c.conf_file, err, sizeof(err)))) {
-			fprintf(stderr, "%s\n", err);
+			if (json_errors)
+				fail("%s", err);
+			else
+				fprintf(stderr, "%s\n", err);
 			return EX_CONFIG_ERROR;
 		}
 		c.socket = c.cfg->control.socket;

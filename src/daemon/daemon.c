@@ -81,12 +81,14 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: numprovd [-f] [-d] [-c FILE] [-p PIDFILE]\n"
 	    "       numprovd -t [-c FILE]\n"
-	    "  -c FILE     configuration file (default %s)\n"
-	    "  -t          check the configuration file and exit (0 = good, 78 = errors)\n"
-	    "  -f          stay in the foreground and log to stderr as well\n"
-	    "  -d          log debug messages\n"
-	    "  -p PIDFILE  write the process id there when running as a daemon\n"
-	    "  -V          print the version\n",
+	    "  -c, --config FILE     configuration file (default %s)\n"
+	    "  -t, --test            check the configuration file and exit (0 = good, 78 = "
+	    "errors)\n"
+	    "  -f, --foreground      stay in the foreground and log to stderr as well\n"
+	    "  -d, --debug           log debug messages\n"
+	    "  -p, --pidfile PIDFILE write the process id there when running as a daemon\n"
+	    "  -h, --help            this help\n"
+	    "  -V, --version         print the version\n",
 	    NUMPROV_CONF);
 }
 
@@ -524,6 +526,25 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	return rc;
 }
 
+static const struct option long_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "test", no_argument, NULL, 't' },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "pidfile", required_argument, NULL, 'p' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* A usage error: what is wrong, in one line, and where to look (exit 2). */
+static int
+usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "numprovd: %s '%s'; see numprovd --help\n", what, arg);
+	return 2;
+}
+
 int
 daemon_main(int argc, char **argv)
 {
@@ -531,7 +552,8 @@ daemon_main(int argc, char **argv)
 	const char *pidfile = NULL;
 	int test = 0, foreground = 0, debug = 0, c;
 
-	while ((c = getopt(argc, argv, "c:tfdp:Vh")) != -1) {
+	opterr = 0; /* our own one-line messages */
+	while ((c = getopt_long(argc, argv, ":c:tfdp:Vh", long_options, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			d.conf_file = optarg;
@@ -554,15 +576,14 @@ daemon_main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			return usage_error("an option needs a value:", argv[optind - 1]);
 		default:
-			usage(stderr);
-			return 2;
+			return usage_error("unknown option", argv[optind - 1]);
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		return usage_error("unexpected argument", argv[optind]);
 	if (test)
 		return config_test(d.conf_file);
 	return run(&d, foreground, debug, pidfile);

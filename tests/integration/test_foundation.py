@@ -150,3 +150,39 @@ def test_ctl_usage_errors(tmp_path):
     r = run(binary("numprovctl"), "-c", TOP / "etc" / "numprovd.conf", "frobnicate")
     assert r.returncode == 2
     assert "usage: numprovctl" in r.stderr
+
+
+def test_both_programs_answer_help_and_version():
+    for prog in ("numprovd", "numprovctl"):
+        for flag in ("-h", "--help"):
+            r = run(binary(prog), flag)
+            assert r.returncode == 0 and r.stdout.startswith(f"usage: {prog}"), (prog, flag, r)
+            assert "--version" in r.stdout and "--config" in r.stdout
+        for flag in ("-V", "--version"):
+            r = run(binary(prog), flag)
+            assert r.returncode == 0 and re.fullmatch(rf"{prog} \d+\.\d+\.\d+\n", r.stdout), r
+
+
+def test_usage_errors_are_one_line_with_a_hint(tmp_path):
+    conf = TOP / "etc" / "numprovd.conf"
+    cases = [
+        (["numprovd", "--bogus"], "numprovd: unknown option '--bogus'; see numprovd --help"),
+        (["numprovd", "-c"], "numprovd: an option needs a value: '-c'; see numprovd --help"),
+        (["numprovd", "-f", "extra"], "numprovd: unexpected argument 'extra'; see numprovd --help"),
+        (["numprovctl", "--bogus", "status"], "numprovctl: unknown option '--bogus'"),
+        (["numprovctl", "-c", conf, "frobnicate"], "numprovctl: unknown command 'frobnicate'"),
+        (["numprovctl", "-c", conf, "assign", "x"], "numprovctl: wrong arguments for 'assign'"),
+        (["numprovctl", "-c", conf], "numprovctl: no command"),
+    ]
+    for args, start in cases:
+        r = run(binary(args[0]), *args[1:])
+        assert r.returncode == 2 and r.stdout == "", (args, r)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(start), (args, r.stderr)
+        assert r.stderr.rstrip().endswith(f"see {args[0]} --help"), r.stderr
+    # with --json the error is JSON too
+    r = run(binary("numprovctl"), "--json", "-c", conf, "frobnicate")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    err = json.loads(r.stderr)
+    assert err["ok"] is False and err["error"].startswith("unknown command 'frobnicate'")
+    r = run(binary("numprovctl"), "--json", "-c", tmp_path / "none.conf", "status")
+    assert r.returncode == 78 and json.loads(r.stderr)["ok"] is False
