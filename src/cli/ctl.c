@@ -210,6 +210,32 @@ print_range(const cJSON *arr)
 	}
 }
 
+/* Graph: reachable, or failing since when, with what, and when it is tried next. */
+static void
+print_graph(const cJSON *g)
+{
+	const cJSON *next = cJSON_GetObjectItemCaseSensitive(g, "next_try_in");
+
+	if (!cJSON_IsObject(g) || !jbool(g, "failing")) {
+		kv("graph:", "%s", cJSON_IsObject(g) ? "ok" : "-");
+		return;
+	}
+	kv("graph:", "failing since %s (%.0f s)", jstr(g, "failing_since"), jnum(g, "failing_for"));
+	kv("graph error:", "%s", jstr(g, "last_error"));
+	if (cJSON_IsNumber(next))
+		kv("graph retry in:", "%.0f s", next->valuedouble);
+	else
+		kv("graph retry in:", "%s", "at the next sync");
+}
+
+/* status: 1 while syncs fail or Graph does not answer (for monitoring scripts). */
+static int
+status_failing(const cJSON *s)
+{
+	return strcmp(jstr(s, "last_result"), "failed") == 0
+	    || jbool(cJSON_GetObjectItemCaseSensitive(s, "graph"), "failing");
+}
+
 /* The SNMP subagent: disabled, or connected to snmpd or not, and its notifications. */
 static void
 print_snmp(const cJSON *snmp)
@@ -255,6 +281,7 @@ print_status(const cJSON *s)
 	kv("releases:", "%llu", jull(s, "releases"));
 	kv("assign failures:", "%llu", jull(s, "assign_failures"));
 	kv("drift:", "%llu", jull(s, "drift"));
+	print_graph(cJSON_GetObjectItemCaseSensitive(s, "graph"));
 	print_snmp(cJSON_GetObjectItemCaseSensitive(s, "snmp"));
 }
 
@@ -650,7 +677,9 @@ show(const struct ctl *c, const struct command *cmd, const cJSON *result)
 		print_json(result);
 	else
 		cmd->print(result);
-	return fflush(stdout) == 0 ? 0 : fail("cannot write the output: %s", strerror(errno));
+	if (fflush(stdout) != 0)
+		return fail("cannot write the output: %s", strerror(errno));
+	return cmd->print == print_status && status_failing(result) ? 1 : 0;
 }
 
 static int

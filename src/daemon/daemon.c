@@ -29,6 +29,7 @@
 #include "loop.h"
 #include "monitor.h"
 #include "provision.h"
+#include "rangeview.h"
 #include "teams.h"
 
 #define EXPIRE_EVERY 60	     /* seconds between quarantine sweeps */
@@ -274,14 +275,39 @@ prov_sync_now(void *arg, int full)
 	prov_trigger(arg, full);
 }
 
-/* numprovctl status: the subagent's side. */
+/* numprovctl status: Graph's health, which a round in its retries does not show yet. */
 static void
-status_snmp(cJSON *status, void *arg)
+status_graph(cJSON *status, const struct daemon *d)
 {
-	struct daemon *d = arg;
-	cJSON *o = cJSON_AddObjectToObject(status, "snmp");
+	cJSON *o = cJSON_AddObjectToObject(status, "graph");
+	struct graph_stats st;
+	time_t now = time(NULL);
 
 	if (!o)
+		return;
+	graph_get_stats(d->graph, &st);
+	cJSON_AddBoolToObject(o, "failing", st.failing_since != 0);
+	if (st.failing_since) {
+		rangeview_add_time(o, "failing_since", st.failing_since);
+		cJSON_AddNumberToObject(o, "failing_for", (double)(now - st.failing_since));
+		cJSON_AddStringToObject(o, "last_error", st.last_error);
+		if (st.next_try)
+			cJSON_AddNumberToObject(
+			    o, "next_try_in", st.next_try > now ? (double)(st.next_try - now) : 0);
+		else
+			cJSON_AddNullToObject(o, "next_try_in");
+	}
+}
+
+/* numprovctl status: Graph's health and the subagent's side. */
+static void
+status_extra(cJSON *status, void *arg)
+{
+	struct daemon *d = arg;
+	cJSON *o;
+
+	status_graph(status, d);
+	if (!(o = cJSON_AddObjectToObject(status, "snmp")))
 		return;
 	/* whether the subagent runs: snmp.enabled takes effect at start */
 	cJSON_AddBoolToObject(o, "enabled", d->agent != NULL);
@@ -413,7 +439,7 @@ start_engine(struct daemon *d)
 		return failed(d, "%s", "cannot start the range monitor");
 	if (!(d->control = control_new(d->base, d->cfg, d->prov, d->inv, err, sizeof(err))))
 		return failed(d, "cannot open the control socket: %s", err);
-	control_set_status_hook(d->control, status_snmp, d);
+	control_set_status_hook(d->control, status_extra, d);
 	start_agent(d);
 	return 0;
 }

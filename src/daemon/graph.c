@@ -473,6 +473,8 @@ retry_later(struct greq *r, long ms)
 	r->parked_next = r->g->parked;
 	r->g->parked = r;
 	r->g->stats.retries++;
+	if (r->g->stats.failing_since)
+		r->g->stats.next_try = time(NULL) + (ms + 999) / 1000;
 	if (!r->retry_timer)
 		r->retry_timer = evtimer_new(r->g->base, on_retry_timer, r);
 	evtimer_add(r->retry_timer, &tv);
@@ -506,6 +508,44 @@ retry_after_ms(struct greq *r)
 	return s * 1000;
 }
 
+/*
+ * Graph's health for `numprovctl status`: an attempt that got no answer, a
+ * 5xx or a 429 makes it failing (since the first such attempt); any other
+ * answer makes it healthy again. The error is kept as one printable line.
+ */
+static void
+health_fail(struct graph *g, const char *what, CURLcode cc, long status, const char *detail)
+{
+	char line[sizeof(g->stats.last_error)];
+	size_t n = 0;
+
+	if (!g->stats.failing_since)
+		g->stats.failing_since = time(NULL);
+	if (cc != CURLE_OK)
+		snprintf(line, sizeof(line), "%s: no response: %s", what, detail);
+	else
+		snprintf(line, sizeof(line), "%s: HTTP %ld%s%s", what, status, *detail ? " " : "",
+		    detail);
+	for (const char *p = line; *p && n + 1 < sizeof(g->stats.last_error); p++)
+		g->stats.last_error[n++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
+	if (n + 1 == sizeof(g->stats.last_error)) { /* cut: never inside a UTF-8 character */
+		while (n > 0 && ((unsigned char)g->stats.last_error[n - 1] & 0xc0) == 0x80)
+			n--;
+		if (n > 0 && ((unsigned char)g->stats.last_error[n - 1] & 0xc0) == 0xc0)
+			n--;
+	}
+	g->stats.last_error[n] = '\0';
+	g->stats.next_try = 0;
+}
+
+static void
+health_ok(struct graph *g)
+{
+	g->stats.failing_since = 0;
+	g->stats.next_try = 0;
+	g->stats.last_error[0] = '\0';
+}
+
 /* What to do with a Graph request's answer. */
 static void
 settle(struct greq *r, CURLcode cc, long status)
@@ -513,6 +553,25 @@ settle(struct greq *r, CURLcode cc, long status)
 	struct graph *g = r->g;
 	int once = r->flags & GRAPH_POST_ONCE, more = r->attempts < g->tune.max_attempts;
 	long wait;
+
+	if (cc != CURLE_OK || status >= 500 || status == 429) {
+		char what[96], detail[CURL_ERROR_SIZE + 200], code[64] = "", msg[128] = "";
+		size_t n = strcspn(r->url, "?");
+		const char *path = strstr(r->url, "://");
+		path = path ? strchr(path + 3, '/') : NULL;
+		snprintf(what, sizeof(what), "%s %.*s", r->method,
+		    (int)(path ? (size_t)(r->url + n - path) : n), path ? path : r->url);
+		if (cc != CURLE_OK)
+			snprintf(detail, sizeof(detail), "%s",
+			    r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc));
+		else {
+			graph_parse_error(r->resp ? r->resp : "", r->resp_len, code, sizeof(code),
+			    msg, sizeof(msg));
+			snprintf(detail, sizeof(detail), "%s%s%s", code, *msg ? ": " : "", msg);
+		}
+		health_fail(g, what, cc, status, detail);
+	} else
+		health_ok(g);
 
 	if (cc != CURLE_OK) {
 		if (once && maybe_sent(cc))
@@ -626,6 +685,7 @@ token_done(struct greq *r, CURLcode cc, long status)
 	g->token_fetching = 0;
 	if (cc == CURLE_OK && status == 200 && token_accept(g, r) == 0) {
 		g->token_attempts = 0;
+		health_ok(g);
 		log_debug("graph", "token acquired, valid for %lds",
 		    (long)(g->token_expiry - time(NULL)));
 		req_free(r);
@@ -639,6 +699,12 @@ token_done(struct greq *r, CURLcode cc, long status)
 		graph_parse_error(r->resp, r->resp_len, code, sizeof(code), msg, sizeof(msg));
 	log_warnx("graph", "token request to %s failed: %s%ld %s %s (client-request-id %s)",
 	    g->token_url, cc != CURLE_OK ? "no response, " : "HTTP ", status, code, msg, r->crid);
+	{
+		char detail[400];
+		snprintf(detail, sizeof(detail), "%s%s%s", cc == CURLE_OK ? code : "",
+		    cc == CURLE_OK && *msg ? ": " : "", msg);
+		health_fail(g, "token", cc, status, detail);
+	}
 	req_free(r);
 	/* transient: try again; refused credentials: tell every waiting request */
 	if ((cc != CURLE_OK || status == 429 || status >= 500)
@@ -649,6 +715,7 @@ token_done(struct greq *r, CURLcode cc, long status)
 		tv.tv_usec = (ms % 1000) * 1000;
 		g->token_fetching = 1;
 		evtimer_add(g->token_timer, &tv);
+		g->stats.next_try = time(NULL) + (ms + 999) / 1000;
 		return;
 	}
 	g->token_attempts = 0;

@@ -8,6 +8,8 @@
 #ifndef NUMPROV_GRAPH_H
 #define NUMPROV_GRAPH_H
 
+#include <time.h>
+
 #include <stddef.h>
 
 struct config;
@@ -35,6 +37,10 @@ typedef void (*graph_cb)(const struct graph_result *r, void *arg);
 struct graph_stats {
 	unsigned long requests, attempts, retries, throttled, token_fetches, failures;
 	int in_flight, max_in_flight;
+	/* Graph's health: since when no attempt got an answer (0: the last one did), the
+	 * last failure in one line, and when the next attempt goes (0: none scheduled) */
+	time_t failing_since, next_try;
+	char last_error[256];
 };
 
 /* Tunables that tests shrink; the defaults are the product's. */

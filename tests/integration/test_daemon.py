@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -198,3 +199,44 @@ def test_without_f_a_start_up_failure_reaches_the_terminal(sim, tmp_path):
     assert not pidfile.exists()  # a pid file only once it runs
     time.sleep(0.5)
     assert not subprocess.run(["pgrep", "-f", str(d.conf)], capture_output=True).stdout
+
+
+def test_status_shows_graph_failing_at_once_and_exits_1(sim, numprovd):
+    """While Graph answers 503s, a round sits in its retries for minutes before it
+    fails; numprovctl status says so at once: since when, the error in one line, the
+    next try, and exit status 1. Once Graph answers, it is healthy again (0)."""
+    sim.ctl.settings(op_polls=0)
+    d = numprovd(interval=300)
+    deadline = time.time() + 30
+    while time.time() < deadline and d.syncs() < 1:
+        time.sleep(0.1)
+    r = d.ctl("status")
+    assert r.returncode == 0, r.stdout
+    assert re.search(r"^graph:\s+ok$", r.stdout, re.M), r.stdout
+    sim.ctl.fault("503", match="/users/delta", count=1000)
+    t0 = time.time()
+    assert d.ctl("sync").returncode == 0
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        st = json.loads(d.ctl("--json", "status").stdout)
+        if st["graph"]["failing"]:
+            break
+        time.sleep(0.1)
+    assert st["graph"]["failing"], st
+    assert time.time() - t0 < 5  # at once, not when the round gives up
+    assert st["running"] and st["last_result"] == "success"  # the round is still trying
+    g = st["graph"]
+    assert g["last_error"].startswith("GET /v1.0/users/delta: HTTP 503"), g
+    assert "\n" not in g["last_error"] and len(g["last_error"]) < 256
+    assert g["failing_since"] and g["failing_for"] >= 0
+    assert g["next_try_in"] is not None and 0 <= g["next_try_in"] <= 60
+    r = d.ctl("status")
+    assert r.returncode == 1
+    assert re.search(r"^graph:\s+failing since ", r.stdout, re.M), r.stdout
+    assert re.search(r"^graph error:\s+GET /v1.0/users/delta: HTTP 503", r.stdout, re.M)
+    sim.ctl.clear_faults()
+    deadline = time.time() + 90
+    while time.time() < deadline and d.ctl("status").returncode != 0:
+        time.sleep(0.5)
+    r = d.ctl("status")
+    assert r.returncode == 0 and re.search(r"^graph:\s+ok$", r.stdout, re.M), r.stdout
