@@ -28,6 +28,7 @@
 #include "log.h"
 #include "loop.h"
 #include "monitor.h"
+#include "preflight.h"
 #include "provision.h"
 #include "rangeview.h"
 #include "teams.h"
@@ -101,6 +102,12 @@ config_test(const char *file)
 
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG_ERROR;
+	}
+	/* what the daemon will need that can be checked without the network */
+	if (preflight_check(file, cfg, err, sizeof(err)) > 0) {
+		fprintf(stderr, "%s\n", err);
+		config_free(cfg);
 		return EX_CONFIG_ERROR;
 	}
 	printf("%s: configuration is valid (%zu range%s, sync mode %s)\n", file, cfg->n_ranges,

@@ -18,8 +18,23 @@ RANGES = """
 """
 
 
-def test_config_check_accepts_the_example():
+def test_config_check_accepts_the_example(tmp_path):
+    """The example is valid as it stands; on a machine where its files exist (here: a
+    copy pointing into tmp_path, with a 0600 secret), -t accepts it."""
+    text = (TOP / "etc" / "numprovd.conf").read_text()
     r = run(binary("numprovd"), "-t", "-c", TOP / "etc" / "numprovd.conf")
+    # the example's syntax and values are fine; only this machine's files are missing
+    assert all("client_secret_file" in l or "control.socket" in l or "database.path" in l
+               for l in r.stderr.splitlines()), r.stderr
+    secret = tmp_path / "client-secret"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    local = (text.replace("/etc/numprov/client-secret", str(secret))
+             .replace("/var/lib/numprov", str(tmp_path / "db"))
+             .replace("/run/numprov/control.sock", str(tmp_path / "run" / "control.sock")))
+    assert local != text
+    (tmp_path / "numprovd.conf").write_text(local)
+    r = run(binary("numprovd"), "-t", "-c", tmp_path / "numprovd.conf")
     assert r.returncode == 0, r.stderr
     assert "configuration is valid (5 ranges, sync mode enforce)" in r.stdout
 

@@ -1,0 +1,341 @@
+#include "build-config.h"
+
+#include "preflight.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+
+/* What the check carries: the file, where each key is in it, the problems so far. */
+struct pf {
+	const char *file;
+	config_t lc;
+	int parsed;
+	char *err;
+	size_t errlen;
+	int n;
+	char user[64];
+};
+
+static void pf_error(struct pf *p, const char *key, const char *fmt, ...) NP_PRINTF(3, 4);
+
+/* One "FILE:LINE: what" line for key; "FILE: what" when the key is not in the file. */
+static void
+pf_error(struct pf *p, const char *key, const char *fmt, ...)
+{
+	const config_setting_t *s = p->parsed && key ? config_lookup(&p->lc, key) : NULL;
+	const char *where
+	    = s && config_setting_source_file(s) ? config_setting_source_file(s) : p->file;
+	int line = s ? config_setting_source_line(s) : 0;
+	size_t used = strlen(p->err);
+	va_list ap;
+
+	p->n++;
+	if (used + 1 >= p->errlen)
+		return;
+	if (line > 0)
+		used += snprintf(
+		    p->err + used, p->errlen - used, "%s%s:%d: ", used ? "\n" : "", where, line);
+	else
+		used
+		    += snprintf(p->err + used, p->errlen - used, "%s%s: ", used ? "\n" : "", where);
+	if (used >= p->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->err + used, p->errlen - used, fmt, ap);
+	va_end(ap);
+}
+
+/* OpenSSL's reason for the last failure, its queue emptied. */
+static void
+ssl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e)
+		ERR_error_string_n(e, buf, len);
+	else
+		snprintf(buf, len, "no PEM data");
+	ERR_clear_error();
+}
+
+/* The directory a path is in ("/" for "/x", "." for "x"). */
+static void
+parent_of(const char *path, char *out, size_t len)
+{
+	size_t n;
+	char *slash;
+
+	snprintf(out, len, "%s", path);
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+	if (!(slash = strrchr(out, '/')))
+		snprintf(out, len, ".");
+	else if (slash == out)
+		out[1] = '\0';
+	else
+		*slash = '\0';
+}
+
+/* ---- credentials -------------------------------------------------------- */
+
+/* The daemon's own reader: the same refusals (mode, not a regular file, empty), in its words. */
+static void
+check_secret(struct pf *p, const char *file)
+{
+	char e[512];
+	char *s = auth_secret_line(file, e, sizeof(e));
+
+	if (!s) {
+		pf_error(p, "tenant.client_secret_file", "tenant.client_secret_file: %s", e);
+		return;
+	}
+	OPENSSL_cleanse(s, strlen(s));
+	free(s);
+}
+
+/* 0 when cert_file holds a PEM certificate (as auth_cert_load reads it). */
+static int
+check_certificate(struct pf *p, const char *cert_file)
+{
+	char e[256];
+	X509 *x;
+	FILE *f;
+
+	if (!(f = fopen(cert_file, "r"))) {
+		pf_error(p, "tenant.certificate_file",
+		    "tenant.certificate_file: cannot open %s: %s", cert_file, strerror(errno));
+		return -1;
+	}
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!x) {
+		ssl_reason(e, sizeof(e));
+		pf_error(p, "tenant.certificate_file",
+		    "tenant.certificate_file: no PEM certificate in %s: %s", cert_file, e);
+		return -1;
+	}
+	X509_free(x);
+	return 0;
+}
+
+/* The daemon asks for no passphrase: an encrypted key cannot be used unattended. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
+
+static void
+check_cert_and_key(struct pf *p, const char *cert_file, const char *key_file)
+{
+	int cert_ok = check_certificate(p, cert_file) == 0;
+	char e[512];
+	char *pem = auth_read_secret(key_file, e, sizeof(e));
+	struct auth_cert *c;
+
+	if (!pem) {
+		pf_error(p, "tenant.private_key_file", "tenant.private_key_file: %s", e);
+		return;
+	}
+	if (!cert_ok) {
+		/* no certificate to load it with: at least the key must parse */
+		BIO *bio = BIO_new_mem_buf(pem, -1);
+		EVP_PKEY *key
+		    = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+
+		if (!key) {
+			ssl_reason(e, sizeof(e));
+			pf_error(p, "tenant.private_key_file",
+			    "tenant.private_key_file: no PEM private key in %s: %s", key_file, e);
+		}
+		EVP_PKEY_free(key);
+		BIO_free(bio);
+	}
+	OPENSSL_cleanse(pem, strlen(pem));
+	free(pem);
+	if (!cert_ok)
+		return;
+	/* both files are there: what the daemon does at start decides the rest */
+	if (!(c = auth_cert_load(cert_file, key_file, e, sizeof(e))))
+		pf_error(p, "tenant.private_key_file", "tenant.private_key_file: %s", e);
+	auth_cert_free(c);
+}
+
+/* At least one PEM certificate, and a file the daemon's trust store takes. */
+static void
+check_ca_file(struct pf *p, const char *ca_file)
+{
+	STACK_OF(X509_INFO) *infos = NULL;
+	X509_STORE *store;
+	int certs = 0;
+	char e[256];
+	BIO *bio;
+
+	if (!(bio = BIO_new_file(ca_file, "r"))) {
+		int saved = errno;
+		ERR_clear_error();
+		pf_error(p, "tenant.ca_file", "tenant.ca_file: cannot open %s: %s", ca_file,
+		    strerror(saved));
+		return;
+	}
+	infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++)
+		if (sk_X509_INFO_value(infos, i)->x509)
+			certs++;
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	if (!certs) {
+		ssl_reason(e, sizeof(e));
+		pf_error(p, "tenant.ca_file", "tenant.ca_file: no PEM certificate in %s: %s",
+		    ca_file, e);
+		return;
+	}
+	if (!(store = X509_STORE_new()))
+		return;
+	if (X509_STORE_load_file(store, ca_file) != 1) {
+		ssl_reason(e, sizeof(e));
+		pf_error(p, "tenant.ca_file",
+		    "tenant.ca_file: cannot load the trust anchors in %s: %s", ca_file, e);
+	}
+	X509_STORE_free(store);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+/* numprovd makes the database directory (one level, mode 0750) and writes in it. */
+static void
+check_database(struct pf *p, const char *path)
+{
+	const char *key = "database.path";
+	char parent[4096];
+	struct stat st;
+
+	if (stat(path, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			pf_error(p, key, "database.path %s exists and is not a directory", path);
+		else if (access(path, R_OK | W_OK | X_OK) < 0)
+			pf_error(p, key, "database.path %s is not writable by user %s: %s", path,
+			    p->user, strerror(errno));
+		return;
+	}
+	if (errno != ENOENT && errno != ENOTDIR) {
+		pf_error(p, key, "database.path: cannot check %s: %s", path, strerror(errno));
+		return;
+	}
+	parent_of(path, parent, sizeof(parent));
+	if (stat(parent, &st) < 0) {
+		if (errno == ENOENT)
+			pf_error(p, key,
+			    "database.path: the directory %s does not exist (numprovd creates %s, "
+			    "not its parents)",
+			    parent, path);
+		else
+			pf_error(
+			    p, key, "database.path: cannot check %s: %s", parent, strerror(errno));
+	} else if (!S_ISDIR(st.st_mode)) {
+		pf_error(p, key, "database.path: %s is not a directory", parent);
+	} else if (access(parent, W_OK | X_OK) < 0) {
+		pf_error(p, key,
+		    "database.path: cannot create %s: %s is not writable by user %s: %s", path,
+		    parent, p->user, strerror(errno));
+	}
+}
+
+/* The daemon binds control.socket in its directory, which it makes (one level) if missing. */
+static void
+check_control(struct pf *p, const char *path)
+{
+	const char *key = "control.socket";
+	char dir[4096];
+	struct stat st;
+
+	if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		pf_error(p, key, "control.socket '%s' is empty or longer than %zu bytes",
+		    path ? path : "", sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return;
+	}
+	parent_of(path, dir, sizeof(dir));
+	if (stat(dir, &st) < 0) {
+		char up[4096];
+		if (errno != ENOENT) {
+			pf_error(
+			    p, key, "control.socket: cannot check %s: %s", dir, strerror(errno));
+			return;
+		}
+		/* numprovd creates the directory at start, as systemd's RuntimeDirectory= would */
+		parent_of(dir, up, sizeof(up));
+		if (stat(up, &st) < 0 || !S_ISDIR(st.st_mode))
+			pf_error(p, key, "control.socket: the directory %s does not exist, nor %s",
+			    dir, up);
+		else if (access(up, W_OK | X_OK) < 0)
+			pf_error(p, key,
+			    "control.socket: cannot create the directory %s: %s is not writable by "
+			    "user %s: %s",
+			    dir, up, p->user, strerror(errno));
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		pf_error(p, key, "control.socket: %s is not a directory", dir);
+		return;
+	}
+	if (access(dir, W_OK | X_OK) < 0) {
+		pf_error(p, key,
+		    "control.socket: cannot create %s: %s is not writable by user %s: %s", path,
+		    dir, p->user, strerror(errno));
+		return;
+	}
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		pf_error(p, key,
+		    "%s exists and is not a socket; remove it or change control.socket", path);
+}
+
+/* ---- entry point -------------------------------------------------------- */
+
+int
+preflight_check(const char *file, const struct config *cfg, char *err, size_t errlen)
+{
+	struct pf p = { .file = file, .err = err, .errlen = errlen };
+	struct passwd *pw = getpwuid(geteuid());
+
+	if (errlen)
+		err[0] = '\0';
+	if (pw)
+		snprintf(p.user, sizeof(p.user), "%s", pw->pw_name);
+	else
+		snprintf(p.user, sizeof(p.user), "%u", (unsigned)geteuid());
+	/* the lines of the keys: config_load has read this file already */
+	config_init(&p.lc);
+	p.parsed = config_read_file(&p.lc, file) == CONFIG_TRUE;
+
+	if (cfg->tenant.client_secret_file)
+		check_secret(&p, cfg->tenant.client_secret_file);
+	if (cfg->tenant.certificate_file && cfg->tenant.private_key_file)
+		check_cert_and_key(&p, cfg->tenant.certificate_file, cfg->tenant.private_key_file);
+	if (cfg->tenant.ca_file)
+		check_ca_file(&p, cfg->tenant.ca_file);
+	if (cfg->database.path)
+		check_database(&p, cfg->database.path);
+	check_control(&p, cfg->control.socket);
+
+	config_destroy(&p.lc);
+	return p.n;
+}

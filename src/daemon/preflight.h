@@ -1,0 +1,24 @@
+/*
+ * numprovd -t beyond the syntax: what the daemon will need at start that can be
+ * checked without the network. The credentials (the client secret, or the
+ * certificate and its private key) are read as the daemon reads them, by the
+ * same loader, so -t accepts nothing the daemon refuses; the CA file must hold
+ * a PEM certificate; the database's parent (or the database directory itself)
+ * must be a writable directory; the control socket's directory must exist.
+ * "The service user" is the user running the check (access(2), open(2)).
+ */
+#ifndef NUMPROV_PREFLIGHT_H
+#define NUMPROV_PREFLIGHT_H
+
+#include <stddef.h>
+
+struct config;
+
+/*
+ * Check cfg, loaded from file. Appends one "FILE:LINE: what is wrong" line per
+ * problem to err (newline-separated, like config_load; "FILE: what" for a key
+ * left to its default) and returns the number of problems, 0 when all is well.
+ */
+int preflight_check(const char *file, const struct config *cfg, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,174 @@
+"""numprovd -t checks what the daemon will need without the network: the credentials'
+files and modes, the CA file, the database's parent, the control socket's directory.
+Each problem is one FILE:LINE: line and the exit status is 78 (EX_CONFIG)."""
+import shutil
+
+import pytest
+
+from conftest import binary, run
+
+RANGES = """ranges = (
+  { name = "office"; type = "direct-routing"; first = "+441235000000"; last = "+441235000099"; }
+);
+"""
+
+
+class Conf:
+    """A config in tmp_path whose keys sit on known lines:
+         1 tenant: { id = ...;
+         2   client_id = ...;
+         3   client_secret_file = ...;   (or certificate_file)
+         4   ca_file = ...;              (or private_key_file, or a comment)
+         5 };
+         6 database: { path = ...; durable = false; };
+         7 control: { socket = ...; group = "root"; };
+         8 snmp: { enabled = false; };
+    """
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.path = tmp / "numprovd.conf"
+        self.secret = tmp / "client-secret"
+        self.secret.write_text("s3cr3t\n")
+        self.secret.chmod(0o600)
+        self.db = tmp / "db"
+        self.sock = tmp / "control.sock"
+
+    def write(self, line3=None, line4="# no ca_file", db=None, sock=None):
+        line3 = line3 or f'client_secret_file = "{self.secret}";'
+        self.path.write_text(
+            'tenant: { id = "contoso.onmicrosoft.com";\n'
+            '  client_id = "11111111-2222-3333-4444-555555555555";\n'
+            f"  {line3}\n  {line4}\n}};\n"
+            f'database: {{ path = "{db or self.db}"; durable = false; }};\n'
+            f'control: {{ socket = "{sock or self.sock}"; group = "root"; }};\n'
+            "snmp: { enabled = false; };\n" + RANGES)
+        return self.path
+
+    def check(self, **kw):
+        conf = self.write(**kw)
+        return conf, run(binary("numprovd"), "-t", "-c", conf)
+
+
+@pytest.fixture
+def conf(tmp_path):
+    return Conf(tmp_path)
+
+
+def problems(r):
+    return r.stderr.strip().splitlines()
+
+
+def test_a_good_config_is_valid(conf):
+    conf_file, r = conf.check()
+    assert r.returncode == 0, r.stderr
+    assert f"{conf_file}: configuration is valid (1 range, sync mode enforce)" in r.stdout
+    assert r.stderr == ""
+
+
+def test_a_good_config_with_ca_file_and_certificate(conf, certs):
+    conf_file, r = conf.check(line4=f'ca_file = "{certs}/ca.pem";')
+    assert r.returncode == 0, r.stderr
+    assert "configuration is valid" in r.stdout
+    key = conf.tmp / "app.key"
+    shutil.copy(certs / "app.key", key)
+    key.chmod(0o600)
+    conf_file, r = conf.check(line3=f'certificate_file = "{certs}/app.pem";',
+                              line4=f'private_key_file = "{key}";')
+    assert r.returncode == 0, r.stderr
+    assert "configuration is valid" in r.stdout
+
+
+def test_a_secret_others_may_read(conf):
+    conf.secret.chmod(0o644)
+    conf_file, r = conf.check()
+    assert r.returncode == 78
+    assert problems(r) == [
+        f"{conf_file}:3: tenant.client_secret_file: {conf.secret} may be read by group or "
+        "others (mode 0644); it holds the tenant's credentials: chmod 600 it"]
+    assert "configuration is valid" not in r.stdout
+
+
+def test_a_group_writable_secret(conf):
+    conf.secret.chmod(0o620)
+    conf_file, r = conf.check()
+    assert r.returncode == 78
+    assert problems(r)[0].startswith(
+        f"{conf_file}:3: tenant.client_secret_file: {conf.secret} may be read by group or "
+        "others (mode 0620)")
+
+
+def test_a_missing_secret(conf):
+    conf.secret.unlink()
+    conf_file, r = conf.check()
+    assert r.returncode == 78
+    assert problems(r) == [f"{conf_file}:3: tenant.client_secret_file: cannot open "
+                           f"{conf.secret}: No such file or directory"]
+
+
+def test_a_missing_database_parent(conf):
+    db = conf.tmp / "no-such-dir" / "db"
+    conf_file, r = conf.check(db=db)
+    assert r.returncode == 78
+    assert problems(r) == [f"{conf_file}:6: database.path: the directory {db.parent} does "
+                           f"not exist (numprovd creates {db}, not its parents)"]
+
+
+def test_an_unparsable_ca_file(conf):
+    ca = conf.tmp / "ca.pem"
+    ca.write_text("this is not a certificate\n")
+    conf_file, r = conf.check(line4=f'ca_file = "{ca}";')
+    assert r.returncode == 78
+    lines = problems(r)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{conf_file}:4: tenant.ca_file: no PEM certificate in {ca}")
+
+
+def test_a_missing_control_socket_directory(conf):
+    # one missing level: numprovd makes it at start, so -t accepts it
+    conf_file, r = conf.check(sock=conf.tmp / "run" / "control.sock")
+    assert r.returncode == 0, r.stderr
+    sock = conf.tmp / "var" / "run" / "control.sock"
+    conf_file, r = conf.check(sock=sock)
+    assert r.returncode == 78
+    assert problems(r) == [
+        f"{conf_file}:7: control.socket: the directory {sock.parent} does not exist, "
+        f"nor {sock.parent.parent}"]
+
+
+def test_every_problem_at_once(conf):
+    conf.secret.chmod(0o644)
+    ca = conf.tmp / "ca.pem"
+    ca.write_text("garbage\n")
+    gone = conf.tmp / "gone"
+    conf_file, r = conf.check(line4=f'ca_file = "{ca}";', db=gone / "db",
+                              sock=gone / "run" / "control.sock")
+    assert r.returncode == 78
+    lines = problems(r)
+    assert [l.split(": ")[0] for l in lines] == [
+        f"{conf_file}:3", f"{conf_file}:4", f"{conf_file}:6", f"{conf_file}:7"], lines
+
+
+def test_a_certificate_that_does_not_parse(conf, certs):
+    cert = conf.tmp / "app.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    key = conf.tmp / "app.key"
+    shutil.copy(certs / "app.key", key)
+    key.chmod(0o600)
+    conf_file, r = conf.check(line3=f'certificate_file = "{cert}";',
+                              line4=f'private_key_file = "{key}";')
+    assert r.returncode == 78
+    lines = problems(r)
+    assert len(lines) == 1 and lines[0].startswith(
+        f"{conf_file}:3: tenant.certificate_file: no PEM certificate in {cert}"), lines
+
+
+def test_syntax_errors_come_first(conf):
+    """A file config_load refuses is reported as before; the preflight does not run."""
+    conf.secret.unlink()
+    conf_file = conf.write()
+    conf_file.write_text(conf_file.read_text() + "sync: { mode = ; };\n")
+    r = run(binary("numprovd"), "-t", "-c", conf_file)
+    assert r.returncode == 78
+    assert r.stderr.startswith(f"{conf_file}:12: syntax error")
+    assert "client_secret_file" not in r.stderr
