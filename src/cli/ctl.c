@@ -291,11 +291,13 @@ print_users(const cJSON *arr)
 	const cJSON *u;
 	int w = widest(arr, "upn", 4);
 
-	printf("%-*s  %-12s  %-24s  %s\n", w, "USER", "STATE", "NUMBER", "ID");
+	int wr = widest(arr, "reason", 6);
+
+	printf("%-*s  %-12s  %-24s  %-*s  %s\n", w, "USER", "STATE", "NUMBER", wr, "REASON", "ID");
 	cJSON_ArrayForEach(u, arr)
 	{
-		printf("%-*s  %-12s  %-24s  %s\n", w, jstr(u, "upn"), jstr(u, "state"),
-		    jstr(u, "number"), jstr(u, "id"));
+		printf("%-*s  %-12s  %-24s  %-*s  %s\n", w, jstr(u, "upn"), jstr(u, "state"),
+		    jstr(u, "number"), wr, jstr(u, "reason"), jstr(u, "id"));
 	}
 }
 
@@ -343,7 +345,7 @@ print_user(const cJSON *u)
 	kv("name:", "%s", jstr(rec, "name"));
 	kv("enabled:", "%s", jflag(rec, "enabled") ? "yes" : "no");
 	kv("licence:", "%s", licence_class(rec));
-	kv("state:", "%s", jstr(rec, "state"));
+	kv("state:", "%s", jstr(rec, "state")); /* numprov's; an address state is below */
 	if (cJSON_GetObjectItemCaseSensitive(u, "number"))
 		kv("number:", "%s (%s)", jstr(u, "number"), jstr(u, "number_state"));
 	else if (cJSON_GetObjectItemCaseSensitive(u, "would_get"))
@@ -351,14 +353,16 @@ print_user(const cJSON *u)
 		    jstr(u, "would_get_range"));
 	else
 		kv("would get:", "%s", "nothing: no matching range with a free number");
+	/* each field once: the directory's attributes apart, the UPN being shown above */
+	printf("attributes:\n");
 	cJSON_ArrayForEach(a, attrs)
 	{
 		char key[64];
 
-		if (!cJSON_IsString(a))
+		if (!cJSON_IsString(a) || strcmp(a->string, "upn") == 0)
 			continue;
 		snprintf(key, sizeof(key), "%s:", a->string);
-		kv(key, "%s", a->valuestring);
+		printf("  %-22s%s\n", key, a->valuestring);
 	}
 	printf("ranges:\n");
 	print_user_ranges(cJSON_GetObjectItemCaseSensitive(u, "ranges"));
@@ -368,17 +372,18 @@ static void
 print_plan(const cJSON *arr)
 {
 	const cJSON *p;
-	int w = widest(arr, "user", 4);
+	int w = widest(arr, "user", 4), wr = widest(arr, "range", 5);
 
 	if (cJSON_GetArraySize(arr) == 0) {
 		printf("nothing to do\n");
 		return;
 	}
-	printf("%-9s  %-*s  %-24s  %s\n", "ACTION", w, "USER", "NUMBER", "RANGE");
+	printf(
+	    "%-9s  %-*s  %-24s  %-*s  %s\n", "ACTION", w, "USER", "NUMBER", wr, "RANGE", "REASON");
 	cJSON_ArrayForEach(p, arr)
 	{
-		printf("%-9s  %-*s  %-24s  %s\n", jstr(p, "action"), w, jstr(p, "user"),
-		    jstr(p, "number"), jstr(p, "range"));
+		printf("%-9s  %-*s  %-24s  %-*s  %s\n", jstr(p, "action"), w, jstr(p, "user"),
+		    jstr(p, "number"), wr, jstr(p, "range"), jstr(p, "reason"));
 	}
 }
 

@@ -2113,9 +2113,54 @@ users_cb(const char *id, const void *rec, size_t len, void *arg)
 	cJSON_AddStringToObject(o, "state", user_state_name((enum user_state)u.state));
 	if (holds)
 		cJSON_AddStringToObject(o, "number", held.number);
+	{ /* why the user stands where they do: the decision's reason, as plan and user say */
+		struct decision d;
+		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
+		cJSON_AddStringToObject(o, "reason", reason_name(d.reason));
+	}
 	cJSON_AddItemToArray(c->arr, o);
 	user_clear(&u);
 	return 0;
+}
+
+/* Lists are sorted by UPN (case aside), then id: what an administrator scans. */
+static const char *
+sort_key(const cJSON *o, const char *key)
+{
+	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+	return s ? s : "";
+}
+
+static int
+by_upn(const void *a, const void *b)
+{
+	const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+	const char *kx = sort_key(x, "upn")[0] ? sort_key(x, "upn") : sort_key(x, "user");
+	const char *ky = sort_key(y, "upn")[0] ? sort_key(y, "upn") : sort_key(y, "user");
+	int c = strcasecmp(kx, ky);
+
+	return c ? c : strcmp(sort_key(x, "id"), sort_key(y, "id"));
+}
+
+static cJSON *
+sorted(cJSON *arr)
+{
+	int n = arr ? cJSON_GetArraySize(arr) : 0;
+	cJSON **v = n > 0 ? calloc((size_t)n, sizeof(*v)) : NULL;
+	cJSON *out;
+
+	if (!v || !(out = cJSON_CreateArray())) {
+		free(v);
+		return arr; /* out of memory: unsorted is still the answer */
+	}
+	for (int i = 0; i < n; i++)
+		v[i] = cJSON_DetachItemFromArray(arr, 0);
+	qsort(v, (size_t)n, sizeof(*v), by_upn);
+	for (int i = 0; i < n; i++)
+		cJSON_AddItemToArray(out, v[i]);
+	free(v);
+	cJSON_Delete(arr);
+	return out;
 }
 
 cJSON *
@@ -2124,7 +2169,7 @@ prov_users(struct prov *p, const char *filter)
 	struct users_ctx c = { p, filter, cJSON_CreateArray(), 0 };
 
 	inv_dir_foreach(p->inv, users_cb, &c);
-	return c.arr;
+	return sorted(c.arr);
 }
 
 cJSON *
@@ -2133,7 +2178,7 @@ prov_plan(struct prov *p)
 	struct users_ctx c = { p, NULL, cJSON_CreateArray(), 1 };
 
 	inv_dir_foreach(p->inv, users_cb, &c);
-	return c.arr;
+	return sorted(c.arr);
 }
 
 /* ---- administrators' changes -------------------------------------------- */

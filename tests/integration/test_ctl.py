@@ -250,7 +250,11 @@ def test_user_explains_the_ranges(sim, ctld):
     assert kv["user"] == UPN["frank"]
     assert kv["licence"].startswith("Teams Phone without a Calling Plan")
     assert kv["would get"].startswith("nothing")
-    assert kv["usage_location"] == "FR" and kv["city"] == "Paris"
+    # the directory's attributes apart and indented; the UPN only once, as "user:"
+    assert re.search(r"^attributes:$", r.stdout, re.M)
+    assert re.search(r"^  usage_location:\s+FR$", r.stdout, re.M)
+    assert re.search(r"^  city:\s+Paris$", r.stdout, re.M)
+    assert r.stdout.count(UPN["frank"]) == 1, r.stdout
     assert re.search(r"^  london\s+no match\s+city = ", r.stdout, re.M)
     assert re.search(r"^  park-lane\s+wrong type\s", r.stdout, re.M)
 
@@ -270,8 +274,12 @@ def test_users_and_filters(sim, ctld):
     assert [u["upn"] for u in unmatched] == [UPN["frank"]]
     r = d.ctl("users", "--unmatched")
     head, rows = table(r.stdout)
-    assert head == ["USER", "STATE", "NUMBER", "ID"]
-    assert rows == [[UPN["frank"], "no-match", "-", IDS["frank"]]]
+    assert head == ["USER", "STATE", "NUMBER", "REASON", "ID"]
+    assert rows == [[UPN["frank"], "no-match", "-", unmatched[0]["reason"], IDS["frank"]]]
+    assert unmatched[0]["reason"] == "no-match", unmatched  # the reason, per user
+    # sorted by UPN, case aside
+    upns = [u["upn"] for u in d.json("users")]
+    assert upns == sorted(upns, key=str.lower)
     assert d.json("users", "--pending") == []
     assert d.ctl("users", "--everyone").returncode == 2
 
@@ -279,8 +287,9 @@ def test_users_and_filters(sim, ctld):
 def test_plan_shows_the_next_cycle_and_changes_nothing(sim, ctld):
     d = ctld()
     head, rows = table(d.ctl("plan").stdout)
-    assert head == ["ACTION", "USER", "NUMBER", "RANGE"]
-    assert rows == [["unmatched", UPN["frank"], "-", "-"]]  # everyone else has a number
+    assert head == ["ACTION", "USER", "NUMBER", "RANGE", "REASON"]
+    # everyone else has a number; the reason is given per user
+    assert rows == [["unmatched", UPN["frank"], "-", "-", "no-match"]]
     assert d.ctl("unassign", UPN["alice"]).returncode == 0
     # held by the administrator: the next cycle gives her nothing
     assert [p for p in d.json("plan") if p.get("user") == UPN["alice"]] == []
@@ -290,8 +299,8 @@ def test_plan_shows_the_next_cycle_and_changes_nothing(sim, ctld):
     mine = [p for p in plan if p.get("user") == UPN["alice"]]
     assert mine and mine[0]["action"] == "assign" and mine[0]["range"] == "london"
     r = d.ctl("plan")
-    assert re.search(rf"^assign\s+{re.escape(UPN['alice'])}\s+\+44208\d+\s+london$", r.stdout,
-                     re.M), r.stdout
+    assert re.search(rf"^assign\s+{re.escape(UPN['alice'])}\s+\+44208\d+\s+london\s+\S+$",
+                     r.stdout, re.M), r.stdout
     assert d.ranges() == before and holds(sim, "alice") == []
 
 
