@@ -998,13 +998,10 @@ agent_free(struct agent *a)
 		return;
 	if (a->subscribed)
 		np_event_unsubscribe(on_event, a);
-	if (a->running) {
-		oid mib[NUMPROV_MIB_LEN];
-		memcpy(mib, agent_mib_oid, sizeof(mib));
-		unregister_sysORTable(mib, NUMPROV_MIB_LEN);
-		snmp_shutdown(AGENT_NAME);
-		shutdown_agent();
-	}
+	/*
+	 * Our callbacks go first: snmp_shutdown frees every callback registration
+	 * (clear_callback), so unregistering after it would walk freed memory.
+	 */
 	if (a->base) { /* agent_new registered these before anything could fail */
 		snmp_unregister_callback(
 		    SNMP_CALLBACK_APPLICATION, SNMPD_CALLBACK_INDEX_START, on_index, a, 1);
@@ -1012,6 +1009,13 @@ agent_free(struct agent *a)
 		    SNMP_CALLBACK_APPLICATION, SNMPD_CALLBACK_INDEX_STOP, on_index, a, 1);
 		snmp_unregister_callback(
 		    SNMP_CALLBACK_LIBRARY, SNMP_CALLBACK_LOGGING, on_log, a, 1);
+	}
+	if (a->running) {
+		oid mib[NUMPROV_MIB_LEN];
+		memcpy(mib, agent_mib_oid, sizeof(mib));
+		unregister_sysORTable(mib, NUMPROV_MIB_LEN);
+		snmp_shutdown(AGENT_NAME);
+		shutdown_agent();
 	}
 	while (a->n_fd > 0)
 		event_free(a->fd_ev[--a->n_fd]);

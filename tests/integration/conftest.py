@@ -301,8 +301,32 @@ def numprovd(sim, tmp_path):
         return d.start()
 
     yield make
-    for d in made:
-        d.stop(signal.SIGKILL)
+    stop_clean(made)
+
+
+def stop_clean(daemons):
+    """Stop every numprovd a test started the way an operator does (SIGTERM), and fail
+    the test when the shutdown path trips a sanitizer (use after free, leak) or the
+    exit status is not 0. A daemon a test killed or stopped itself is left as it is."""
+    reports = []
+    for d in daemons:
+        if not d.proc or d.proc.poll() is not None:
+            continue
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+            reports.append("numprovd did not stop within 45 s of SIGTERM")
+            continue
+        if hasattr(d, "reader"):
+            d.reader.join(timeout=5)
+        bad = [l for l in d.lines if "Sanitizer" in l or "runtime error:" in l]
+        if bad or d.proc.returncode != 0:
+            reports.append(f"numprovd exited {d.proc.returncode} on SIGTERM:\n"
+                           + "\n".join((bad or d.lines)[-40:]))
+    assert not reports, "\n\n".join(reports)
 
 
 def holder(sim, number):
@@ -392,5 +416,4 @@ def ctld(sim, tmp_path):
         return d.start(wait)
 
     yield make
-    for d in made:
-        d.stop(signal.SIGKILL)
+    stop_clean(made)
