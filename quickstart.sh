@@ -11,7 +11,7 @@ top=$(pwd)
 PACKAGES="autoconf automake pkg-config make gcc clang clang-format libclang-rt-14-dev
   libsnmp-dev libcurl4-openssl-dev libcjson-dev libdb5.3-dev libconfig-dev
   libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates
-  rsyslog util-linux snmpd snmp snmptrapd smitools"
+  rsyslog util-linux snmpd snmp snmptrapd smitools mandoc systemd"
 
 install_packages() {
 	local missing=""

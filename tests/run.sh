@@ -98,6 +98,12 @@ step "clang-format" formatted
 # NUMPROV-MIB: smilint -l 6 silent, snmptranslate resolves the tree, the arc matches the code
 step "make check-mib" make -C build/test -s check-mib
 
+# the manual pages: mandoc -Tlint -Wall silent, every option, command and key in them
+step "make check-man" make -C build/test -s check-man
+
+# the systemd unit: verify clean, systemd-analyze security rating <= 2.0
+step "make check-unit" make -C build/test -s check-unit
+
 # 2. clang must be clean too
 step "clang build (-Wall -Wextra -Werror)" configure_build build/clang CC=clang --enable-werror
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cjson/cJSON.h>
@@ -507,6 +508,21 @@ run_loop(struct daemon *d)
 	return 0;
 }
 
+/*
+ * Under systemd, stderr is the journal, which syslog reaches already: -f then
+ * writes each line once (systemd names its stream in JOURNAL_STREAM=dev:inode).
+ */
+static int
+stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0
+	    && (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 static int
 run(struct daemon *d, int foreground, int debug, const char *pidfile)
 {
@@ -518,7 +534,7 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 		return EX_CONFIG_ERROR;
 	}
 	log_init("numprovd", d->cfg->log.facility, debug ? LOG_DEBUG : d->cfg->log.level,
-	    LOG_DEST_SYSLOG | (foreground ? LOG_DEST_STDERR : 0));
+	    LOG_DEST_SYSLOG | (foreground && !stderr_is_journal() ? LOG_DEST_STDERR : 0));
 	if ((rc = inv_open(d->cfg->database.path, d->cfg->database.durable ? 0 : INV_OPEN_NOSYNC,
 		 &d->inv, err, sizeof(err)))
 	    != INV_OK) {

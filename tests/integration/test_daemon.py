@@ -240,3 +240,27 @@ def test_status_shows_graph_failing_at_once_and_exits_1(sim, numprovd):
         time.sleep(0.5)
     r = d.ctl("status")
     assert r.returncode == 0 and re.search(r"^graph:\s+ok$", r.stdout, re.M), r.stdout
+
+
+def test_under_systemd_f_does_not_write_the_journal_twice(sim, tmp_path):
+    """systemd names the journal stream in JOURNAL_STREAM; there numprovd -f leaves its
+    lines to syslog (which the journal has) instead of writing each one twice."""
+    d = Numprovd(sim, tmp_path)
+    rd, wr = os.pipe()
+    st = os.fstat(wr)
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(d.conf)], stdout=wr,
+                            stderr=wr, env=env)
+    os.close(wr)
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline and not d.ctl("--json", "status").stdout:
+            time.sleep(0.1)
+        assert d.ctl("--json", "status").stdout  # it runs and answers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=40)
+    out = os.read(rd, 65536).decode(errors="replace")
+    os.close(rd)
+    assert "running:" not in out and "event=" not in out, out[:2000]
+    assert proc.returncode == 0
