@@ -125,6 +125,17 @@ ssl_error(char *err, size_t errlen, const char *what, const char *file)
 	ERR_clear_error();
 }
 
+/* OpenSSL's passphrase callback: no passphrase, so an encrypted key fails at once. */
+static int
+refuse_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 struct auth_cert *
 auth_cert_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
@@ -149,9 +160,16 @@ auth_cert_load(const char *cert_file, const char *key_file, char *err, size_t er
 	if (thumbprints(c, x, err, errlen) < 0 || !(pem = auth_read_secret(key_file, err, errlen)))
 		goto fail;
 	bio = BIO_new_mem_buf(pem, -1);
-	c->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	/* never a prompt on the terminal: a daemon has nobody to type a passphrase */
+	c->key = PEM_read_bio_PrivateKey(bio, NULL, refuse_passphrase, NULL);
 	if (!c->key) {
-		ssl_error(err, errlen, "no PEM private key in", key_file);
+		if (strstr(pem, "ENCRYPTED"))
+			snprintf(err, errlen,
+			    "%s: the private key is encrypted, and numprovd cannot ask for a "
+			    "passphrase: store it unencrypted (mode 0600)",
+			    key_file);
+		else
+			ssl_error(err, errlen, "no PEM private key in", key_file);
 		goto fail;
 	}
 	if (EVP_PKEY_base_id(c->key) != EVP_PKEY_RSA) {

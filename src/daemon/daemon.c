@@ -51,6 +51,7 @@ struct daemon {
 	struct agent *agent; /* NULL when snmp.enabled is false */
 	int snmp_failed;     /* enabled, but net-snmp could not start */
 	const char *pidfile; /* written once the control socket listens */
+	int pidfile_written; /* only then is it ours to remove */
 	int ready_fd;	     /* without -f: to the parent waiting on the terminal, or -1 */
 	char why[1024];	     /* why start-up failed, for that parent */
 	int stopping;
@@ -257,18 +258,23 @@ on_checkpoint(void *arg)
 }
 
 static int
-write_pidfile(const char *file)
+write_pidfile(const char *file, char *err, size_t errlen)
 {
 	FILE *f;
 
 	if (!file)
 		return 0;
 	if (!(f = fopen(file, "w"))) {
-		log_warn("main", "cannot write the pid file %s", file);
+		snprintf(err, errlen, "cannot write the pid file %s: %s", file, strerror(errno));
 		return -1;
 	}
 	fprintf(f, "%ld\n", (long)getpid());
-	return fclose(f);
+	if (fclose(f) != 0) {
+		snprintf(err, errlen, "cannot write the pid file %s: %s", file, strerror(errno));
+		unlink(file);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -375,8 +381,15 @@ tell_parent(struct daemon *d, const char *why)
 			break; /* the parent is gone: nobody to tell */
 		done += (size_t)w;
 	}
-	close(d->ready_fd);
-	d->ready_fd = -1;
+	/*
+	 * After a failure the pipe stays open until this process exits: the
+	 * parent, reading to the end, returns only once the inventory is closed
+	 * and its lock released, so that a start tried again at once finds it free.
+	 */
+	if (!why) {
+		close(d->ready_fd);
+		d->ready_fd = -1;
+	}
 }
 
 /*
@@ -498,7 +511,17 @@ run_loop(struct daemon *d)
 	    PACKAGE_VERSION, d->cfg->database.path, d->cfg->n_ranges,
 	    config_sync_mode_name(d->cfg->sync.mode), d->cfg->sync.interval);
 	/* the pid file says numprovd is there: numprovctl can talk to it from now on */
-	write_pidfile(d->pidfile);
+	{
+		char err[512];
+		if (write_pidfile(d->pidfile, err, sizeof(err)) < 0) {
+			failed(d, "%s", err);
+			tell_parent(d, d->why);
+			stop_engine(d);
+			loop_free(d->loop);
+			return 1;
+		}
+		d->pidfile_written = d->pidfile != NULL;
+	}
 	tell_parent(d, NULL);
 	prov_start(d->prov);
 	notify("READY=1");
@@ -568,7 +591,7 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	}
 	inv_close(d->inv);
 	config_free(d->cfg);
-	if (!foreground && pidfile)
+	if (d->pidfile_written) /* never another instance's */
 		unlink(pidfile);
 	log_notice("main", "stopped");
 	log_close();
@@ -585,6 +608,19 @@ static const struct option long_options[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* The option getopt stopped at: -x for a short one (inside a group too), else the word. */
+static const char *
+bad_option(char **argv, int ind)
+{
+	static char shortopt[3] = "-?";
+
+	if (optopt) {
+		shortopt[1] = (char)optopt;
+		return shortopt;
+	}
+	return argv[ind - 1];
+}
 
 /* A usage error: what is wrong, in one line, and where to look (exit 2). */
 static int
@@ -626,9 +662,9 @@ daemon_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case ':':
-			return usage_error("an option needs a value:", argv[optind - 1]);
+			return usage_error("an option needs a value:", bad_option(argv, optind));
 		default:
-			return usage_error("unknown option", argv[optind - 1]);
+			return usage_error("unknown option", bad_option(argv, optind));
 		}
 	}
 	if (optind != argc)

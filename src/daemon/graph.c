@@ -521,14 +521,16 @@ health_fail(struct graph *g, const char *what, CURLcode cc, long status, const c
 
 	if (!g->stats.failing_since)
 		g->stats.failing_since = time(NULL);
+	int len;
+
 	if (cc != CURLE_OK)
-		snprintf(line, sizeof(line), "%s: no response: %s", what, detail);
+		len = snprintf(line, sizeof(line), "%s: no response: %s", what, detail);
 	else
-		snprintf(line, sizeof(line), "%s: HTTP %ld%s%s", what, status, *detail ? " " : "",
-		    detail);
+		len = snprintf(line, sizeof(line), "%s: HTTP %ld%s%s", what, status,
+		    *detail ? " " : "", detail);
 	for (const char *p = line; *p && n + 1 < sizeof(g->stats.last_error); p++)
 		g->stats.last_error[n++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
-	if (n + 1 == sizeof(g->stats.last_error)) { /* cut: never inside a UTF-8 character */
+	if (len >= (int)sizeof(line)) { /* cut: never inside a UTF-8 character */
 		while (n > 0 && ((unsigned char)g->stats.last_error[n - 1] & 0xc0) == 0x80)
 			n--;
 		if (n > 0 && ((unsigned char)g->stats.last_error[n - 1] & 0xc0) == 0xc0)
@@ -1030,6 +1032,16 @@ graph_set_config(struct graph *g, const struct config *cfg)
 	}
 	g->timeout = cfg->tenant.timeout;
 	g->parallel = cfg->sync.parallel;
+	if (!cfg->tenant.ca_file != !g->ca_file
+	    || (cfg->tenant.ca_file && strcmp(cfg->tenant.ca_file, g->ca_file) != 0)) {
+		char *ca = cfg->tenant.ca_file ? strdup(cfg->tenant.ca_file) : NULL;
+		if (cfg->tenant.ca_file && !ca) {
+			log_warnx("graph", "out of memory: tenant.ca_file stays %s", g->ca_file);
+		} else {
+			free(g->ca_file);
+			g->ca_file = ca;
+		}
+	}
 	reload_trust(g);
 	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
 	dispatch(g); /* a larger parallel lets waiting requests go now */

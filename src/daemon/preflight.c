@@ -2,6 +2,7 @@
 
 #include "preflight.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <openssl/crypto.h>
@@ -222,6 +223,39 @@ check_ca_file(struct pf *p, const char *ca_file)
 /* ---- directories -------------------------------------------------------- */
 
 /* numprovd makes the database directory (one level, mode 0750) and writes in it. */
+/*
+ * The inventory's files must be the user's to write too: a numprovd once run
+ * as root leaves root's files (lock, regions, databases, logs) behind.
+ */
+static void
+check_database_files(struct pf *p, const char *path)
+{
+	DIR *dir = opendir(path);
+	struct dirent *e;
+	int bad = 0;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir)) && bad < 3) {
+		char file[4096];
+		struct stat st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if ((size_t)snprintf(file, sizeof(file), "%s/%s", path, e->d_name) >= sizeof(file)
+		    || lstat(file, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (access(file, R_OK | W_OK) < 0) {
+			pf_error(p, "database.path",
+			    "database.path: %s is not writable by user %s: %s (a numprovd run as "
+			    "another user left it: chown the directory's files)",
+			    file, p->user, strerror(errno));
+			bad++;
+		}
+	}
+	closedir(dir);
+}
+
 static void
 check_database(struct pf *p, const char *path)
 {
@@ -235,6 +269,8 @@ check_database(struct pf *p, const char *path)
 		else if (access(path, R_OK | W_OK | X_OK) < 0)
 			pf_error(p, key, "database.path %s is not writable by user %s: %s", path,
 			    p->user, strerror(errno));
+		else
+			check_database_files(p, path);
 		return;
 	}
 	if (errno != ENOENT && errno != ENOTDIR) {

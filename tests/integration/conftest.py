@@ -288,6 +288,10 @@ class Numprovd:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=40)
+            if sig != signal.SIGKILL and hasattr(self, "reader"):
+                self.reader.join(timeout=5)
+                bad = sanitizer_lines(self.lines)
+                assert not bad, "numprovd's stop tripped a sanitizer:\n" + "\n".join(bad[-40:])
         return self.proc.returncode if self.proc else None
 
 
@@ -304,13 +308,25 @@ def numprovd(sim, tmp_path):
     stop_clean(made)
 
 
+def sanitizer_lines(lines):
+    return [l for l in lines if "Sanitizer" in l or "runtime error:" in l]
+
+
 def stop_clean(daemons):
     """Stop every numprovd a test started the way an operator does (SIGTERM), and fail
     the test when the shutdown path trips a sanitizer (use after free, leak) or the
     exit status is not 0. A daemon a test killed or stopped itself is left as it is."""
     reports = []
     for d in daemons:
-        if not d.proc or d.proc.poll() is not None:
+        if not d.proc:
+            continue
+        if d.proc.poll() is not None:  # stopped by the test, or died by itself
+            if hasattr(d, "reader"):
+                d.reader.join(timeout=5)
+            bad = sanitizer_lines(d.lines)
+            if bad or d.proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
+                reports.append(f"numprovd ended with {d.proc.returncode}:\n"
+                               + "\n".join((bad or d.lines)[-40:]))
             continue
         d.proc.send_signal(signal.SIGTERM)
         try:
@@ -322,7 +338,7 @@ def stop_clean(daemons):
             continue
         if hasattr(d, "reader"):
             d.reader.join(timeout=5)
-        bad = [l for l in d.lines if "Sanitizer" in l or "runtime error:" in l]
+        bad = sanitizer_lines(d.lines)
         if bad or d.proc.returncode != 0:
             reports.append(f"numprovd exited {d.proc.returncode} on SIGTERM:\n"
                            + "\n".join((bad or d.lines)[-40:]))

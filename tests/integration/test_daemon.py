@@ -196,9 +196,12 @@ def test_without_f_a_start_up_failure_reaches_the_terminal(sim, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("numprovd: cannot open the control socket"), lines
     assert "a-file" in lines[0]
-    assert not pidfile.exists()  # a pid file only once it runs
-    time.sleep(0.5)
-    assert not subprocess.run(["pgrep", "-f", str(d.conf)], capture_output=True).stdout
+    try:
+        assert not pidfile.exists()  # a pid file only once it runs
+        # the parent returned once the child had closed the inventory and gone
+        assert not subprocess.run(["pgrep", "-f", str(d.conf)], capture_output=True).stdout
+    finally:  # a regression that starts it anyway leaves nothing running
+        subprocess.run(["pkill", "-KILL", "-f", str(d.conf)])
 
 
 def test_status_shows_graph_failing_at_once_and_exits_1(sim, numprovd):
@@ -264,3 +267,45 @@ def test_under_systemd_f_does_not_write_the_journal_twice(sim, tmp_path):
     os.close(rd)
     assert "running:" not in out and "event=" not in out, out[:2000]
     assert proc.returncode == 0
+
+
+def test_a_failed_start_leaves_another_instances_pid_file(sim, tmp_path):
+    """B fails to start (A answers on the control socket): B's parent returns once B has
+    cleaned up, and A's pid file is still there: a pid file is removed only by its
+    writer."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Numprovd(sim, tmp_path / "a")
+    b = Numprovd(sim, tmp_path / "b")
+    b.conf.write_text(b.conf.read_text().replace(f'socket = "{b.sock}"', f'socket = "{a.sock}"'))
+    pidfile = tmp_path / "shared.pid"
+    r = subprocess.run([binary("numprovd"), "-c", str(a.conf), "-p", str(pidfile)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    pid = int(pidfile.read_text())
+    try:
+        r = subprocess.run([binary("numprovd"), "-c", str(b.conf), "-p", str(pidfile)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "control socket" in r.stderr, r
+        # B has exited by now (its parent waited for it), and left A's pid file alone
+        assert not subprocess.run(["pgrep", "-f", str(b.conf)], capture_output=True).stdout
+        assert pidfile.exists() and int(pidfile.read_text()) == pid
+        assert _running_numprovd(pid)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 40
+        while time.time() < deadline and _running_numprovd(pid):
+            time.sleep(0.1)
+
+
+def test_a_pid_file_that_cannot_be_written_is_a_failed_start(sim, tmp_path):
+    d = Numprovd(sim, tmp_path)
+    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p",
+                        str(tmp_path / "no-such-dir" / "numprovd.pid")],
+                       capture_output=True, text=True, timeout=60)
+    try:
+        assert r.returncode == 1, r
+        assert r.stderr.startswith("numprovd: cannot write the pid file "), r.stderr
+        assert not subprocess.run(["pgrep", "-f", str(d.conf)], capture_output=True).stdout
+    finally:
+        subprocess.run(["pkill", "-KILL", "-f", str(d.conf)])

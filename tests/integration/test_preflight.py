@@ -1,7 +1,12 @@
 """numprovd -t checks what the daemon will need without the network: the credentials'
 files and modes, the CA file, the database's parent, the control socket's directory.
 Each problem is one FILE:LINE: line and the exit status is 78 (EX_CONFIG)."""
+import os
+import pathlib
+import pwd
 import shutil
+import subprocess
+import tempfile
 
 import pytest
 
@@ -172,3 +177,53 @@ def test_syntax_errors_come_first(conf):
     assert r.returncode == 78
     assert r.stderr.startswith(f"{conf_file}:12: syntax error")
     assert "client_secret_file" not in r.stderr
+
+
+def test_an_encrypted_private_key_is_refused_without_a_prompt(conf, certs):
+    """numprovd has nobody to type a passphrase: -t says the key is encrypted, at once,
+    instead of prompting on the terminal."""
+    cert = conf.tmp / "app.pem"
+    shutil.copy(certs / "app.pem", cert)
+    key = conf.tmp / "app.key"
+    subprocess.run(["openssl", "pkey", "-in", str(certs / "app.key"), "-aes256",
+                    "-passout", "pass:hunter2", "-out", str(key)], check=True)
+    key.chmod(0o600)
+    conf_file = conf.write(line3=f'certificate_file = "{cert}";',
+                           line4=f'private_key_file = "{key}";')
+    r = subprocess.run([str(binary("numprovd")), "-t", "-c", str(conf_file)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 78, r
+    assert "pass phrase" not in r.stdout + r.stderr  # no prompt
+    assert f"{conf_file}:4: tenant.private_key_file: " in r.stderr
+    assert "the private key is encrypted" in r.stderr
+
+
+def test_inventory_files_another_user_left_are_refused(certs):
+    """A numprovd once run as root leaves root's files in the database directory; -t,
+    run as the service user, says which file it cannot write."""
+    top = pathlib.Path(tempfile.mkdtemp(prefix="numprov-pf-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        nobody = pwd.getpwnam("nobody")
+        c = Conf(top)
+        os.chown(c.secret, nobody.pw_uid, nobody.pw_gid)
+        c.db.mkdir()
+        os.chown(c.db, nobody.pw_uid, nobody.pw_gid)
+        lock = c.db / "numprovd.lock"
+        lock.write_text("1\n")  # root's, 0644
+        lock.chmod(0o644)
+        (top / "run").mkdir()
+        os.chown(top / "run", nobody.pw_uid, nobody.pw_gid)
+        conf_file = c.write(sock=top / "run" / "control.sock")
+        conf_file.chmod(0o644)
+        r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), "-t",
+                            "-c", str(conf_file)], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 78, r
+        assert (f"{conf_file}:6: database.path: {lock} is not writable by user nobody"
+                in r.stderr), r.stderr
+        os.chown(lock, nobody.pw_uid, nobody.pw_gid)
+        r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), "-t",
+                            "-c", str(conf_file)], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(top)
