@@ -1,6 +1,7 @@
 #include "build-config.h"
 
 #include "ctl.h"
+#include "opts.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -775,19 +776,6 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* The option getopt stopped at: -x for a short one (inside a group too), else the word. */
-static const char *
-bad_option(char **argv, int ind)
-{
-	static char shortopt[3] = "-?";
-
-	if (optopt) {
-		shortopt[1] = (char)optopt;
-		return shortopt;
-	}
-	return argv[ind - 1];
-}
-
 static int
 known_command(const char *name)
 {
@@ -820,9 +808,10 @@ ctl_main(int argc, char **argv)
 			printf("numprovctl %s\n", PACKAGE_VERSION);
 			return 0;
 		} else if (opt == ':') {
-			return usage_error("an option needs a value:", bad_option(argv, optind));
+			return usage_error(
+			    "an option needs a value:", opts_bad_option(argv, optind));
 		} else {
-			return usage_error("unknown option", bad_option(argv, optind));
+			return usage_error("unknown option", opts_bad_option(argv, optind));
 		}
 	}
 	if (optind >= argc)

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "loop.h"
 #include "monitor.h"
+#include "opts.h"
 #include "preflight.h"
 #include "provision.h"
 #include "rangeview.h"
@@ -609,19 +610,6 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* The option getopt stopped at: -x for a short one (inside a group too), else the word. */
-static const char *
-bad_option(char **argv, int ind)
-{
-	static char shortopt[3] = "-?";
-
-	if (optopt) {
-		shortopt[1] = (char)optopt;
-		return shortopt;
-	}
-	return argv[ind - 1];
-}
-
 /* A usage error: what is wrong, in one line, and where to look (exit 2). */
 static int
 usage_error(const char *what, const char *arg)
@@ -662,9 +650,10 @@ daemon_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case ':':
-			return usage_error("an option needs a value:", bad_option(argv, optind));
+			return usage_error(
+			    "an option needs a value:", opts_bad_option(argv, optind));
 		default:
-			return usage_error("unknown option", bad_option(argv, optind));
+			return usage_error("unknown option", opts_bad_option(argv, optind));
 		}
 	}
 	if (optind != argc)

@@ -184,6 +184,8 @@ def test_usage_errors_are_one_line_with_a_hint(tmp_path):
         (["numprovd", "--bogus"], "numprovd: unknown option '--bogus'; see numprovd --help"),
         (["numprovd", "-c"], "numprovd: an option needs a value: '-c'; see numprovd --help"),
         (["numprovd", "-f", "extra"], "numprovd: unexpected argument 'extra'; see numprovd --help"),
+        (["numprovd", "-xf"], "numprovd: unknown option '-x'; see numprovd --help"),
+        (["numprovctl", "-xh", "status"], "numprovctl: unknown option '-x'"),
         (["numprovctl", "--bogus", "status"], "numprovctl: unknown option '--bogus'"),
         (["numprovctl", "-c", conf, "frobnicate"], "numprovctl: unknown command 'frobnicate'"),
         (["numprovctl", "-c", conf, "assign", "x"], "numprovctl: wrong arguments for 'assign'"),
