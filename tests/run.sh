@@ -43,6 +43,8 @@ autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; exit 1; }
 
 # 1. gcc, sanitizers, unit tests
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+# what LeakSanitizer may not report, each with its reason (tests/lsan.supp)
+export LSAN_OPTIONS="suppressions=$top/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 step "gcc build (-Wall -Wextra -Werror, ASan+UBSan)" \
 	configure_build build/test CC=gcc --enable-sanitizers --enable-werror

@@ -339,9 +339,9 @@ def stop_clean(daemons):
         if hasattr(d, "reader"):
             d.reader.join(timeout=5)
         bad = sanitizer_lines(d.lines)
-        if bad or d.proc.returncode != 0:
+        if bad or d.proc.returncode != 0:  # the report's stack is the end of the output
             reports.append(f"numprovd exited {d.proc.returncode} on SIGTERM:\n"
-                           + "\n".join((bad or d.lines)[-40:]))
+                           + "\n".join(d.lines[-60:]))
     assert not reports, "\n\n".join(reports)
 
 
