@@ -12,6 +12,7 @@
 #endif
 
 #include "rule.h"
+#include "utf8.h"
 
 #include <locale.h>
 #include <pthread.h>
@@ -555,9 +556,7 @@ copy_clipped(char *buf, size_t size, const char *s, size_t n)
 		buf[n] = '\0';
 		return;
 	}
-	n = size - 4;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
+	n = utf8_prefix(s, size - 4);
 	memcpy(buf, s, n);
 	memcpy(buf + n, "...", 4);
 }

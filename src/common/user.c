@@ -1,6 +1,7 @@
 #include "build-config.h"
 
 #include "user.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -74,9 +75,7 @@ copy_text(char *dst, size_t cap, const char *src)
 	size_t n = strlen(src);
 
 	if (n >= cap) {
-		n = cap - 1;
-		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
-			n--; /* src[n] starts the character that did not fit */
+		n = utf8_prefix(src, cap - 1); /* src[n] starts what did not fit */
 	}
 	memcpy(dst, src, n);
 	dst[n] = '\0';

@@ -15,6 +15,7 @@
 #include "monitor.h"
 #include "provision.h"
 #include "rangeview.h"
+#include "utf8.h"
 
 #define AGENT_NAME "numprovd"
 #define AGENT_MAX_FDS 64
@@ -80,13 +81,8 @@ set_string(struct agent_value *out, const char *s, size_t max)
 {
 	size_t n = strnlen(s, max);
 
-	/* a cut never leaves the first bytes of a UTF-8 character */
-	if (s[n] != '\0' && ((unsigned char)s[n] & 0xc0) == 0x80) {
-		while (n > 0 && ((unsigned char)s[n - 1] & 0xc0) == 0x80)
-			n--;
-		if (n > 0 && ((unsigned char)s[n - 1] & 0xc0) == 0xc0)
-			n--;
-	}
+	if (s[n] != '\0') /* a cut never leaves the first bytes of a UTF-8 character */
+		n = utf8_prefix(s, n);
 	out->type = ASN_OCTET_STR;
 	out->len = n;
 	memcpy(out->v.octets, s, n);

@@ -1,6 +1,7 @@
 #include "build-config.h"
 
 #include "control.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -282,8 +283,7 @@ clip(const char *s, size_t max, char *buf, size_t len)
 		return s;
 	if (max > len - 4)
 		max = len - 4;
-	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-		max--;
+	max = utf8_prefix(s, max);
 	memcpy(buf, s, max);
 	memcpy(buf + max, "...", 4);
 	return buf;

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "utf8.h"
 
 #define BODY_MAX (64u << 20) /* a response larger than this is cut off: no page is that big */
 #define TOKEN_MARGIN 300     /* renew a token this long before it expires, or at half its life */
@@ -516,26 +517,22 @@ retry_after_ms(struct greq *r)
 static void
 health_fail(struct graph *g, const char *what, CURLcode cc, long status, const char *detail)
 {
-	char line[sizeof(g->stats.last_error)];
-	size_t n = 0;
+	char line[1024];
+	size_t n;
 
 	if (!g->stats.failing_since)
 		g->stats.failing_since = time(NULL);
-	int len;
-
 	if (cc != CURLE_OK)
-		len = snprintf(line, sizeof(line), "%s: no response: %s", what, detail);
+		snprintf(line, sizeof(line), "%s: no response: %s", what, detail);
 	else
-		len = snprintf(line, sizeof(line), "%s: HTTP %ld%s%s", what, status,
-		    *detail ? " " : "", detail);
-	for (const char *p = line; *p && n + 1 < sizeof(g->stats.last_error); p++)
-		g->stats.last_error[n++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
-	if (len >= (int)sizeof(line)) { /* cut: never inside a UTF-8 character */
-		while (n > 0 && ((unsigned char)g->stats.last_error[n - 1] & 0xc0) == 0x80)
-			n--;
-		if (n > 0 && ((unsigned char)g->stats.last_error[n - 1] & 0xc0) == 0xc0)
-			n--;
-	}
+		snprintf(line, sizeof(line), "%s: HTTP %ld%s%s", what, status, *detail ? " " : "",
+		    detail);
+	n = strlen(line);
+	if (n >= sizeof(g->stats.last_error)) /* cut: never inside a UTF-8 character */
+		n = utf8_prefix(line, sizeof(g->stats.last_error) - 1);
+	for (size_t i = 0; i < n; i++)
+		g->stats.last_error[i]
+		    = ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) ? ' ' : line[i];
 	g->stats.last_error[n] = '\0';
 	g->stats.next_try = 0;
 }

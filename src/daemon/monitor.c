@@ -313,12 +313,12 @@ monitor_range_named(const struct monitor *m, const char *name)
 int
 monitor_range_alarm(const struct monitor *m, const char *name, struct range_alarm *out)
 {
-	for (size_t i = 0; i < m->n; i++)
-		if (strcmp(m->v[i].r.name, name) == 0) {
-			*out = m->alarm[i];
-			return 0;
-		}
-	return -1;
+	const struct range_view *v = monitor_range_named(m, name);
+
+	if (!v)
+		return -1;
+	*out = m->alarm[v - m->v]; /* the flags sit beside the rows, in the same order */
+	return 0;
 }
 
 time_t
