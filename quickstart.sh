@@ -83,10 +83,14 @@ demo() {
 	printf 'demo-secret\n' >"$dir/client-secret"
 	chmod 600 "$dir/client-secret"
 	local conf="$dir/numprovd.conf" sim="/usr/bin/python3 tests/graphsim/simctl.py --url https://127.0.0.1:$port --ca $dir/ca.pem"
+	# The demo's files are root's, in the build tree: its numprovd stays root
+	# (--allow-root). An installed numprovd runs as the numprov user.
+	local as_root=""
+	[ "$(id -u)" = 0 ] && as_root=--allow-root
 	echo "== numprovd -t: checking the demo configuration"
-	build/demo/numprovd -t -c "$conf"
+	build/demo/numprovd $as_root -t -c "$conf"
 	echo "== starting numprovd on the demo tenant (log below; inventory in $dir/db)"
-	build/demo/numprovd -f -c "$conf" >"$dir/numprovd.log" 2>&1 &
+	build/demo/numprovd $as_root -f -c "$conf" >"$dir/numprovd.log" 2>&1 &
 	daemon_pid=$! # globals: the EXIT trap runs after this function has returned
 	tail -n +1 -f "$dir/numprovd.log" &
 	tail_pid=$!

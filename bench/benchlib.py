@@ -172,8 +172,12 @@ def numprovd_conf(work, domain, client_id, sim_url, certs, ranges, parallel, dur
     return conf
 
 
+# the benchmarks run as root in scratch directories: numprovd stays root (see numprovd(8))
+AS_ROOT = ["--allow-root"] if os.geteuid() == 0 else []
+
+
 def check_conf(binary, conf, timeout=60):
-    chk = subprocess.run([binary, "-t", "-c", conf], capture_output=True, text=True,
+    chk = subprocess.run([binary, *AS_ROOT, "-t", "-c", conf], capture_output=True, text=True,
                          timeout=timeout)
     if chk.returncode != 0:
         raise BenchError(f"numprovd -t: {chk.stdout}{chk.stderr}")
@@ -183,7 +187,7 @@ def start_numprovd(binary, conf, log_path):
     """numprovd -f, its output to log_path: (process, the open log file, wall clock at exec)."""
     log = open(log_path, "w")
     t_exec = time.time()
-    proc = start([binary, "-f", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    proc = start([binary, *AS_ROOT, "-f", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
     return proc, log, t_exec
 
 

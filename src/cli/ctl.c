@@ -2,6 +2,7 @@
 
 #include "ctl.h"
 #include "opts.h"
+#include "privs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -718,6 +719,9 @@ run_local(const struct ctl *c, const struct command *cmd, char **argv)
 	int rc;
 
 	log_register(quiet_log);
+	/* as root, Berkeley DB's region files would be root's and numprovd could not open them */
+	if (privs_become_owner_of(c->cfg->database.path, err, sizeof(err)) < 0)
+		return fail("%s", err);
 	if (inv_open(c->cfg->database.path, INV_OPEN_READONLY, &inv, err, sizeof(err)) != INV_OK)
 		return fail("%s", err);
 	if (strcmp(cmd->name, "ranges") == 0)

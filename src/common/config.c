@@ -14,6 +14,9 @@
 #include "rule.h"
 
 #define MAX_ERRORS 25
+/* The nil GUID in the shipped example: no Entra app has it, so a file still holding it is the
+ * example. */
+#define EXAMPLE_CLIENT_ID "00000000-0000-0000-0000-000000000000"
 
 /* What the loader carries while it walks the file. */
 struct loader {
@@ -305,6 +308,13 @@ load_tenant(struct loader *ld, const config_setting_t *root, struct config *c)
 		cfg_error(ld, config_setting_get_member(g, "client_id"),
 		    "tenant.client_id \"%s\" is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
 		    c->tenant.client_id);
+	else if (c->tenant.client_id && strcmp(c->tenant.client_id, EXAMPLE_CLIENT_ID) == 0)
+		/* the shipped numprovd.conf: nothing can sign in with it, so say what to do */
+		cfg_error(ld, config_setting_get_member(g, "client_id"),
+		    "tenant.client_id is still the example's %s: this is the example "
+		    "configuration; set the tenant, the application (client) id and the "
+		    "credentials of your Entra app (docs/deployment.md), then check it again",
+		    EXAMPLE_CLIENT_ID);
 	if (c->tenant.id && !*c->tenant.id)
 		cfg_error(ld, config_setting_get_member(g, "id"), "tenant.id is empty");
 	if (!c->tenant.client_secret_file && !c->tenant.certificate_file)
@@ -353,6 +363,7 @@ load_small_groups(struct loader *ld, const config_setting_t *root, struct config
 		"release_on_disable", "quarantine_days", NULL };
 	static const char *const kdb[] = { "path", "durable", NULL };
 	static const char *const kctl[] = { "socket", "group", NULL };
+	static const char *const kdaemon[] = { "user", "group", NULL };
 	static const char *const ksnmp[]
 	    = { "enabled", "agentx_socket", "traps", "ping_interval", NULL };
 	const config_setting_t *g;
@@ -377,6 +388,16 @@ load_small_groups(struct loader *ld, const config_setting_t *root, struct config
 		check_known(ld, g, "control.", kctl);
 		get_str(ld, g, "control.", "socket", 0, c->control.socket, &c->control.socket);
 		get_str(ld, g, "control.", "group", 0, c->control.group, &c->control.group);
+	}
+	if ((g = get_group(ld, root, "daemon"))) {
+		check_known(ld, g, "daemon.", kdaemon);
+		get_str(ld, g, "daemon.", "user", 0, c->daemon.user, &c->daemon.user);
+		get_str(ld, g, "daemon.", "group", 0, c->daemon.group, &c->daemon.group);
+		if (c->daemon.user && !c->daemon.user[0])
+			cfg_error(ld, config_setting_get_member(g, "user"), "daemon.user is empty");
+		if (c->daemon.group && !c->daemon.group[0])
+			cfg_error(
+			    ld, config_setting_get_member(g, "group"), "daemon.group is empty");
 	}
 	if ((g = get_group(ld, root, "snmp"))) {
 		check_known(ld, g, "snmp.", ksnmp);
@@ -658,6 +679,8 @@ set_defaults(struct config *c)
 	c->database.durable = true;
 	c->control.socket = strdup("/run/numprov/control.sock");
 	c->control.group = strdup("numprov");
+	c->daemon.user = strdup("numprov");
+	c->daemon.group = strdup("numprov");
 	c->snmp.enabled = true;
 	c->snmp.traps = true;
 	c->snmp.agentx_socket = strdup("/var/agentx/master");
@@ -671,7 +694,7 @@ static void
 load_root(struct loader *ld, const config_setting_t *root, struct config *c)
 {
 	static const char *const known[] = { "tenant", "sync", "policy", "database", "control",
-		"snmp", "log", "licensing", "ranges", NULL };
+		"daemon", "snmp", "log", "licensing", "ranges", NULL };
 
 	check_known(ld, root, "", known);
 	load_tenant(ld, root, c);
@@ -769,6 +792,8 @@ config_free(struct config *c)
 	free(c->database.path);
 	free(c->control.socket);
 	free(c->control.group);
+	free(c->daemon.user);
+	free(c->daemon.group);
 	free(c->snmp.agentx_socket);
 	for (size_t i = 0; i < c->n_ranges; i++)
 		range_free(&c->ranges[i]);

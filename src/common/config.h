@@ -67,6 +67,9 @@ struct config {
 		char *socket, *group;
 	} control;
 	struct {
+		char *user, *group; /* numprovd started as root runs as these */
+	} daemon;
+	struct {
 		bool enabled, traps;
 		char *agentx_socket;
 		int ping_interval; /* seconds between AgentX pings and reconnect attempts */

@@ -266,7 +266,10 @@ auth_secret_line(const char *file, char *err, size_t errlen)
 	char *s = auth_read_secret(file, err, errlen);
 
 	if (s) {
-		s[strcspn(s, "\r\n")] = '\0';
+		char *rest = s + strcspn(s, "\r\n");
+
+		/* whatever follows the first line is not kept in memory either */
+		OPENSSL_cleanse(rest, strlen(rest));
 		if (!*s) {
 			snprintf(err, errlen, "%s: the first line is empty", file);
 			free(s);

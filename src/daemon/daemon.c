@@ -31,6 +31,7 @@
 #include "monitor.h"
 #include "opts.h"
 #include "preflight.h"
+#include "privs.h"
 #include "provision.h"
 #include "rangeview.h"
 #include "teams.h"
@@ -56,6 +57,8 @@ struct daemon {
 	int ready_fd;	     /* without -f: to the parent waiting on the terminal, or -1 */
 	char why[1024];	     /* why start-up failed, for that parent */
 	int stopping;
+	int allow_root;	  /* --allow-root: started as root, stays root */
+	char runs_as[64]; /* daemon.user once root was given up, or "" */
 };
 
 /* systemd's notification socket, without libsystemd: one datagram per state. */
@@ -84,31 +87,52 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: numprovd [-f] [-d] [-c FILE] [-p PIDFILE]\n"
-	    "       numprovd -t [-c FILE]\n"
+	    "usage: numprovd [-f] [-d] [-c FILE] [-p PIDFILE] [--allow-root]\n"
+	    "       numprovd -t [-c FILE] [--allow-root]\n"
 	    "  -c, --config FILE     configuration file (default %s)\n"
 	    "  -t, --test            check the configuration file and exit (0 = good, 78 = "
 	    "errors)\n"
 	    "  -f, --foreground      stay in the foreground and log to stderr as well\n"
 	    "  -d, --debug           log debug messages\n"
 	    "  -p, --pidfile PIDFILE write the process id there when running as a daemon\n"
+	    "      --allow-root      started as root, stay root instead of becoming daemon.user\n"
 	    "  -h, --help            this help\n"
 	    "  -V, --version         print the version\n",
 	    NUMPROV_CONF);
 }
 
+/*
+ * numprovd -t: as root (without --allow-root) the files are checked as
+ * daemon.user, whom the daemon becomes, and the directories root makes for
+ * it at start need only their parents.
+ */
 static int
-config_test(const char *file)
+config_test(const char *file, int allow_root)
 {
 	char err[8192];
 	struct config *cfg = config_load(file, err, sizeof(err));
+	struct privs_target t;
+	int flags = 0;
 
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG_ERROR;
 	}
+	if (geteuid() == 0 && !allow_root) {
+		if (privs_resolve(cfg->daemon.user, cfg->daemon.group, &t, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: %s\n", file, err);
+			config_free(cfg);
+			return EX_CONFIG_ERROR;
+		}
+		flags |= PREFLIGHT_ROOT_MAKES_DIRS;
+		if (privs_switch(&t, err, sizeof(err)) < 0) {
+			fprintf(stderr, "numprovd: %s\n", err);
+			config_free(cfg);
+			return 1;
+		}
+	}
 	/* what the daemon will need that can be checked without the network */
-	if (preflight_check(file, cfg, err, sizeof(err)) > 0) {
+	if (preflight_check(file, cfg, flags, err, sizeof(err)) > 0) {
 		fprintf(stderr, "%s\n", err);
 		config_free(cfg);
 		return EX_CONFIG_ERROR;
@@ -259,14 +283,21 @@ on_checkpoint(void *arg)
 }
 
 static int
-write_pidfile(const char *file, char *err, size_t errlen)
+write_pidfile(const char *file, const char *runs_as, char *err, size_t errlen)
 {
 	FILE *f;
 
 	if (!file)
 		return 0;
 	if (!(f = fopen(file, "w"))) {
-		snprintf(err, errlen, "cannot write the pid file %s: %s", file, strerror(errno));
+		if (*runs_as)
+			snprintf(err, errlen,
+			    "cannot write the pid file %s: %s (numprovd runs as %s: give it a "
+			    "directory %s can write, such as the control socket's)",
+			    file, strerror(errno), runs_as, runs_as);
+		else
+			snprintf(
+			    err, errlen, "cannot write the pid file %s: %s", file, strerror(errno));
 		return -1;
 	}
 	fprintf(f, "%ld\n", (long)getpid());
@@ -514,7 +545,7 @@ run_loop(struct daemon *d)
 	/* the pid file says numprovd is there: numprovctl can talk to it from now on */
 	{
 		char err[512];
-		if (write_pidfile(d->pidfile, err, sizeof(err)) < 0) {
+		if (write_pidfile(d->pidfile, d->runs_as, err, sizeof(err)) < 0) {
 			failed(d, "%s", err);
 			tell_parent(d, d->why);
 			stop_engine(d);
@@ -547,6 +578,61 @@ stderr_is_journal(void)
 	    && (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
+/* One directory made as root for daemon.user, if it is missing; 0 or -1 with err. */
+static int
+make_dir_for(const char *path, int parent, mode_t mode, const struct privs_target *t, char *err,
+    size_t errlen)
+{
+	char dir[4096];
+	int made;
+
+	if (parent)
+		privs_parent_of(path, dir, sizeof(dir));
+	else
+		snprintf(dir, sizeof(dir), "%s", path);
+	if ((made = privs_make_dir(dir, mode, t, err, errlen)) < 0)
+		return -1;
+	if (made)
+		log_info("main", "created %s for %s", dir, t->user);
+	return 0;
+}
+
+/*
+ * Started as root: numprovd makes what only root can make for daemon.user
+ * (the inventory's directory, the control socket's and the pid file's, when
+ * missing), then gives up root for good, before the inventory is opened and
+ * before any network traffic. 0, or an exit status with the reason logged.
+ */
+static int
+give_up_root(struct daemon *d, const char *pidfile)
+{
+	struct privs_target t;
+	char err[1024];
+
+	if (geteuid() != 0)
+		return 0;
+	if (d->allow_root) {
+		log_warnx("main",
+		    "running as root (--allow-root): daemon.user is not used, and a flaw in "
+		    "numprovd or a library it uses would be root's");
+		return 0;
+	}
+	if (privs_resolve(d->cfg->daemon.user, d->cfg->daemon.group, &t, err, sizeof(err)) < 0) {
+		failed(d, "%s: %s", d->conf_file, err);
+		return EX_CONFIG_ERROR;
+	}
+	if (make_dir_for(d->cfg->database.path, 0, 0750, &t, err, sizeof(err)) < 0
+	    || make_dir_for(d->cfg->control.socket, 1, 0755, &t, err, sizeof(err)) < 0
+	    || (pidfile && make_dir_for(pidfile, 1, 0755, &t, err, sizeof(err)) < 0)
+	    || privs_switch(&t, err, sizeof(err)) < 0) {
+		failed(d, "%s", err);
+		return 1;
+	}
+	snprintf(d->runs_as, sizeof(d->runs_as), "%s", t.user);
+	log_info("main", "running as %s:%s", t.user, t.group);
+	return 0;
+}
+
 static int
 run(struct daemon *d, int foreground, int debug, const char *pidfile)
 {
@@ -559,6 +645,15 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	}
 	log_init("numprovd", d->cfg->log.facility, debug ? LOG_DEBUG : d->cfg->log.level,
 	    LOG_DEST_SYSLOG | (foreground && !stderr_is_journal() ? LOG_DEST_STDERR : 0));
+	if ((rc = give_up_root(d, pidfile)) != 0) {
+		if (!foreground)
+			fprintf(stderr, "numprovd: %s\n", d->why);
+		config_free(d->cfg);
+		log_close();
+		return rc;
+	}
+	/* from here on no core file: the secret, the private key and tokens are in memory */
+	privs_no_core();
 	if ((rc = inv_open(d->cfg->database.path, d->cfg->database.durable ? 0 : INV_OPEN_NOSYNC,
 		 &d->inv, err, sizeof(err)))
 	    != INV_OK) {
@@ -607,6 +702,7 @@ static const struct option long_options[] = {
 	{ "pidfile", required_argument, NULL, 'p' },
 	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "allow-root", no_argument, NULL, 'R' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -643,6 +739,9 @@ daemon_main(int argc, char **argv)
 		case 'p':
 			pidfile = optarg;
 			break;
+		case 'R':
+			d.allow_root = 1;
+			break;
 		case 'V':
 			printf("numprovd %s\n", PACKAGE_VERSION);
 			return 0;
@@ -659,6 +758,6 @@ daemon_main(int argc, char **argv)
 	if (optind != argc)
 		return usage_error("unexpected argument", argv[optind]);
 	if (test)
-		return config_test(d.conf_file);
+		return config_test(d.conf_file, d.allow_root);
 	return run(&d, foreground, debug, pidfile);
 }

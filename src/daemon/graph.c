@@ -4,7 +4,9 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <malloc.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -734,6 +736,7 @@ token_form(struct graph *g, char *err, size_t errlen)
 	} else if ((assertion = auth_assertion(
 			g->cert, g->alg, g->client_id, g->token_url, time(NULL), err, errlen))) {
 		cred = curl_easy_escape(NULL, assertion, 0);
+		OPENSSL_cleanse(assertion, strlen(assertion)); /* a bearer credential for minutes */
 		free(assertion);
 	}
 	if (cid && scope && cred) {
@@ -942,6 +945,50 @@ load_credentials(struct graph *g, const struct config *cfg, char *err, size_t er
 	return g->cert ? 0 : -1;
 }
 
+/*
+ * libcurl's memory is wiped when libcurl frees it: the token request's body
+ * (the client secret or the signed assertion) is copied into libcurl's request
+ * buffer, and bearer tokens into every request's headers, which would
+ * otherwise stay readable in freed heap until reused.
+ */
+static void
+wiping_free(void *p)
+{
+	if (p)
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
+static void *
+wiping_realloc(void *p, size_t n)
+{
+	size_t old = p ? malloc_usable_size(p) : 0;
+	void *q;
+
+	if (!p)
+		return malloc(n);
+	if (n == 0) {
+		wiping_free(p);
+		return NULL;
+	}
+	if (n <= old) /* shrinking in place would leave the tail: keep the block */
+		return p;
+	if (!(q = malloc(n)))
+		return NULL;
+	memcpy(q, p, old);
+	wiping_free(p);
+	return q;
+}
+
+static void
+curl_start(void)
+{
+	if (curl_global_init_mem(
+		CURL_GLOBAL_DEFAULT, malloc, wiping_free, wiping_realloc, strdup, calloc)
+	    != CURLE_OK)
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 struct graph *
 graph_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
 {
@@ -953,7 +1000,7 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 	if (!g)
 		return NULL;
 	if (!curl_ready++)
-		curl_global_init(CURL_GLOBAL_DEFAULT);
+		curl_start();
 	g->base = base;
 	g->alg = cfg->tenant.assertion_alg;
 	g->timeout = cfg->tenant.timeout;

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "privs.h"
 
 /* What the check carries: the file, where each key is in it, the problems so far. */
 struct pf {
@@ -31,6 +32,7 @@ struct pf {
 	char *err;
 	size_t errlen;
 	int n;
+	int flags; /* PREFLIGHT_* */
 	char user[64];
 };
 
@@ -74,25 +76,6 @@ ssl_reason(char *buf, size_t len)
 	else
 		snprintf(buf, len, "no PEM data");
 	ERR_clear_error();
-}
-
-/* The directory a path is in ("/" for "/x", "." for "x"). */
-static void
-parent_of(const char *path, char *out, size_t len)
-{
-	size_t n;
-	char *slash;
-
-	snprintf(out, len, "%s", path);
-	n = strlen(out);
-	while (n > 1 && out[n - 1] == '/')
-		out[--n] = '\0';
-	if (!(slash = strrchr(out, '/')))
-		snprintf(out, len, ".");
-	else if (slash == out)
-		out[1] = '\0';
-	else
-		*slash = '\0';
 }
 
 /* ---- credentials -------------------------------------------------------- */
@@ -277,7 +260,7 @@ check_database(struct pf *p, const char *path)
 		pf_error(p, key, "database.path: cannot check %s: %s", path, strerror(errno));
 		return;
 	}
-	parent_of(path, parent, sizeof(parent));
+	privs_parent_of(path, parent, sizeof(parent));
 	if (stat(parent, &st) < 0) {
 		if (errno == ENOENT)
 			pf_error(p, key,
@@ -289,6 +272,8 @@ check_database(struct pf *p, const char *path)
 			    p, key, "database.path: cannot check %s: %s", parent, strerror(errno));
 	} else if (!S_ISDIR(st.st_mode)) {
 		pf_error(p, key, "database.path: %s is not a directory", parent);
+	} else if (p->flags & PREFLIGHT_ROOT_MAKES_DIRS) {
+		return; /* numprovd makes it, as root, for the user it becomes */
 	} else if (access(parent, W_OK | X_OK) < 0) {
 		pf_error(p, key,
 		    "database.path: cannot create %s: %s is not writable by user %s: %s", path,
@@ -309,7 +294,7 @@ check_control(struct pf *p, const char *path)
 		    path ? path : "", sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 		return;
 	}
-	parent_of(path, dir, sizeof(dir));
+	privs_parent_of(path, dir, sizeof(dir));
 	if (stat(dir, &st) < 0) {
 		char up[4096];
 		if (errno != ENOENT) {
@@ -318,11 +303,11 @@ check_control(struct pf *p, const char *path)
 			return;
 		}
 		/* numprovd creates the directory at start, as systemd's RuntimeDirectory= would */
-		parent_of(dir, up, sizeof(up));
+		privs_parent_of(dir, up, sizeof(up));
 		if (stat(up, &st) < 0 || !S_ISDIR(st.st_mode))
 			pf_error(p, key, "control.socket: the directory %s does not exist, nor %s",
 			    dir, up);
-		else if (access(up, W_OK | X_OK) < 0)
+		else if (!(p->flags & PREFLIGHT_ROOT_MAKES_DIRS) && access(up, W_OK | X_OK) < 0)
 			pf_error(p, key,
 			    "control.socket: cannot create the directory %s: %s is not writable by "
 			    "user %s: %s",
@@ -347,9 +332,9 @@ check_control(struct pf *p, const char *path)
 /* ---- entry point -------------------------------------------------------- */
 
 int
-preflight_check(const char *file, const struct config *cfg, char *err, size_t errlen)
+preflight_check(const char *file, const struct config *cfg, int flags, char *err, size_t errlen)
 {
-	struct pf p = { .file = file, .err = err, .errlen = errlen };
+	struct pf p = { .file = file, .err = err, .errlen = errlen, .flags = flags };
 	struct passwd *pw = getpwuid(geteuid());
 
 	if (errlen)

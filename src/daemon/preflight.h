@@ -5,7 +5,8 @@
  * same loader, so -t accepts nothing the daemon refuses; the CA file must hold
  * a PEM certificate; the database's parent (or the database directory itself)
  * must be a writable directory; the control socket's directory must exist.
- * "The service user" is the user running the check (access(2), open(2)).
+ * "The service user" is the user running the check (access(2), open(2)):
+ * numprovd -t run as root becomes daemon.user first.
  */
 #ifndef NUMPROV_PREFLIGHT_H
 #define NUMPROV_PREFLIGHT_H
@@ -19,6 +20,13 @@ struct config;
  * problem to err (newline-separated, like config_load; "FILE: what" for a key
  * left to its default) and returns the number of problems, 0 when all is well.
  */
-int preflight_check(const char *file, const struct config *cfg, char *err, size_t errlen);
+/*
+ * PREFLIGHT_ROOT_MAKES_DIRS: the daemon will start as root and make the
+ * database directory and the control socket's directory itself before it
+ * gives up root; a missing one then needs only an existing parent.
+ */
+#define PREFLIGHT_ROOT_MAKES_DIRS 0x1
+int preflight_check(
+    const char *file, const struct config *cfg, int flags, char *err, size_t errlen);
 
 #endif

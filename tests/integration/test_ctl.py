@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import AS_ROOT
 from conftest import CTL_RANGES, IDS, UPN, binary, gtl  # noqa: F401
 
 @pytest.fixture
@@ -367,7 +368,7 @@ def test_socket_of_a_live_daemon_is_not_taken_over(sim, ctld, tmp_path):
     conf = sim.config(other / "numprovd.conf",
                       extra=f'control: {{ socket = "{d.sock}"; group = "root"; }};\n'
                             f'snmp: {{ enabled = false; }};\nranges = ({CTL_RANGES});\n')
-    r = subprocess.run([binary("numprovd"), "-f", "-c", str(conf)], capture_output=True,
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-f", "-c", str(conf)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode != 0
     assert f"another process is answering on {d.sock}" in r.stdout + r.stderr

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 
+from conftest import AS_ROOT
 from conftest import binary, gtl
 from conftest import Numprovd
 
@@ -69,7 +70,7 @@ def test_systemd_notification(sim, tmp_path):
     d = Numprovd(sim, tmp_path)
     env = dict(os.environ, NOTIFY_SOCKET=path)
     log = open(tmp_path / "numprovd.log", "w")
-    d.proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(d.conf)], env=env,
+    d.proc = subprocess.Popen([binary("numprovd"), *AS_ROOT, "-f", "-c", str(d.conf)], env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         assert rx.recv(256) == b"READY=1"
@@ -88,7 +89,7 @@ def test_systemd_notification(sim, tmp_path):
 def test_daemon_mode_writes_a_pidfile(sim, tmp_path):
     d = Numprovd(sim, tmp_path)
     pidfile = tmp_path / "numprovd.pid"
-    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p", str(pidfile)],
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(d.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     deadline = time.time() + 10
@@ -123,7 +124,7 @@ def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
     d = Numprovd(sim, tmp_path)
     pidfile = tmp_path / "numprovd.pid"
     lockfile = tmp_path / "db" / "numprovd.lock"
-    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p", str(pidfile)],
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(d.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     deadline = time.time() + 10
@@ -137,11 +138,11 @@ def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
         assert json.loads(d.ctl("--json", "status").stdout)["pid"] == pid
         assert int(lockfile.read_text()) == pid, (lockfile.read_text(), pid)
         # a second numprovd on the same database is refused, naming the running one
-        r2 = subprocess.run([binary("numprovd"), "-c", str(d.conf)],
+        r2 = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(d.conf)],
                             capture_output=True, text=True, timeout=30)
         assert r2.returncode != 0
         assert f"in use by another numprovd (pid {pid})" in r2.stderr, r2.stderr
-        r3 = subprocess.run([binary("numprovd"), "-f", "-c", str(d.conf)],
+        r3 = subprocess.run([binary("numprovd"), *AS_ROOT, "-f", "-c", str(d.conf)],
                             capture_output=True, text=True, timeout=30)
         assert r3.returncode != 0
         assert f"(pid {pid})" in r3.stdout + r3.stderr, r3.stdout + r3.stderr
@@ -190,7 +191,7 @@ def test_without_f_a_start_up_failure_reaches_the_terminal(sim, tmp_path):
     d.conf.write_text(d.conf.read_text().replace(
         f'socket = "{tmp_path}/control.sock"', f'socket = "{tmp_path}/a-file/control.sock"'))
     pidfile = tmp_path / "numprovd.pid"
-    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p", str(pidfile)],
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(d.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -252,7 +253,7 @@ def test_under_systemd_f_does_not_write_the_journal_twice(sim, tmp_path):
     rd, wr = os.pipe()
     st = os.fstat(wr)
     env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
-    proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(d.conf)], stdout=wr,
+    proc = subprocess.Popen([binary("numprovd"), *AS_ROOT, "-f", "-c", str(d.conf)], stdout=wr,
                             stderr=wr, env=env)
     os.close(wr)
     try:
@@ -279,12 +280,12 @@ def test_a_failed_start_leaves_another_instances_pid_file(sim, tmp_path):
     b = Numprovd(sim, tmp_path / "b")
     b.conf.write_text(b.conf.read_text().replace(f'socket = "{b.sock}"', f'socket = "{a.sock}"'))
     pidfile = tmp_path / "shared.pid"
-    r = subprocess.run([binary("numprovd"), "-c", str(a.conf), "-p", str(pidfile)],
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(a.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     pid = int(pidfile.read_text())
     try:
-        r = subprocess.run([binary("numprovd"), "-c", str(b.conf), "-p", str(pidfile)],
+        r = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(b.conf), "-p", str(pidfile)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "control socket" in r.stderr, r
         # B has exited by now (its parent waited for it), and left A's pid file alone
@@ -300,7 +301,7 @@ def test_a_failed_start_leaves_another_instances_pid_file(sim, tmp_path):
 
 def test_a_pid_file_that_cannot_be_written_is_a_failed_start(sim, tmp_path):
     d = Numprovd(sim, tmp_path)
-    r = subprocess.run([binary("numprovd"), "-c", str(d.conf), "-p",
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-c", str(d.conf), "-p",
                         str(tmp_path / "no-such-dir" / "numprovd.pid")],
                        capture_output=True, text=True, timeout=60)
     try:

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from conftest import AS_ROOT
 from conftest import BUILD, binary
 from conftest import Numprovd, add_user, gtl
 
@@ -99,7 +100,7 @@ class NsNumprovd(Numprovd):
 
     def start(self):
         # nsenter joins the mount namespace and execs: the child is numprovd itself
-        self.proc = subprocess.Popen(self.ns.cmd(binary("numprovd"), "-f", "-c", self.conf),
+        self.proc = subprocess.Popen(self.ns.cmd(binary("numprovd"), *AS_ROOT, "-f", "-c", self.conf),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -3,6 +3,7 @@ import json
 import re
 import signal
 
+from conftest import AS_ROOT
 from conftest import TENANT, TOP, binary, run
 
 RANGES = """
@@ -19,11 +20,21 @@ RANGES = """
 
 
 def test_config_check_accepts_the_example(tmp_path):
-    """The example is valid as it stands; on a machine where its files exist (here: a
-    copy pointing into tmp_path, with a 0600 secret), -t accepts it."""
+    """The example as shipped is refused with one line saying it is the example (the
+    package must not start on it); with an application id put in, on a machine where its
+    files exist (here: a copy pointing into tmp_path, with a 0600 secret), -t accepts it."""
     text = (TOP / "etc" / "numprovd.conf").read_text()
-    r = run(binary("numprovd"), "-t", "-c", TOP / "etc" / "numprovd.conf")
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", TOP / "etc" / "numprovd.conf")
+    assert r.returncode == 78
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "tenant.client_id is still the example's" in lines[0], r.stderr
+    assert lines[0].startswith(f"{TOP / 'etc' / 'numprovd.conf'}:14: "), r.stderr
+    text = text.replace("00000000-0000-0000-0000-000000000000",
+                        "11111111-2222-3333-4444-555555555555")
+    (tmp_path / "app.conf").write_text(text)
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", tmp_path / "app.conf")
     # the example's syntax and values are fine; only this machine's files are missing
+    assert r.returncode == 78
     assert all("client_secret_file" in l or "control.socket" in l or "database.path" in l
                for l in r.stderr.splitlines()), r.stderr
     secret = tmp_path / "client-secret"
@@ -34,7 +45,7 @@ def test_config_check_accepts_the_example(tmp_path):
              .replace("/run/numprov/control.sock", str(tmp_path / "run" / "control.sock")))
     assert local != text
     (tmp_path / "numprovd.conf").write_text(local)
-    r = run(binary("numprovd"), "-t", "-c", tmp_path / "numprovd.conf")
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", tmp_path / "numprovd.conf")
     assert r.returncode == 0, r.stderr
     assert "configuration is valid (5 ranges, sync mode enforce)" in r.stdout
 
@@ -45,7 +56,7 @@ def test_config_check_reports_file_line_and_exits_78(tmp_path):
                     "ranges = (\n  { name = \"a\"; type = \"direct-routing\";\n"
                     "    first = \"+441235000000\"; last = \"+441235000999\";\n"
                     "    match = \"city = 'x' AND\"; }\n);\n")
-    r = run(binary("numprovd"), "-t", "-c", conf)
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", conf)
     assert r.returncode == 78
     lines = r.stderr.strip().splitlines()
     assert f"{conf}:5: unknown key 'sync.intervall' (did you mean 'sync.interval'?)" in lines
@@ -56,7 +67,7 @@ def test_config_check_reports_file_line_and_exits_78(tmp_path):
 def test_config_check_syntax_error(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text(TENANT + "sync: { mode = ; };\n")
-    r = run(binary("numprovd"), "-t", "-c", conf)
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", conf)
     assert r.returncode == 78
     assert r.stderr.startswith(f"{conf}:4: syntax error")
 
@@ -64,7 +75,7 @@ def test_config_check_syntax_error(tmp_path):
 def test_daemon_refuses_a_bad_config_at_start(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text(TENANT + "log: { level = \"loud\"; };\n")
-    r = run(binary("numprovd"), "-f", "-c", conf)
+    r = run(binary("numprovd"), *AS_ROOT, "-f", "-c", conf)
     assert r.returncode == 78
     assert f'{conf}:4: log.level "loud" is not a syslog level' in r.stderr
 
@@ -130,7 +141,7 @@ def test_ranges_read_beside_a_running_daemon(daemon):
 
 def test_second_daemon_on_the_same_database_is_refused(daemon):
     d = daemon(RANGES).start()
-    r = run(binary("numprovd"), "-f", "-c", d.conf)
+    r = run(binary("numprovd"), *AS_ROOT, "-f", "-c", d.conf)
     assert r.returncode == 1
     assert f"the database {d.db} is in use by another numprovd (pid {d.proc.pid})" in r.stdout + r.stderr
     assert d.proc.poll() is None  # the first one is untouched

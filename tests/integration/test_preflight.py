@@ -10,6 +10,7 @@ import tempfile
 
 import pytest
 
+from conftest import AS_ROOT
 from conftest import binary, run
 
 RANGES = """ranges = (
@@ -52,7 +53,7 @@ class Conf:
 
     def check(self, **kw):
         conf = self.write(**kw)
-        return conf, run(binary("numprovd"), "-t", "-c", conf)
+        return conf, run(binary("numprovd"), *AS_ROOT, "-t", "-c", conf)
 
 
 @pytest.fixture
@@ -173,7 +174,7 @@ def test_syntax_errors_come_first(conf):
     conf.secret.unlink()
     conf_file = conf.write()
     conf_file.write_text(conf_file.read_text() + "sync: { mode = ; };\n")
-    r = run(binary("numprovd"), "-t", "-c", conf_file)
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", conf_file)
     assert r.returncode == 78
     assert r.stderr.startswith(f"{conf_file}:12: syntax error")
     assert "client_secret_file" not in r.stderr
@@ -190,7 +191,7 @@ def test_an_encrypted_private_key_is_refused_without_a_prompt(conf, certs):
     key.chmod(0o600)
     conf_file = conf.write(line3=f'certificate_file = "{cert}";',
                            line4=f'private_key_file = "{key}";')
-    r = subprocess.run([str(binary("numprovd")), "-t", "-c", str(conf_file)],
+    r = subprocess.run([str(binary("numprovd")), *AS_ROOT, "-t", "-c", str(conf_file)],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
     assert r.returncode == 78, r
     assert "pass phrase" not in r.stdout + r.stderr  # no prompt
@@ -216,13 +217,13 @@ def test_inventory_files_another_user_left_are_refused(certs):
         os.chown(top / "run", nobody.pw_uid, nobody.pw_gid)
         conf_file = c.write(sock=top / "run" / "control.sock")
         conf_file.chmod(0o644)
-        r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), "-t",
+        r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), *AS_ROOT, "-t",
                             "-c", str(conf_file)], capture_output=True, text=True, timeout=20)
         assert r.returncode == 78, r
         assert (f"{conf_file}:6: database.path: {lock} is not writable by user nobody"
                 in r.stderr), r.stderr
         os.chown(lock, nobody.pw_uid, nobody.pw_gid)
-        r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), "-t",
+        r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), *AS_ROOT, "-t",
                             "-c", str(conf_file)], capture_output=True, text=True, timeout=20)
         assert r.returncode == 0, r.stderr
     finally:

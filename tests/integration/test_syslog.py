@@ -17,6 +17,7 @@ import urllib.parse
 
 import pytest
 
+from conftest import AS_ROOT
 from conftest import binary, gtl
 from conftest import RANGES, UPN, add_user
 
@@ -68,7 +69,7 @@ class SyslogRun:
         self.log = work / "syslog.log"
         self.cmd = [_tool("unshare"), "--mount", "--propagation", "private", "--fork", "--",
                     "/bin/bash", str(SCRIPT), str(work), str(seconds),
-                    binary("numprovd"), "-f", "-c", str(conf), *args]
+                    binary("numprovd"), *AS_ROOT, "-f", "-c", str(conf), *args]
         self.seconds = seconds
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)

@@ -53,8 +53,30 @@ START_TEST(example_config_is_valid)
 	const char *top = getenv("top_srcdir");
 	struct config *c;
 
+	char copy[] = "/tmp/check_config_XXXXXX";
+	FILE *in, *out;
+	char line[1024];
+	int fd;
+
 	snprintf(path, sizeof(path), "%s/etc/numprovd.conf", top ? top : ".");
-	c = config_load(path, err, sizeof(err));
+	/* as shipped it is refused, with one line saying it is the example */
+	ck_assert_ptr_null(config_load(path, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "tenant.client_id is still the example's") != NULL, "%s", err);
+	ck_assert_msg(strchr(err, '\n') == NULL, "only the placeholder is wrong: %s", err);
+	/* with an application id put in, everything else in it is valid */
+	ck_assert_int_ge(fd = mkstemp(copy), 0);
+	ck_assert_ptr_nonnull(in = fopen(path, "r"));
+	ck_assert_ptr_nonnull(out = fdopen(fd, "w"));
+	while (fgets(line, sizeof(line), in)) {
+		char *p = strstr(line, "00000000-0000-0000-0000-000000000000");
+		if (p)
+			memcpy(p, "11111111-2222-3333-4444-555555555555", 36);
+		fputs(line, out);
+	}
+	fclose(in);
+	fclose(out);
+	c = config_load(copy, err, sizeof(err));
+	unlink(copy);
 	ck_assert_msg(c != NULL, "%s", err);
 	ck_assert_uint_eq(c->n_ranges, 5);
 	ck_assert_str_eq(c->ranges[0].name, "abingdon-office-1");
@@ -107,6 +129,28 @@ START_TEST(snmp_ping_interval)
 	assert_error_at(4, "snmp.ping_interval");
 	ck_assert_ptr_null(load(TENANT "snmp: { agentx_socket = \"\"; };\n"));
 	assert_error_at(4, "snmp.agentx_socket is empty");
+}
+END_TEST
+
+START_TEST(daemon_user_and_group)
+{
+	struct config *c = load(TENANT "ranges = ();\n");
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_str_eq(c->daemon.user, "numprov");
+	ck_assert_str_eq(c->daemon.group, "numprov");
+	config_free(c);
+	c = load(TENANT "daemon: { user = \"voice\"; group = \"telecom\"; };\n");
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_str_eq(c->daemon.user, "voice");
+	ck_assert_str_eq(c->daemon.group, "telecom");
+	config_free(c);
+	ck_assert_ptr_null(load(TENANT "daemon: { user = \"\"; };\n"));
+	assert_error_at(4, "daemon.user is empty");
+	ck_assert_ptr_null(load(TENANT "daemon: { group = 7; };\n"));
+	assert_error_at(4, "daemon.group must be a string");
+	ck_assert_ptr_null(load(TENANT "daemon: { uid = \"numprov\"; };\n"));
+	assert_error_at(4, "daemon.uid");
 }
 END_TEST
 
@@ -363,6 +407,7 @@ config_suite(void)
 	tcase_add_test(tc, range_needs_type_and_bounds);
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, snmp_ping_interval);
+	tcase_add_test(tc, daemon_user_and_group);
 	tcase_add_test(tc, licensing_guids);
 	tcase_add_test(tc, tenant_graph_options);
 	suite_add_tcase(s, tc);

@@ -121,7 +121,7 @@ check_with(const char *line3, const char *line4, const char *dbpath, const char 
 	fclose(f);
 	cfg = config_load(conf, err, sizeof(err));
 	ck_assert_msg(cfg != NULL, "config_load: %s", err);
-	n = preflight_check(conf, cfg, err, sizeof(err));
+	n = preflight_check(conf, cfg, 0, err, sizeof(err));
 	config_free(cfg);
 	return n;
 }

@@ -1,0 +1,136 @@
+#include "build-config.h"
+
+#include "privs.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+int
+privs_resolve(const char *user, const char *group, struct privs_target *t, char *err, size_t errlen)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	errno = 0;
+	if (!user || !(pw = getpwnam(user))) {
+		snprintf(err, errlen,
+		    "daemon.user: there is no user '%s' on this system (the package makes "
+		    "numprov; or set daemon.user to an unprivileged user)",
+		    user ? user : "");
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		snprintf(err, errlen,
+		    "daemon.user '%s' is root: numprovd does not run as root; give it an "
+		    "unprivileged user, or start it with --allow-root",
+		    user);
+		return -1;
+	}
+	t->uid = pw->pw_uid;
+	snprintf(t->user, sizeof(t->user), "%s", pw->pw_name);
+	if (!group || !(gr = getgrnam(group))) {
+		snprintf(err, errlen, "daemon.group: there is no group '%s' on this system",
+		    group ? group : "");
+		return -1;
+	}
+	t->gid = gr->gr_gid;
+	snprintf(t->group, sizeof(t->group), "%s", gr->gr_name);
+	return 0;
+}
+
+int
+privs_make_dir(const char *dir, mode_t mode, const struct privs_target *t, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == 0)
+		return 0;
+	if (mkdir(dir, mode) < 0) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (chown(dir, t->uid, t->gid) < 0) {
+		snprintf(err, errlen, "cannot give %s to %s:%s: %s", dir, t->user, t->group,
+		    strerror(errno));
+		rmdir(dir);
+		return -1;
+	}
+	(void)chmod(dir, mode); /* the umask took its part of mode */
+	return 1;
+}
+
+int
+privs_switch(const struct privs_target *t, char *err, size_t errlen)
+{
+	if (initgroups(t->user, t->gid) < 0) {
+		snprintf(err, errlen, "cannot take the groups of %s: %s", t->user, strerror(errno));
+		return -1;
+	}
+	if (setgid(t->gid) < 0 || setuid(t->uid) < 0) {
+		snprintf(
+		    err, errlen, "cannot become %s:%s: %s", t->user, t->group, strerror(errno));
+		return -1;
+	}
+	/* for good: none of the three IDs may be root, and root must not come back */
+	if (getuid() != t->uid || geteuid() != t->uid || getgid() != t->gid || getegid() != t->gid
+	    || setuid(0) == 0) {
+		snprintf(err, errlen, "root privileges remain after switching to %s", t->user);
+		return -1;
+	}
+	return 0;
+}
+
+void
+privs_no_core(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	/* both can be refused by a seccomp filter that already did the same: no harm */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &none);
+}
+
+int
+privs_become_owner_of(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (geteuid() != 0 || stat(dir, &st) < 0 || st.st_uid == 0)
+		return 0; /* not root, nothing there yet, or root's own inventory */
+	if (setgroups(1, &st.st_gid) < 0 || setgid(st.st_gid) < 0 || setuid(st.st_uid) < 0) {
+		snprintf(err, errlen,
+		    "cannot act as the owner of %s (uid %u) to read it without leaving root's "
+		    "files there: %s",
+		    dir, (unsigned)st.st_uid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void
+privs_parent_of(const char *path, char *out, size_t len)
+{
+	size_t n;
+	char *slash;
+
+	snprintf(out, len, "%s", path);
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+	if (!(slash = strrchr(out, '/')))
+		snprintf(out, len, ".");
+	else if (slash == out)
+		out[1] = '\0';
+	else
+		*slash = '\0';
+}

@@ -1,0 +1,288 @@
+"""numprovd started as root without systemd: it becomes daemon.user/daemon.group before
+it opens the inventory or talks to Graph, refuses to stay root unless told, keeps no
+core and no secret lying in memory; numprovctl as root leaves no root-owned files in the
+inventory. Real processes, a real unprivileged user (nobody:nogroup), real files."""
+import grp
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import CTL_RANGES, binary, gtl, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start numprovd as root")
+
+NOBODY = pwd.getpwnam("nobody")
+NOGROUP = grp.getgrgid(NOBODY.pw_gid)
+
+
+class World:
+    """A directory nobody may enter (0755), outside pytest's root-only tmp: the config
+    (0640 root:nogroup), a 0600 secret of nobody's, the simulator's CA, and paths for the
+    database and the control socket that do not exist yet."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.top = pathlib.Path(tempfile.mkdtemp(prefix="np-privs-"))
+        self.top.chmod(0o755)
+        self.ca = self.top / "ca.pem"
+        shutil.copy(sim.certs / "ca.pem", self.ca)
+        self.ca.chmod(0o644)
+        self.secret = self.top / "client-secret"
+        self.secret.write_text(gtl.SECRET + "\n")
+        self.secret.chmod(0o600)
+        os.chown(self.secret, NOBODY.pw_uid, NOBODY.pw_gid)
+        self.db = self.top / "db"
+        self.run = self.top / "run"
+        self.sock = self.run / "control.sock"
+        self.conf = self.top / "numprovd.conf"
+        self.write()
+        self.proc, self.lines = None, []
+
+    def write(self, user="nobody", group=None):
+        group = group or NOGROUP.gr_name
+        self.conf.write_text(
+            f'tenant: {{ id = "{gtl.DOMAIN}"; client_id = "{gtl.CLIENT_ID}";\n'
+            f'  client_secret_file = "{self.secret}";\n'
+            f'  login_url = "{self.sim.url}"; graph_url = "{self.sim.url}";\n'
+            f'  ca_file = "{self.ca}"; timeout = 5; }};\n'
+            'sync: { interval = 300; retry_min = 1; retry_max = 4; };\n'
+            f'database: {{ path = "{self.db}"; durable = false; }};\n'
+            f'control: {{ socket = "{self.sock}"; group = "{NOGROUP.gr_name}"; }};\n'
+            f'daemon: {{ user = "{user}"; group = "{group}"; }};\n'
+            'snmp: { enabled = false; };\n'
+            f'ranges = ({CTL_RANGES});\n')
+        self.conf.chmod(0o640)
+        os.chown(self.conf, 0, NOGROUP.gr_gid)
+
+    def start(self, *args):
+        self.lines = []
+        self.proc = subprocess.Popen([binary("numprovd"), "-f", "-c", str(self.conf), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.reader = threading.Thread(target=self._pump, args=(self.proc, self.lines),
+                                       daemon=True)
+        self.reader.start()
+        return self.proc
+
+    @staticmethod
+    def _pump(proc, lines):
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    def read(self):
+        return list(self.lines)
+
+    def wait_line(self, pattern, timeout=30):
+        def seen():
+            return any(re.search(pattern, l) for l in self.read())
+        wait_for(seen, timeout=timeout, what=f"a line matching {pattern!r}:\n"
+                 + "\n".join(self.lines[-30:]))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=40)
+        if self.proc:
+            self.reader.join(timeout=5)
+        bad = [l for l in self.lines if "Sanitizer" in l or "runtime error:" in l]
+        assert not bad, "\n".join(bad)
+
+    def ctl(self, *args):
+        return subprocess.run([binary("numprovctl"), "-c", str(self.conf), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def foreign_files(self, directory):
+        """Paths under directory not owned by nobody."""
+        return sorted(str(p) for p in [directory, *directory.rglob("*")]
+                      if p.lstat().st_uid != NOBODY.pw_uid)
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+@pytest.fixture
+def world(sim):
+    w = World(sim)
+    yield w
+    w.remove()
+
+
+def status_ids(pid):
+    fields = {}
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        fields[k] = v.split()
+    return fields
+
+
+def test_started_as_root_it_becomes_daemon_user_before_the_inventory_and_graph(world):
+    world.start()
+    world.wait_line(r"event=sync ")
+    pid = world.proc.pid
+    ids = status_ids(pid)
+    assert ids["Uid"] == [str(NOBODY.pw_uid)] * 4, ids["Uid"]
+    assert ids["Gid"] == [str(NOGROUP.gr_gid)] * 4, ids["Gid"]
+    assert set(ids["Groups"]) <= {str(g) for g in os.getgrouplist("nobody", NOGROUP.gr_gid)}
+    assert ids["CapEff"] == ["0000000000000000"] and ids["CapPrm"] == ["0000000000000000"]
+    # no core: RLIMIT_CORE 0, and not dumpable (the kernel then gives /proc/PID to root)
+    limits = pathlib.Path(f"/proc/{pid}/limits").read_text()
+    assert re.search(r"Max core file size\s+0\s+0\s", limits), limits
+    assert os.stat(f"/proc/{pid}/status").st_uid == 0
+    # what root made for it, and everything numprovd wrote since, is nobody's
+    st = world.db.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (NOBODY.pw_uid, NOGROUP.gr_gid, 0o750)
+    st = world.run.stat()
+    assert (st.st_uid, st.st_mode & 0o7777) == (NOBODY.pw_uid, 0o755)
+    st = world.sock.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (NOBODY.pw_uid, NOGROUP.gr_gid, 0o660)
+    assert world.foreign_files(world.db) == []
+    # the switch is logged before the first Graph request of the first round
+    lines = world.read()
+    switched = next(i for i, l in enumerate(lines) if "running as nobody:" in l)
+    first_sync = next(i for i, l in enumerate(lines) if "event=sync " in l)
+    assert switched < first_sync
+    assert not any("Graph" in l or "graph" in l for l in lines[:switched]), lines[:switched]
+    # numbers were given: the service user can do the daemon's whole job
+    r = world.ctl("--json", "status")
+    assert r.returncode == 0, r.stderr
+    r = world.ctl("users")
+    assert r.returncode == 0 and "+4420800000" in r.stdout, r.stdout
+
+
+def test_numprovctl_as_root_with_the_daemon_stopped_leaves_no_root_files(world):
+    world.start()
+    world.wait_line(r"event=sync ")
+    world.stop()
+    for p in world.db.glob("__db.*"):  # let numprovctl make the regions anew
+        p.unlink()
+    r = world.ctl("ranges")
+    assert r.returncode == 0, r.stderr
+    assert "london" in r.stdout
+    assert list(world.db.glob("__db.*")), "numprovctl did not open the environment"
+    assert world.foreign_files(world.db) == []
+    # and the daemon starts again on that inventory
+    world.start()
+    world.wait_line(r"event=sync ")
+    world.stop()
+    assert world.foreign_files(world.db) == []
+
+
+def test_daemon_user_root_is_refused_without_allow_root(world):
+    world.write(user="root", group="root")
+    r = subprocess.run([binary("numprovd"), "-f", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78, r
+    assert "daemon.user 'root' is root: numprovd does not run as root" in r.stderr
+    assert not world.db.exists()
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78 and "daemon.user 'root' is root" in r.stderr, r
+
+
+def test_a_missing_user_or_group_is_a_configuration_error(world):
+    for user, group, what in (("no-such-user-np", None, "there is no user 'no-such-user-np'"),
+                              ("nobody", "no-such-group-np",
+                               "there is no group 'no-such-group-np'")):
+        world.write(user=user, group=group)
+        for mode in ("-f", "-t"):
+            r = subprocess.run([binary("numprovd"), mode, "-c", str(world.conf)],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 78 and what in r.stderr, (mode, r)
+        # detached, the reason reaches the terminal too
+        r = subprocess.run([binary("numprovd"), "-c", str(world.conf)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 78 and what in r.stderr, r
+
+
+def test_allow_root_stays_root_and_says_so(world):
+    world.start("--allow-root")
+    world.wait_line(r"event=sync ")
+    assert status_ids(world.proc.pid)["Uid"] == ["0"] * 4
+    assert any("running as root (--allow-root)" in l for l in world.read())
+    world.stop()
+
+
+def test_check_as_root_reads_the_files_as_daemon_user(world):
+    """numprovd -t run by root checks what nobody can read, as the daemon will be nobody;
+    the directories root makes at start need only their parents."""
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    os.chown(world.secret, 0, 0)  # root's 0600 secret: the daemon could not read it
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78
+    assert re.search(rf"{world.conf}:\d+: tenant.client_secret_file: cannot open "
+                     rf"{world.secret}: Permission denied", r.stderr), r.stderr
+    r = subprocess.run([binary("numprovd"), "--allow-root", "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def test_pid_file_in_a_directory_the_user_cannot_write_fails_the_start(world):
+    root_only = world.top / "root-only"
+    root_only.mkdir(mode=0o755)
+    r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p",
+                        str(root_only / "numprovd.pid")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "cannot write the pid file" in r.stderr and "runs as nobody" in r.stderr, r.stderr
+    assert not (root_only / "numprovd.pid").exists()
+    # in the socket's directory, which root made for it, it works
+    pidfile = world.run / "numprovd.pid"
+    r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = int(pidfile.read_text())
+    try:
+        assert status_ids(pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=40, what="stop")
+    assert not pidfile.exists()
+
+
+def memory_holds(pid, needles):
+    """Which of needles occur in the process's writable memory (heap, stacks, anonymous
+    maps; regions over 1 GiB, the sanitizers' shadow, are left out). Read in 1 MiB
+    pieces that overlap by the longest needle."""
+    found, keep = set(), max(len(n) for n in needles)
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb") as mem:
+        for line in maps:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if "rw" not in parts[1] or hi - lo > 1 << 30:
+                continue
+            tail = b""
+            for at in range(lo, hi, 1 << 20):
+                try:
+                    mem.seek(at)
+                    piece = tail + mem.read(min(1 << 20, hi - at))
+                except OSError:
+                    break
+                found.update(n for n in needles if n in piece)
+                tail = piece[-keep:]
+    return found
+
+
+def test_the_token_request_body_is_wiped_after_use(world):
+    """The form numprovd posts to the token endpoint (client_secret=...) is gone from its
+    memory once the token is in; only the secret itself is kept, for the next renewal."""
+    world.start()
+    world.wait_line(r"event=sync ")
+    time.sleep(0.5)
+    form = ("client_secret=" + urllib.parse.quote(gtl.SECRET, safe="")).encode()
+    found = memory_holds(world.proc.pid, [gtl.SECRET.encode(), form])
+    assert gtl.SECRET.encode() in found  # the secret is there (kept for renewals) ...
+    assert form not in found  # ... the request that carried it is not
