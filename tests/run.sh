@@ -5,7 +5,9 @@
 #   2. clang build with -Werror (the code must be warning-free with both), the CLI's
 #      link check (nm) and the source format (clang-format);
 #   3. integration tests (pytest) against the sanitized binaries;
-#   4. a short run of every libFuzzer harness.
+#   4. a short run of every libFuzzer harness;
+#   5. packaging: make check-install, make distcheck, the .deb and the .rpm built from
+#      the release tarball and checked (lintian, rpmlint, install, remove, purge).
 # Closes with one line: "N passed, N failed".
 # Options: --fuzz-seconds N (default 20 per harness).
 set -uo pipefail
@@ -149,6 +151,31 @@ else
 	fail 1 "fuzz harness build"
 	tail -20 build/fuzz.build.log
 fi
+
+# 5. packaging, from the release tarball: install paths, distcheck, the .deb (built,
+#    lintian, installed, removed, purged on this machine) and the .rpm (built, rpmlint,
+#    compared with the .deb). Both package scripts need root (77 = skipped).
+step "make check-install" make -C build/clang -s check-install
+step "make distcheck" eval 'make -C build/clang -s distcheck >build/distcheck.log 2>&1 ||
+	{ tail -30 build/distcheck.log; false; }'
+tarball=$(ls -t build/clang/numprov-*.tar.xz 2>/dev/null | head -1)
+package_test() { # name, script, args...
+	local log=build/$1.log
+	shift
+	"$@" >"$log" 2>&1
+	local rc=$?
+	# its own "N passed, N failed" is shown as "checks: N ok, N not ok": the run's
+	# closing line must stay the only one of that form
+	grep -E '^(not ok|# |[0-9]+ passed)' "$log" | tail -15 |
+		sed -E 's/^([0-9]+) passed, ([0-9]+) failed$/checks: \1 ok, \2 not ok/'
+	[ $rc -ne 77 ] || { echo "(skipped: $(tail -1 "$log"))"; return 0; }
+	return $rc
+}
+rm -rf build/packages
+step "Debian package (packaging/deb-test.sh)" \
+	package_test deb-test packaging/deb-test.sh "$tarball" build/packages
+step "RPM package (packaging/rpm-test.sh)" \
+	package_test rpm-test packaging/rpm-test.sh "$tarball" build/packages/numprov_*.deb
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then
