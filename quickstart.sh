@@ -7,11 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
 
-# Debian 12 packages: build tools, the seven libraries, the test tools.
+# Debian 12 packages: build tools, the seven libraries, the test tools, the packaging
+# tools (the .deb and the .rpm are built and checked by the tests), db5.3-util (backup).
 PACKAGES="autoconf automake pkg-config make gcc clang clang-format libclang-rt-14-dev
   libsnmp-dev libcurl4-openssl-dev libcjson-dev libdb5.3-dev libconfig-dev
   libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates
-  rsyslog util-linux snmpd snmp snmptrapd smitools mandoc systemd"
+  rsyslog util-linux snmpd snmp snmptrapd smitools mandoc systemd
+  dpkg-dev debhelper lintian rpm rpmlint xz-utils db5.3-util"
 
 install_packages() {
 	local missing=""

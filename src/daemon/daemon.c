@@ -188,7 +188,7 @@ reload(struct daemon *d)
 {
 	char err[8192];
 	struct config *cfg = config_load(d->conf_file, err, sizeof(err));
-	int rc;
+	int rc, mode_changed;
 
 	notify("RELOADING=1");
 	if (!cfg) {
@@ -209,6 +209,7 @@ reload(struct daemon *d)
 	}
 	if (cfg->snmp.enabled != d->cfg->snmp.enabled)
 		log_warnx("main", "snmp.enabled changed; it takes effect at the next restart");
+	mode_changed = cfg->sync.mode != d->cfg->sync.mode;
 	graph_set_config(d->graph, cfg);
 	prov_set_config(d->prov, cfg);
 	control_set_config(d->control, cfg);
@@ -223,6 +224,12 @@ reload(struct daemon *d)
 	log_notice(
 	    "main", "configuration reloaded from %s (%zu ranges)", d->conf_file, cfg->n_ranges);
 	log_ranges(d);
+	if (mode_changed) {
+		/* dry-run to enforce: what plan showed is done now, not at the next interval */
+		log_notice("main", "sync.mode is now %s: a sync starts now",
+		    config_sync_mode_name(cfg->sync.mode));
+		prov_trigger(d->prov, 0);
+	}
 	notify("READY=1");
 }
 
@@ -627,6 +634,13 @@ give_up_root(struct daemon *d, const char *pidfile)
 	    || privs_switch(&t, err, sizeof(err)) < 0) {
 		failed(d, "%s", err);
 		return 1;
+	}
+	if (access(d->conf_file, R_OK) < 0) {
+		failed(d,
+		    "%s: not readable by user %s: %s (numprovd reads it again at every reload: "
+		    "give it to root:%s with mode 0640)",
+		    d->conf_file, t.user, strerror(errno), t.group);
+		return EX_CONFIG_ERROR;
 	}
 	snprintf(d->runs_as, sizeof(d->runs_as), "%s", t.user);
 	log_info("main", "running as %s:%s", t.user, t.group);

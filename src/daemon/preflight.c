@@ -347,6 +347,12 @@ preflight_check(const char *file, const struct config *cfg, int flags, char *err
 	config_init(&p.lc);
 	p.parsed = config_read_file(&p.lc, file) == CONFIG_TRUE;
 
+	/* the daemon reads it again at every SIGHUP, as the user it runs as */
+	if (access(file, R_OK) < 0)
+		pf_error(&p, NULL,
+		    "not readable by user %s: %s (numprovd reads it again at every reload: "
+		    "give it to root:%s with mode 0640)",
+		    p.user, strerror(errno), cfg->daemon.group ? cfg->daemon.group : "numprov");
 	if (cfg->tenant.client_secret_file)
 		check_secret(&p, cfg->tenant.client_secret_file);
 	if (cfg->tenant.certificate_file && cfg->tenant.private_key_file)

@@ -286,3 +286,22 @@ def test_the_token_request_body_is_wiped_after_use(world):
     found = memory_holds(world.proc.pid, [gtl.SECRET.encode(), form])
     assert gtl.SECRET.encode() in found  # the secret is there (kept for renewals) ...
     assert form not in found  # ... the request that carried it is not
+
+
+def test_a_configuration_daemon_user_cannot_read_is_refused(world):
+    """The daemon reads numprovd.conf again at each SIGHUP as daemon.user: a file only root
+    can read would break the first reload, so -t and the start refuse it now."""
+    os.chown(world.conf, 0, 0)
+    world.conf.chmod(0o600)
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78
+    assert f"{world.conf}: not readable by user nobody: Permission denied" in r.stderr, r.stderr
+    r = subprocess.run([binary("numprovd"), "-f", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78
+    assert f"{world.conf}: not readable by user nobody: Permission denied" in r.stderr, r.stderr
+    assert not world.db.exists() or world.foreign_files(world.db) == []
+    r = subprocess.run([binary("numprovd"), "--allow-root", "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr

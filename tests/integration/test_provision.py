@@ -222,6 +222,27 @@ def test_b15_dry_run_decides_and_writes_nothing(sim, numprovd):
     assert d.ranges()["london"]["assigned"] == 0 and d.ranges()["london"]["pending"] == 0
 
 
+def test_b15_reload_from_dry_run_to_enforce_syncs_at_once(sim, numprovd):
+    """The deployment guide's path: dry-run, read the plan, switch to enforce and reload.
+    The numbers the plan showed are given at once, not after sync.interval (300 s)."""
+    d = numprovd(mode="dry-run", interval=300)
+    d.wait_syncs(1)
+    planned = [e for e in d.events("assign") if e["user"] == UPN["alice"]][0]
+    assert planned["dry_run"] == "yes"
+    d.conf.write_text(d.conf.read_text().replace('mode = "dry-run"', 'mode = "enforce"'))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_syncs(2, timeout=20)
+    done = [e for e in d.events("assign") if e["user"] == UPN["alice"]
+            and e.get("dry_run") != "yes"]
+    assert done and done[0]["number"] == planned["number"]
+    assert any("sync.mode is now enforce: a sync starts now" in l for l in d.lines)
+    assert holder(sim, planned["number"]) == IDS["alice"]
+    # a reload that leaves the mode as it is starts nothing
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(2)
+    assert d.syncs() == 2
+
+
 def test_b15_off_stops_automatic_provisioning(sim, numprovd):
     before = sim.ctl.truth()
     d = numprovd(mode="off")
