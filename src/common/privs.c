@@ -3,6 +3,7 @@
 #include "privs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ int
 privs_make_dir(const char *dir, mode_t mode, const struct privs_target *t, char *err, size_t errlen)
 {
 	struct stat st;
+	int fd;
 
 	if (stat(dir, &st) == 0)
 		return 0;
@@ -59,13 +61,23 @@ privs_make_dir(const char *dir, mode_t mode, const struct privs_target *t, char 
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
-	if (chown(dir, t->uid, t->gid) < 0) {
+	/*
+	 * Through a descriptor of the directory just made, never by its name: in
+	 * a parent others may write, the name could be swapped for a symbolic
+	 * link between mkdir and chown, and root would give away its target.
+	 */
+	errno = 0;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
+	    || fstat(fd, &st) < 0 || st.st_uid != geteuid() || fchown(fd, t->uid, t->gid) < 0
+	    || fchmod(fd, mode) < 0) { /* fchmod: the umask took its part of mode */
 		snprintf(err, errlen, "cannot give %s to %s:%s: %s", dir, t->user, t->group,
-		    strerror(errno));
-		rmdir(dir);
+		    strerror(errno ? errno : EPERM));
+		if (fd >= 0)
+			close(fd);
+		rmdir(dir); /* not left behind as root's, empty */
 		return -1;
 	}
-	(void)chmod(dir, mode); /* the umask took its part of mode */
+	close(fd);
 	return 1;
 }
 

@@ -209,6 +209,11 @@ reload(struct daemon *d)
 	}
 	if (cfg->snmp.enabled != d->cfg->snmp.enabled)
 		log_warnx("main", "snmp.enabled changed; it takes effect at the next restart");
+	if (strcmp(cfg->daemon.user, d->cfg->daemon.user)
+	    || strcmp(cfg->daemon.group, d->cfg->daemon.group))
+		log_warnx("main",
+		    "daemon.user or daemon.group changed; it takes effect at the next "
+		    "start as root");
 	mode_changed = cfg->sync.mode != d->cfg->sync.mode;
 	graph_set_config(d->graph, cfg);
 	prov_set_config(d->prov, cfg);
@@ -659,7 +664,7 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	}
 	log_init("numprovd", d->cfg->log.facility, debug ? LOG_DEBUG : d->cfg->log.level,
 	    LOG_DEST_SYSLOG | (foreground && !stderr_is_journal() ? LOG_DEST_STDERR : 0));
-	if ((rc = give_up_root(d, pidfile)) != 0) {
+	if ((rc = give_up_root(d, foreground ? NULL : pidfile)) != 0) {
 		if (!foreground)
 			fprintf(stderr, "numprovd: %s\n", d->why);
 		config_free(d->cfg);

@@ -28,7 +28,8 @@ def test_config_check_accepts_the_example(tmp_path):
     assert r.returncode == 78
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and "tenant.client_id is still the example's" in lines[0], r.stderr
-    assert lines[0].startswith(f"{TOP / 'etc' / 'numprovd.conf'}:14: "), r.stderr
+    at = 1 + next(i for i, l in enumerate(text.splitlines()) if l.strip().startswith("client_id"))
+    assert lines[0].startswith(f"{TOP / 'etc' / 'numprovd.conf'}:{at}: "), r.stderr
     text = text.replace("00000000-0000-0000-0000-000000000000",
                         "11111111-2222-3333-4444-555555555555")
     (tmp_path / "app.conf").write_text(text)
