@@ -156,26 +156,32 @@ fi
 #    lintian, installed, removed, purged on this machine) and the .rpm (built, rpmlint,
 #    compared with the .deb). Both package scripts need root (77 = skipped).
 step "make check-install" make -C build/clang -s check-install
+rm -f build/clang/numprov-*.tar.* # a failed distcheck must not leave an old tarball in use
 step "make distcheck" eval 'make -C build/clang -s distcheck >build/distcheck.log 2>&1 ||
 	{ tail -30 build/distcheck.log; false; }'
-tarball=$(ls -t build/clang/numprov-*.tar.xz 2>/dev/null | head -1)
-package_test() { # name, script, args...
-	local log=build/$1.log
-	shift
+tarball=$(ls build/clang/numprov-*.tar.xz 2>/dev/null | head -1)
+# a package test: name, log name, command... (77 = skipped, counted neither way)
+package_step() {
+	local name=$1 log=build/$2.log
+	shift 2
+	echo "== $name"
 	"$@" >"$log" 2>&1
 	local rc=$?
 	# its own "N passed, N failed" is shown as "checks: N ok, N not ok": the run's
 	# closing line must stay the only one of that form
 	grep -E '^(not ok|# |[0-9]+ passed)' "$log" | tail -15 |
 		sed -E 's/^([0-9]+) passed, ([0-9]+) failed$/checks: \1 ok, \2 not ok/'
-	[ $rc -ne 77 ] || { echo "(skipped: $(tail -1 "$log"))"; return 0; }
-	return $rc
+	case $rc in
+	0) pass 1 ;;
+	77) echo "(skipped: $(tail -1 "$log"))" ;;
+	*) fail 1 "$name" ;;
+	esac
 }
 rm -rf build/packages
-step "Debian package (packaging/deb-test.sh)" \
-	package_test deb-test packaging/deb-test.sh "$tarball" build/packages
-step "RPM package (packaging/rpm-test.sh)" \
-	package_test rpm-test packaging/rpm-test.sh "$tarball" build/packages/numprov_*.deb
+package_step "Debian package (packaging/deb-test.sh)" deb-test \
+	packaging/deb-test.sh "$tarball" build/packages
+package_step "RPM package (packaging/rpm-test.sh)" rpm-test \
+	packaging/rpm-test.sh "$tarball" build/packages/numprov_*.deb
 
 echo
 if [ ${#failures[@]} -gt 0 ]; then

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,28 +24,84 @@ privs_resolve(const char *user, const char *group, struct privs_target *t, char 
 
 	errno = 0;
 	if (!user || !(pw = getpwnam(user))) {
-		snprintf(err, errlen,
-		    "daemon.user: there is no user '%s' on this system (the package makes "
-		    "numprov; or set daemon.user to an unprivileged user)",
-		    user ? user : "");
-		return -1;
+		if (errno && errno != ENOENT && errno != ESRCH)
+			snprintf(err, errlen, "daemon.user: cannot look up '%s': %s",
+			    user ? user : "", strerror(errno));
+		else
+			snprintf(err, errlen,
+			    "daemon.user: there is no user '%s' on this system (the package makes "
+			    "numprov; or set daemon.user to an unprivileged user)",
+			    user ? user : "");
+		return PRIVS_BAD_USER;
 	}
 	if (pw->pw_uid == 0) {
 		snprintf(err, errlen,
 		    "daemon.user '%s' is root: numprovd does not run as root; give it an "
 		    "unprivileged user, or start it with --allow-root",
 		    user);
-		return -1;
+		return PRIVS_BAD_USER;
 	}
 	t->uid = pw->pw_uid;
 	snprintf(t->user, sizeof(t->user), "%s", pw->pw_name);
+	errno = 0;
 	if (!group || !(gr = getgrnam(group))) {
-		snprintf(err, errlen, "daemon.group: there is no group '%s' on this system",
-		    group ? group : "");
-		return -1;
+		if (errno && errno != ENOENT && errno != ESRCH)
+			snprintf(err, errlen, "daemon.group: cannot look up '%s': %s",
+			    group ? group : "", strerror(errno));
+		else
+			snprintf(err, errlen, "daemon.group: there is no group '%s' on this system",
+			    group ? group : "");
+		return PRIVS_BAD_GROUP;
+	}
+	if (gr->gr_gid == 0) {
+		snprintf(err, errlen,
+		    "daemon.group '%s' is root's group: numprovd would keep access to what only "
+		    "root's group may read; give it its own group, or start it with --allow-root",
+		    group);
+		return PRIVS_BAD_GROUP;
 	}
 	t->gid = gr->gr_gid;
 	snprintf(t->group, sizeof(t->group), "%s", gr->gr_name);
+	return 0;
+}
+
+/*
+ * Root makes a directory only where no other user can move things around:
+ * every directory on the way to it is root's and writable by root alone, or
+ * sticky (like /tmp, where others cannot rename root's entries). Otherwise
+ * the path could be pointed elsewhere between the check and the mkdir.
+ */
+static int
+root_only_parents(const char *dir, char *err, size_t errlen)
+{
+	char parent[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+	char *p;
+
+	privs_parent_of(dir, parent, sizeof(parent));
+	if (!realpath(parent, real)) {
+		snprintf(err, errlen, "cannot create %s: %s: %s", dir, parent, strerror(errno));
+		return -1;
+	}
+	for (p = real;; p++) {
+		if (*p == '/' || !*p) {
+			char c = *p;
+
+			*p = '\0';
+			if (stat(real[0] ? real : "/", &st) < 0 || st.st_uid != 0
+			    || ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
+				snprintf(err, errlen,
+				    "will not create %s as root: %s may be changed by users other "
+				    "than "
+				    "root; create it yourself, owned by the daemon's user",
+				    dir, real[0] ? real : "/");
+				return -1;
+			}
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
 	return 0;
 }
 
@@ -55,6 +113,8 @@ privs_make_dir(const char *dir, mode_t mode, const struct privs_target *t, char 
 
 	if (stat(dir, &st) == 0)
 		return 0;
+	if (root_only_parents(dir, err, errlen) < 0)
+		return -1;
 	if (mkdir(dir, mode) < 0) {
 		if (errno == EEXIST)
 			return 0;
@@ -115,11 +175,24 @@ privs_no_core(void)
 int
 privs_become_owner_of(const char *dir, char *err, size_t errlen)
 {
+	struct passwd *pw;
 	struct stat st;
+	gid_t gid;
 
 	if (geteuid() != 0 || stat(dir, &st) < 0 || st.st_uid == 0)
 		return 0; /* not root, nothing there yet, or root's own inventory */
-	if (setgroups(1, &st.st_gid) < 0 || setgid(st.st_gid) < 0 || setuid(st.st_uid) < 0) {
+	/* the owner's own group and groups, never root's group through the directory's */
+	pw = getpwuid(st.st_uid);
+	gid = pw ? pw->pw_gid : st.st_gid;
+	if (gid == 0) {
+		snprintf(err, errlen,
+		    "%s belongs to uid %u with root's group: numprovctl will not read it as that "
+		    "user with root's group (chown it to the daemon's user and group)",
+		    dir, (unsigned)st.st_uid);
+		return -1;
+	}
+	if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) < 0 || setgid(gid) < 0
+	    || setuid(st.st_uid) < 0) {
 		snprintf(err, errlen,
 		    "cannot act as the owner of %s (uid %u) to read it without leaving root's "
 		    "files there: %s",

@@ -16,9 +16,12 @@ struct privs_target {
 };
 
 /*
- * Looks up daemon.user and daemon.group. 0, or -1 with a sentence in err
- * (no such user or group, or the user is root: numprovd would not drop anything).
+ * Looks up daemon.user and daemon.group. 0, or PRIVS_BAD_USER or
+ * PRIVS_BAD_GROUP with a sentence in err (no such user or group, or root:
+ * numprovd would not give anything up).
  */
+#define PRIVS_BAD_USER (-1)
+#define PRIVS_BAD_GROUP (-2)
 int privs_resolve(
     const char *user, const char *group, struct privs_target *t, char *err, size_t errlen);
 

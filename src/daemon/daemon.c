@@ -59,6 +59,14 @@ struct daemon {
 	int stopping;
 	int allow_root;	  /* --allow-root: started as root, stays root */
 	char runs_as[64]; /* daemon.user once root was given up, or "" */
+	/*
+	 * Started as root and detached: the pid file is root's. The parent, still
+	 * root, makes it under a temporary name before the fork and renames it
+	 * into place with the child's pid once the child runs; the child keeps
+	 * the descriptor to empty it at stop (it may not remove it).
+	 */
+	int root_pid_fd;
+	char root_pid_tmp[4096];
 };
 
 /* systemd's notification socket, without libsystemd: one datagram per state. */
@@ -118,9 +126,18 @@ config_test(const char *file, int allow_root)
 		fprintf(stderr, "%s\n", err);
 		return EX_CONFIG_ERROR;
 	}
+	/* the check reads the secret or the private key too: no core of it either */
+	privs_no_core();
 	if (geteuid() == 0 && !allow_root) {
-		if (privs_resolve(cfg->daemon.user, cfg->daemon.group, &t, err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s: %s\n", file, err);
+		int rc = privs_resolve(cfg->daemon.user, cfg->daemon.group, &t, err, sizeof(err));
+
+		if (rc < 0) {
+			char where[4200];
+
+			preflight_where(file,
+			    rc == PRIVS_BAD_GROUP ? "daemon.group" : "daemon.user", where,
+			    sizeof(where));
+			fprintf(stderr, "%s: %s\n", where, err);
 			config_free(cfg);
 			return EX_CONFIG_ERROR;
 		}
@@ -137,6 +154,8 @@ config_test(const char *file, int allow_root)
 		config_free(cfg);
 		return EX_CONFIG_ERROR;
 	}
+	if (err[0]) /* notes only */
+		fprintf(stderr, "%s\n", err);
 	printf("%s: configuration is valid (%zu range%s, sync mode %s)\n", file, cfg->n_ranges,
 	    cfg->n_ranges == 1 ? "" : "s", config_sync_mode_name(cfg->sync.mode));
 	config_free(cfg);
@@ -295,21 +314,14 @@ on_checkpoint(void *arg)
 }
 
 static int
-write_pidfile(const char *file, const char *runs_as, char *err, size_t errlen)
+write_pidfile(const char *file, char *err, size_t errlen)
 {
 	FILE *f;
 
 	if (!file)
 		return 0;
 	if (!(f = fopen(file, "w"))) {
-		if (*runs_as)
-			snprintf(err, errlen,
-			    "cannot write the pid file %s: %s (numprovd runs as %s: give it a "
-			    "directory %s can write, such as the control socket's)",
-			    file, strerror(errno), runs_as, runs_as);
-		else
-			snprintf(
-			    err, errlen, "cannot write the pid file %s: %s", file, strerror(errno));
+		snprintf(err, errlen, "cannot write the pid file %s: %s", file, strerror(errno));
 		return -1;
 	}
 	fprintf(f, "%ld\n", (long)getpid());
@@ -437,6 +449,43 @@ tell_parent(struct daemon *d, const char *why)
 }
 
 /*
+ * Started as root, detached and giving up root: the pid file is made by root
+ * before the fork, under a temporary name in its directory, so that only
+ * root can have written it; 0 or -1 with err.
+ */
+static int
+root_pidfile_open(struct daemon *d, const char *pidfile, char *err, size_t errlen)
+{
+	if ((size_t)snprintf(d->root_pid_tmp, sizeof(d->root_pid_tmp), "%s.XXXXXX", pidfile)
+	    >= sizeof(d->root_pid_tmp)) {
+		snprintf(err, errlen, "the pid file's name is too long: %s", pidfile);
+		return -1;
+	}
+	if ((d->root_pid_fd = mkostemp(d->root_pid_tmp, O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot write the pid file %s: %s", pidfile, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The parent, once the child runs: the child's pid, then the file under its name. */
+static int
+root_pidfile_publish(struct daemon *d, pid_t child, char *err, size_t errlen)
+{
+	char line[32];
+	int n = snprintf(line, sizeof(line), "%ld\n", (long)child);
+
+	if (pwrite(d->root_pid_fd, line, (size_t)n, 0) != n || fchmod(d->root_pid_fd, 0644) < 0
+	    || rename(d->root_pid_tmp, d->pidfile) < 0) {
+		snprintf(
+		    err, errlen, "cannot write the pid file %s: %s", d->pidfile, strerror(errno));
+		unlink(d->root_pid_tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Without -f: fork, and the parent stays until the child runs or says why it
  * cannot, so that a start-up failure reaches the terminal with exit status 1
  * (and systemd's Type=forking or an init script sees it). The child leaves
@@ -467,8 +516,16 @@ detach(struct daemon *d)
 			if (r > 0)
 				n += (size_t)r;
 		msg[n] = '\0';
+		if (strcmp(msg, "ok") == 0 && d->root_pid_fd >= 0
+		    && root_pidfile_publish(d, pid, msg, sizeof(msg)) < 0) {
+			kill(pid, SIGTERM); /* a daemon nobody can find is no start */
+			fprintf(stderr, "numprovd: %s\n", msg);
+			_exit(1);
+		}
 		if (strcmp(msg, "ok") == 0)
 			_exit(0);
+		if (d->root_pid_fd >= 0)
+			unlink(d->root_pid_tmp);
 		fprintf(stderr, "numprovd: %s\n",
 		    n ? msg : "stopped before it was running (see the log)");
 		_exit(1);
@@ -557,13 +614,14 @@ run_loop(struct daemon *d)
 	/* the pid file says numprovd is there: numprovctl can talk to it from now on */
 	{
 		char err[512];
-		if (write_pidfile(d->pidfile, d->runs_as, err, sizeof(err)) < 0) {
+		if (d->root_pid_fd < 0 && write_pidfile(d->pidfile, err, sizeof(err)) < 0) {
 			failed(d, "%s", err);
 			tell_parent(d, d->why);
 			stop_engine(d);
 			loop_free(d->loop);
 			return 1;
 		}
+		/* as root's, the parent renames it into place once told "ok" below */
 		d->pidfile_written = d->pidfile != NULL;
 	}
 	tell_parent(d, NULL);
@@ -610,16 +668,18 @@ make_dir_for(const char *path, int parent, mode_t mode, const struct privs_targe
 }
 
 /*
- * Started as root: numprovd makes what only root can make for daemon.user
- * (the inventory's directory, the control socket's and the pid file's, when
- * missing), then gives up root for good, before the inventory is opened and
- * before any network traffic. 0, or an exit status with the reason logged.
+ * Started as root (without --allow-root): what only root can make for
+ * daemon.user is made now (the inventory's directory and the control
+ * socket's, when missing), and the pid file is begun as root's. Root itself
+ * is given up by become_user, in the process that stays. 1: root is to be
+ * given up (t filled); 0: nothing to do; or minus an exit status, with the
+ * reason in d->why.
  */
 static int
-give_up_root(struct daemon *d, const char *pidfile)
+prepare_root(struct daemon *d, const char *pidfile, struct privs_target *t)
 {
-	struct privs_target t;
 	char err[1024];
+	int rc;
 
 	if (geteuid() != 0)
 		return 0;
@@ -629,14 +689,31 @@ give_up_root(struct daemon *d, const char *pidfile)
 		    "numprovd or a library it uses would be root's");
 		return 0;
 	}
-	if (privs_resolve(d->cfg->daemon.user, d->cfg->daemon.group, &t, err, sizeof(err)) < 0) {
-		failed(d, "%s: %s", d->conf_file, err);
-		return EX_CONFIG_ERROR;
+	if ((rc = privs_resolve(d->cfg->daemon.user, d->cfg->daemon.group, t, err, sizeof(err)))
+	    < 0) {
+		char where[4200];
+
+		preflight_where(d->conf_file,
+		    rc == PRIVS_BAD_GROUP ? "daemon.group" : "daemon.user", where, sizeof(where));
+		failed(d, "%s: %s", where, err);
+		return -EX_CONFIG_ERROR;
 	}
-	if (make_dir_for(d->cfg->database.path, 0, 0750, &t, err, sizeof(err)) < 0
-	    || make_dir_for(d->cfg->control.socket, 1, 0755, &t, err, sizeof(err)) < 0
-	    || (pidfile && make_dir_for(pidfile, 1, 0755, &t, err, sizeof(err)) < 0)
-	    || privs_switch(&t, err, sizeof(err)) < 0) {
+	if (make_dir_for(d->cfg->database.path, 0, 0750, t, err, sizeof(err)) < 0
+	    || make_dir_for(d->cfg->control.socket, 1, 0755, t, err, sizeof(err)) < 0
+	    || (pidfile && root_pidfile_open(d, pidfile, err, sizeof(err)) < 0)) {
+		failed(d, "%s", err);
+		return -1;
+	}
+	return 1;
+}
+
+/* Root given up for good, before the inventory and any network traffic; 0 or an exit status. */
+static int
+become_user(struct daemon *d, const struct privs_target *t)
+{
+	char err[1024];
+
+	if (privs_switch(t, err, sizeof(err)) < 0) {
 		failed(d, "%s", err);
 		return 1;
 	}
@@ -644,19 +721,61 @@ give_up_root(struct daemon *d, const char *pidfile)
 		failed(d,
 		    "%s: not readable by user %s: %s (numprovd reads it again at every reload: "
 		    "give it to root:%s with mode 0640)",
-		    d->conf_file, t.user, strerror(errno), t.group);
+		    d->conf_file, t->user, strerror(errno), t->group);
 		return EX_CONFIG_ERROR;
 	}
-	snprintf(d->runs_as, sizeof(d->runs_as), "%s", t.user);
-	log_info("main", "running as %s:%s", t.user, t.group);
+	snprintf(d->runs_as, sizeof(d->runs_as), "%s", t->user);
+	log_info("main", "running as %s:%s", t->user, t->group);
 	return 0;
+}
+
+/* The inventory, opened as the user numprovd runs as; 0 or -1 with the reason in d->why. */
+static int
+open_inventory(struct daemon *d)
+{
+	char err[8192];
+	int rc;
+
+	if (inv_open(d->cfg->database.path, d->cfg->database.durable ? 0 : INV_OPEN_NOSYNC, &d->inv,
+		err, sizeof(err))
+	    != INV_OK) {
+		if (*d->runs_as && strstr(err, "Permission denied"))
+			return failed(d,
+			    "%s (numprovd runs as %s: files an earlier numprovd run as root left "
+			    "there are root's; chown -R %s %s)",
+			    err, d->runs_as, d->runs_as, d->cfg->database.path);
+		return failed(d, "%s", err);
+	}
+	if ((rc = inv_sync_ranges(d->inv, d->cfg, time(NULL))) != INV_OK) {
+		inv_close(d->inv);
+		d->inv = NULL;
+		return failed(d, "cannot record the configured ranges: %s", inv_strerror(rc));
+	}
+	log_ranges(d);
+	return 0;
+}
+
+/* At stop: the pid file goes, if it is this daemon's. */
+static void
+remove_pidfile(struct daemon *d)
+{
+	if (!d->pidfile_written) /* never another instance's */
+		return;
+	if (d->root_pid_fd >= 0) {
+		/* root's file in root's directory: it cannot go, so it is emptied */
+		if (unlink(d->pidfile) < 0 && ftruncate(d->root_pid_fd, 0) < 0)
+			log_warn("main", "cannot empty the pid file %s", d->pidfile);
+		return;
+	}
+	unlink(d->pidfile);
 }
 
 static int
 run(struct daemon *d, int foreground, int debug, const char *pidfile)
 {
+	struct privs_target t;
 	char err[8192];
-	int rc;
+	int rc, drop;
 
 	if (!(d->cfg = config_load(d->conf_file, err, sizeof(err)))) {
 		fprintf(stderr, "%s\n", err);
@@ -664,50 +783,42 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	}
 	log_init("numprovd", d->cfg->log.facility, debug ? LOG_DEBUG : d->cfg->log.level,
 	    LOG_DEST_SYSLOG | (foreground && !stderr_is_journal() ? LOG_DEST_STDERR : 0));
-	if ((rc = give_up_root(d, foreground ? NULL : pidfile)) != 0) {
+	if ((drop = prepare_root(d, foreground ? NULL : pidfile, &t)) < 0) {
 		if (!foreground)
 			fprintf(stderr, "numprovd: %s\n", d->why);
 		config_free(d->cfg);
 		log_close();
-		return rc;
+		return -drop;
 	}
-	/* from here on no core file: the secret, the private key and tokens are in memory */
-	privs_no_core();
-	if ((rc = inv_open(d->cfg->database.path, d->cfg->database.durable ? 0 : INV_OPEN_NOSYNC,
-		 &d->inv, err, sizeof(err)))
-	    != INV_OK) {
-		log_err("main", "%s", err);
-		if (!foreground)
-			fprintf(stderr, "numprovd: %s\n", err);
-		config_free(d->cfg);
-		return 1;
-	}
-	if ((rc = inv_sync_ranges(d->inv, d->cfg, time(NULL))) != INV_OK) {
-		log_err("main", "cannot record the configured ranges: %s", inv_strerror(rc));
-		if (!foreground)
-			fprintf(stderr, "numprovd: cannot record the configured ranges: %s\n",
-			    inv_strerror(rc));
-		inv_close(d->inv);
-		config_free(d->cfg);
-		return 1;
-	}
-	log_ranges(d);
-	if (!foreground && detach(d) < 0) {
-		log_warn("main", "cannot become a daemon");
-		fprintf(stderr, "numprovd: cannot become a daemon: %s\n", strerror(errno));
-		rc = 1;
-	} else {
-		if (!foreground) {
-			/* the lock file names the parent, which took the lock: it is ours now */
-			inv_lock_set_pid(d->inv, (long)getpid());
-			d->pidfile = pidfile;
+	if (!foreground) {
+		d->pidfile = pidfile;
+		/* the parent waits here until the child runs, or says why it does not */
+		if (detach(d) < 0) {
+			log_warn("main", "cannot become a daemon");
+			fprintf(stderr, "numprovd: cannot become a daemon: %s\n", strerror(errno));
+			if (d->root_pid_fd >= 0)
+				unlink(d->root_pid_tmp);
+			config_free(d->cfg);
+			log_close();
+			return 1;
 		}
-		rc = run_loop(d);
 	}
-	inv_close(d->inv);
+	if (drop && (rc = become_user(d, &t)) != 0) {
+		tell_parent(d, d->why);
+	} else {
+		/* from here on no core file: the secret, the private key and tokens are in memory
+		 */
+		privs_no_core();
+		if (open_inventory(d) < 0) {
+			tell_parent(d, d->why);
+			rc = 1;
+		} else {
+			rc = run_loop(d);
+			inv_close(d->inv);
+		}
+	}
 	config_free(d->cfg);
-	if (d->pidfile_written) /* never another instance's */
-		unlink(pidfile);
+	remove_pidfile(d);
 	log_notice("main", "stopped");
 	log_close();
 	return rc;
@@ -736,7 +847,7 @@ usage_error(const char *what, const char *arg)
 int
 daemon_main(int argc, char **argv)
 {
-	struct daemon d = { .conf_file = NUMPROV_CONF, .ready_fd = -1 };
+	struct daemon d = { .conf_file = NUMPROV_CONF, .ready_fd = -1, .root_pid_fd = -1 };
 	const char *pidfile = NULL;
 	int test = 0, foreground = 0, debug = 0, c;
 

@@ -262,6 +262,8 @@ on_ssl_ctx(CURL *easy, void *sslctx, void *arg)
 		return CURLE_SSL_CACERT_BADFILE;
 	}
 	SSL_CTX_set1_cert_store(sslctx, g->trust); /* a reference: the store outlives no one */
+	/* decrypted records (tokens, the token request) are wiped from OpenSSL's buffers */
+	SSL_CTX_set_options(sslctx, SSL_OP_CLEANSE_PLAINTEXT);
 	return CURLE_OK;
 }
 
@@ -272,6 +274,16 @@ add_header(struct greq *r, const char *name, const char *value)
 
 	snprintf(line, sizeof(line), "%s: %s", name, value);
 	r->hdrs = curl_slist_append(r->hdrs, line);
+	OPENSSL_cleanse(line, sizeof(line)); /* Authorization: the bearer token */
+}
+
+/* An access token is wiped before its memory is given back. */
+static void
+free_secret(char *s)
+{
+	if (s)
+		OPENSSL_cleanse(s, strlen(s));
+	free(s);
 }
 
 static int
@@ -333,6 +345,11 @@ start_easy(struct greq *r)
 		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 	}
+	if (r->is_token)
+		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
+		 * copied into nghttp2's frame buffers, which libcurl's wiping free
+		 * (curl_start) does not reach */
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	if (r->body) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
 	} else if (strcmp(r->method, "POST") == 0) {
@@ -375,6 +392,8 @@ req_free(struct greq *r)
 	if (r->body)
 		OPENSSL_cleanse(
 		    r->body, strlen(r->body)); /* the token request carries the secret */
+	if (r->is_token && r->resp)
+		OPENSSL_cleanse(r->resp, r->resp_cap); /* and its answer the access token */
 	free(r->url);
 	free(r->body);
 	free(r->resp);
@@ -586,7 +605,7 @@ settle(struct greq *r, CURLcode cc, long status)
 	if (status == 401 && !r->auth_retried) {
 		r->auth_retried = 1;
 		if (r->token_gen == g->token_gen) { /* that token is refused: drop it */
-			free(g->token);
+			free_secret(g->token);
 			g->token = NULL;
 		}
 		retry_later(r, 0);
@@ -657,8 +676,9 @@ token_accept(struct graph *g, const struct greq *r)
 	life = cJSON_IsNumber(exp) ? (long)exp->valuedouble
 	    : cJSON_IsString(exp)  ? atol(exp->valuestring)
 				   : 3599;
-	free(g->token);
+	free_secret(g->token);
 	g->token = strdup(tok->valuestring);
+	OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));
 	if (life <= 0)
 		life = 60;
 	g->token_expiry = time(NULL) + life;

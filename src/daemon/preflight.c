@@ -4,7 +4,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <libconfig.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -37,31 +39,50 @@ struct pf {
 };
 
 static void pf_error(struct pf *p, const char *key, const char *fmt, ...) NP_PRINTF(3, 4);
+static void pf_note(struct pf *p, const char *key, const char *fmt, ...) NP_PRINTF(3, 4);
 
 /* One "FILE:LINE: what" line for key; "FILE: what" when the key is not in the file. */
 static void
-pf_error(struct pf *p, const char *key, const char *fmt, ...)
+pf_line(struct pf *p, const char *key, const char *tag, const char *fmt, va_list ap)
 {
 	const config_setting_t *s = p->parsed && key ? config_lookup(&p->lc, key) : NULL;
 	const char *where
 	    = s && config_setting_source_file(s) ? config_setting_source_file(s) : p->file;
 	int line = s ? config_setting_source_line(s) : 0;
 	size_t used = strlen(p->err);
-	va_list ap;
 
-	p->n++;
 	if (used + 1 >= p->errlen)
 		return;
 	if (line > 0)
-		used += snprintf(
-		    p->err + used, p->errlen - used, "%s%s:%d: ", used ? "\n" : "", where, line);
+		used += snprintf(p->err + used, p->errlen - used, "%s%s:%d: %s", used ? "\n" : "",
+		    where, line, tag);
 	else
-		used
-		    += snprintf(p->err + used, p->errlen - used, "%s%s: ", used ? "\n" : "", where);
+		used += snprintf(
+		    p->err + used, p->errlen - used, "%s%s: %s", used ? "\n" : "", where, tag);
 	if (used >= p->errlen)
 		return;
-	va_start(ap, fmt);
 	vsnprintf(p->err + used, p->errlen - used, fmt, ap);
+}
+
+static void
+pf_error(struct pf *p, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	p->n++;
+	va_start(ap, fmt);
+	pf_line(p, key, "", fmt, ap);
+	va_end(ap);
+}
+
+/* Not a problem, but what the operator should know: not counted. */
+static void
+pf_note(struct pf *p, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	pf_line(p, key, "note: ", fmt, ap);
 	va_end(ap);
 }
 
@@ -272,12 +293,19 @@ check_database(struct pf *p, const char *path)
 			    p, key, "database.path: cannot check %s: %s", parent, strerror(errno));
 	} else if (!S_ISDIR(st.st_mode)) {
 		pf_error(p, key, "database.path: %s is not a directory", parent);
-	} else if (p->flags & PREFLIGHT_ROOT_MAKES_DIRS) {
-		return; /* numprovd makes it, as root, for the user it becomes */
 	} else if (access(parent, W_OK | X_OK) < 0) {
-		pf_error(p, key,
-		    "database.path: cannot create %s: %s is not writable by user %s: %s", path,
-		    parent, p->user, strerror(errno));
+		if (p->flags & PREFLIGHT_ROOT_MAKES_DIRS) { /* made, as root, for the user */
+			if (strcmp(path, "/var/lib/numprov") != 0)
+				pf_note(p, key,
+				    "%s does not exist: numprovd started as root makes it for user "
+				    "%s; "
+				    "the systemd unit makes only /var/lib/numprov "
+				    "(StateDirectory=)",
+				    path, p->user);
+		} else
+			pf_error(p, key,
+			    "database.path: cannot create %s: %s is not writable by user %s: %s",
+			    path, parent, p->user, strerror(errno));
 	}
 }
 
@@ -307,7 +335,15 @@ check_control(struct pf *p, const char *path)
 		if (stat(up, &st) < 0 || !S_ISDIR(st.st_mode))
 			pf_error(p, key, "control.socket: the directory %s does not exist, nor %s",
 			    dir, up);
-		else if (!(p->flags & PREFLIGHT_ROOT_MAKES_DIRS) && access(up, W_OK | X_OK) < 0)
+		else if (access(up, W_OK | X_OK) < 0 && (p->flags & PREFLIGHT_ROOT_MAKES_DIRS)) {
+			if (strcmp(dir, "/run/numprov") != 0)
+				pf_note(p, key,
+				    "the directory %s does not exist: numprovd started as root "
+				    "makes it for "
+				    "user %s; the systemd unit makes only /run/numprov "
+				    "(RuntimeDirectory=)",
+				    dir, p->user);
+		} else if (access(up, W_OK | X_OK) < 0)
 			pf_error(p, key,
 			    "control.socket: cannot create the directory %s: %s is not writable by "
 			    "user %s: %s",
@@ -329,7 +365,56 @@ check_control(struct pf *p, const char *path)
 		    "%s exists and is not a socket; remove it or change control.socket", path);
 }
 
-/* ---- entry point -------------------------------------------------------- */
+/*
+ * numprovd gives control.sock to control.group with chown(2), which a user
+ * other than root may do only for a group of its own.
+ */
+static void
+check_control_group(struct pf *p, const char *group)
+{
+	gid_t groups[NGROUPS_MAX];
+	struct group *gr;
+	int n;
+
+	if (!group || !*group || geteuid() == 0)
+		return;
+	if (!(gr = getgrnam(group))) {
+		pf_error(p, "control.group",
+		    "control.group: there is no group '%s' on this system (only root could use "
+		    "the socket)",
+		    group);
+		return;
+	}
+	if (gr->gr_gid == getegid())
+		return;
+	n = getgroups(NGROUPS_MAX, groups);
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gr->gr_gid)
+			return;
+	pf_error(p, "control.group",
+	    "control.group '%s': user %s is not a member, so numprovd cannot give the socket "
+	    "to it (add the user to the group, or choose one of its groups)",
+	    group, p->user);
+}
+
+/* ---- entry points ------------------------------------------------------- */
+
+void
+preflight_where(const char *file, const char *key, char *out, size_t len)
+{
+	const config_setting_t *s;
+	config_t lc;
+
+	config_init(&lc);
+	if (config_read_file(&lc, file) == CONFIG_TRUE && (s = config_lookup(&lc, key))
+	    && config_setting_source_line(s) > 0)
+		snprintf(out, len, "%s:%d",
+		    config_setting_source_file(s) ? config_setting_source_file(s) : file,
+		    config_setting_source_line(s));
+	else
+		snprintf(out, len, "%s", file);
+	config_destroy(&lc);
+}
 
 int
 preflight_check(const char *file, const struct config *cfg, int flags, char *err, size_t errlen)
@@ -362,6 +447,7 @@ preflight_check(const char *file, const struct config *cfg, int flags, char *err
 	if (cfg->database.path)
 		check_database(&p, cfg->database.path);
 	check_control(&p, cfg->control.socket);
+	check_control_group(&p, cfg->control.group);
 
 	config_destroy(&p.lc);
 	return p.n;

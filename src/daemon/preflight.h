@@ -29,4 +29,7 @@ struct config;
 int preflight_check(
     const char *file, const struct config *cfg, int flags, char *err, size_t errlen);
 
+/* "FILE:LINE" of key in file, or "FILE" when the key is not in it (its default applies). */
+void preflight_where(const char *file, const char *key, char *out, size_t len);
+
 #endif

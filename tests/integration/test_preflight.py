@@ -1,6 +1,7 @@
 """numprovd -t checks what the daemon will need without the network: the credentials'
 files and modes, the CA file, the database's parent, the control socket's directory.
 Each problem is one FILE:LINE: line and the exit status is 78 (EX_CONFIG)."""
+import grp
 import os
 import pathlib
 import pwd
@@ -216,6 +217,10 @@ def test_inventory_files_another_user_left_are_refused(certs):
         (top / "run").mkdir()
         os.chown(top / "run", nobody.pw_uid, nobody.pw_gid)
         conf_file = c.write(sock=top / "run" / "control.sock")
+        # the socket goes to a group of nobody's (numprovd as nobody can give it no other)
+        nogroup = grp.getgrgid(nobody.pw_gid).gr_name
+        conf_file.write_text(conf_file.read_text().replace('group = "root"',
+                                                          f'group = "{nogroup}"'))
         conf_file.chmod(0o644)
         r = subprocess.run(["runuser", "-u", "nobody", "--", str(binary("numprovd")), *AS_ROOT, "-t",
                             "-c", str(conf_file)], capture_output=True, text=True, timeout=20)

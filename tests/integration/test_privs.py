@@ -18,6 +18,7 @@ import urllib.parse
 import pytest
 
 from conftest import CTL_RANGES, binary, gtl, wait_for
+from test_daemon import _running_numprovd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start numprovd as root")
 
@@ -230,27 +231,70 @@ def test_check_as_root_reads_the_files_as_daemon_user(world):
     assert r.returncode == 0, r.stderr
 
 
-def test_pid_file_in_a_directory_the_user_cannot_write_fails_the_start(world):
-    root_only = world.top / "root-only"
-    root_only.mkdir(mode=0o755)
-    r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p",
-                        str(root_only / "numprovd.pid")],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1
-    assert "cannot write the pid file" in r.stderr and "runs as nobody" in r.stderr, r.stderr
-    assert not (root_only / "numprovd.pid").exists()
-    # in the socket's directory, which root made for it, it works
-    pidfile = world.run / "numprovd.pid"
+def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
+    """Started as root without -f: the pid file is written by root (daemon.user cannot
+    forge a pid root would signal), under its name only once the daemon runs, with the
+    daemon's pid; at stop the daemon, no longer root, empties it. A failed start leaves
+    no file, not even a temporary one."""
+    pidfile = world.top / "numprovd.pid"  # a directory only root may write
     r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    st = pidfile.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o644)
     pid = int(pidfile.read_text())
     try:
+        assert _running_numprovd(pid)
         assert status_ids(pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
+        assert int((world.db / "numprovd.lock").read_text()) == pid
     finally:
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=40, what="stop")
-    assert not pidfile.exists()
+    wait_for(lambda: not _running_numprovd(pid), timeout=40, what="numprovd to stop")
+    assert pidfile.read_text() == ""  # it may not remove root's file: emptied
+    assert sorted(p.name for p in world.top.iterdir() if p.name.startswith("numprovd.pid")) \
+        == ["numprovd.pid"]
+    pidfile.unlink()
+    # a start that fails after the fork (the configuration nobody cannot read) leaves nothing
+    world.conf.chmod(0o600)
+    r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "not readable by user nobody" in r.stderr, r.stderr
+    assert [p.name for p in world.top.iterdir() if p.name.startswith("numprovd.pid")] == []
+
+
+def test_no_directory_is_made_as_root_where_others_could_move_it(world):
+    """Root makes the inventory's directory only below directories no other user can
+    change: a parent writable by the daemon's user is refused, nothing is created."""
+    shared = world.top / "shared"
+    shared.mkdir()
+    os.chown(shared, NOBODY.pw_uid, NOGROUP.gr_gid)
+    world.db = shared / "db"
+    world.write()
+    r = subprocess.run([binary("numprovd"), "-f", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"will not create {world.db} as root: {shared} may be changed by users other " \
+        "than root" in r.stderr, r.stderr
+    assert not world.db.exists()
+
+
+def test_check_names_the_line_of_a_bad_daemon_user_and_a_foreign_control_group(world):
+    world.write(user="no-such-user-np")
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    line = 1 + next(i for i, l in enumerate(world.conf.read_text().splitlines())
+                    if l.startswith("daemon:"))
+    assert r.returncode == 78
+    assert r.stderr.startswith(f"{world.conf}:{line}: daemon.user: there is no user"), r.stderr
+    # numprovd, once nobody, can give the socket only to a group of nobody's
+    world.write()
+    world.conf.write_text(world.conf.read_text().replace(
+        f'group = "{NOGROUP.gr_name}"; }};\ndaemon', 'group = "adm"; };\ndaemon'))
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78
+    assert "control.group 'adm': user nobody is not a member" in r.stderr, r.stderr
 
 
 def memory_holds(pid, needles):
