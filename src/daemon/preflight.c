@@ -40,6 +40,8 @@ struct pf {
 
 static void pf_error(struct pf *p, const char *key, const char *fmt, ...) NP_PRINTF(3, 4);
 static void pf_note(struct pf *p, const char *key, const char *fmt, ...) NP_PRINTF(3, 4);
+static void pf_line(struct pf *p, const char *key, const char *tag, const char *fmt, va_list ap)
+    NP_PRINTF(4, 0);
 
 /* One "FILE:LINE: what" line for key; "FILE: what" when the key is not in the file. */
 static void
