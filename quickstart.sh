@@ -13,7 +13,7 @@ PACKAGES="autoconf automake pkg-config make gcc clang clang-format libclang-rt-1
   libsnmp-dev libcurl4-openssl-dev libcjson-dev libdb5.3-dev libconfig-dev
   libevent-dev libssl-dev check python3 python3-pytest openssl ca-certificates
   rsyslog util-linux snmpd snmp snmptrapd smitools mandoc systemd
-  dpkg-dev debhelper lintian rpm rpmlint xz-utils db5.3-util"
+  dpkg-dev debhelper lintian rpm rpmlint xz-utils db5.3-util strace"
 
 install_packages() {
 	local missing=""

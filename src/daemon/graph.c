@@ -51,6 +51,7 @@ struct greq {
 struct graph {
 	struct event_base *base;
 	CURLM *multi;
+	CURLSH *share;	      /* TLS sessions, resumed by every request's new easy handle */
 	struct loop_curl *lc; /* the multi handle on the event loop */
 	char *graph_url, *token_url, *scope, *client_id, *secret, *ca_file, *proxy;
 	char *priority;
@@ -339,12 +340,16 @@ start_easy(struct greq *r)
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
 	if (g->proxy)
 		curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
-	if (r->flags & GRAPH_POST_ONCE) {
-		/* libcurl sends a request again by itself when a reused connection turns out
-		 * dead; a POST that must go once gets a connection of its own */
-		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-	}
+	/*
+	 * Connections stay open in the multi handle's cache and are reused, and a
+	 * new one resumes its TLS session from the share: no handshake per request.
+	 * libcurl may send a request again by itself when a reused connection
+	 * turns out dead before any answer; the POSTs numprovd sends (assignNumber
+	 * and unassignNumber for one user and number, policy assignments) have the
+	 * same effect sent twice. A GRAPH_POST_ONCE whose answer is lost after it
+	 * may have arrived is still never retried here: its caller checks Teams.
+	 */
+	curl_easy_setopt(e, CURLOPT_SHARE, g->share);
 	if (r->is_token)
 		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
 		 * copied into nghttp2's frame buffers, which libcurl's wiping free
@@ -1009,6 +1014,19 @@ curl_start(void)
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/*
+ * At most sync.parallel connections to Graph, and as many kept open between
+ * requests: libcurl's default cache (four per easy handle in the multi) would
+ * close connections whenever few requests are running and open them again.
+ * The sign-in endpoint is another host, with its own connection.
+ */
+static void
+set_connection_limits(struct graph *g)
+{
+	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
+	curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, (long)g->parallel + 2);
+}
+
 struct graph *
 graph_new(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
 {
@@ -1052,13 +1070,20 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 		    g->ca_file ? g->ca_file : "-");
 	g->multi = curl_multi_init();
 	g->token_timer = evtimer_new(base, on_token_timer, g);
-	if (!g->multi || !g->token_timer
+	/* one thread: the share needs no lock callbacks */
+	if ((g->share = curl_share_init())
+	    && curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
+		!= CURLSHE_OK) {
+		curl_share_cleanup(g->share);
+		g->share = NULL;
+	}
+	if (!g->multi || !g->token_timer || !g->share
 	    || !(g->lc = loop_curl_new(base, g->multi, on_progress, g))) {
 		snprintf(err, errlen, "out of memory");
 		graph_free(g);
 		return NULL;
 	}
-	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
+	set_connection_limits(g);
 	return g;
 }
 
@@ -1107,7 +1132,7 @@ graph_set_config(struct graph *g, const struct config *cfg)
 		}
 	}
 	reload_trust(g);
-	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->parallel);
+	set_connection_limits(g);
 	dispatch(g); /* a larger parallel lets waiting requests go now */
 }
 
@@ -1131,6 +1156,8 @@ graph_free(struct graph *g)
 		req_free(g->wire); /* end_easy takes it off the list */
 	if (g->multi)
 		curl_multi_cleanup(g->multi); /* may still tell lc to drop its sockets */
+	if (g->share)
+		curl_share_cleanup(g->share); /* after every easy handle that used it */
 	loop_curl_free(g->lc);
 	if (g->token_timer)
 		event_free(g->token_timer);

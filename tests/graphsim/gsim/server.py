@@ -5,6 +5,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, unquote_plus, urlsplit
@@ -59,6 +60,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
         req = Request(self.command, self.path, self.headers, body, f"https://{host}")
+        # which TLS connection carried it, and whether that one resumed a session
+        req.note.update(conn=getattr(self.connection, "graphsim_conn", None),
+                        tls_resumed=getattr(self.connection, "session_reused", None))
         try:
             resp = self.server.sim.handle(req)
         except Exception:  # a simulator bug must not kill the connection thread silently
@@ -122,6 +126,8 @@ class Server(ThreadingHTTPServer):
     def __init__(self, address, sim, ssl_context):
         self.sim = sim
         self.ssl_context = ssl_context
+        self.conn_lock = threading.Lock()
+        self.conn_count = 0
         super().__init__(address, Handler)
 
     def finish_request(self, request, client_address):
@@ -132,6 +138,9 @@ class Server(ThreadingHTTPServer):
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
+        with self.conn_lock:
+            self.conn_count += 1
+            tls.graphsim_conn = self.conn_count   # numbered in the request log ("conn")
         try:
             self.RequestHandlerClass(tls, client_address, self)
         except (ssl.SSLError, OSError):
