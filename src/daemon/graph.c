@@ -48,10 +48,18 @@ struct greq {
 	char curl_err[CURL_ERROR_SIZE];
 };
 
+/* A name looked up in Graph once per configuration load (a policy's id). */
+struct gcache {
+	struct gcache *next;
+	char *key, *value;
+};
+
 struct graph {
 	struct event_base *base;
 	CURLM *multi;
 	CURLSH *share;	      /* TLS sessions, resumed by every request's new easy handle */
+	struct gcache *cache; /* answers kept until the next configuration load */
+	void *lookups;	      /* teams.c's lookups on the wire (graph_lookups) */
 	struct loop_curl *lc; /* the multi handle on the event loop */
 	char *graph_url, *token_url, *scope, *client_id, *secret, *ca_file, *proxy;
 	char *priority;
@@ -1133,7 +1141,61 @@ graph_set_config(struct graph *g, const struct config *cfg)
 	}
 	reload_trust(g);
 	set_connection_limits(g);
-	dispatch(g); /* a larger parallel lets waiting requests go now */
+	graph_cache_clear(g); /* looked up again under the new configuration */
+	dispatch(g);	      /* a larger parallel lets waiting requests go now */
+}
+
+const char *
+graph_cache_get(const struct graph *g, const char *key)
+{
+	for (const struct gcache *c = g->cache; c; c = c->next)
+		if (strcmp(c->key, key) == 0)
+			return c->value;
+	return NULL;
+}
+
+void
+graph_cache_drop(struct graph *g, const char *key)
+{
+	for (struct gcache **pp = &g->cache; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0) {
+			struct gcache *c = *pp;
+			*pp = c->next;
+			free(c->key);
+			free(c->value);
+			free(c);
+			return;
+		}
+}
+
+void
+graph_cache_put(struct graph *g, const char *key, const char *value)
+{
+	struct gcache *c;
+
+	graph_cache_drop(g, key);
+	if (!(c = calloc(1, sizeof(*c))) || !(c->key = strdup(key))
+	    || !(c->value = strdup(value))) {
+		if (c)
+			free(c->key);
+		free(c); /* not kept: looked up again next time */
+		return;
+	}
+	c->next = g->cache;
+	g->cache = c;
+}
+
+void **
+graph_lookups(struct graph *g)
+{
+	return &g->lookups;
+}
+
+void
+graph_cache_clear(struct graph *g)
+{
+	while (g->cache)
+		graph_cache_drop(g, g->cache->key);
 }
 
 void
@@ -1167,6 +1229,7 @@ graph_free(struct graph *g)
 		OPENSSL_cleanse(g->token, strlen(g->token));
 	free(g->secret);
 	free(g->token);
+	graph_cache_clear(g);
 	auth_cert_free(g->cert);
 	X509_STORE_free(g->trust);
 	free(g->graph_url);

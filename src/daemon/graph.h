@@ -87,4 +87,15 @@ int graph_parse_error(
 /* Retry-After: delta-seconds or an HTTP date; seconds from now, or -1. */
 long graph_parse_retry_after(const char *value, long now);
 
+/*
+ * Names resolved in Graph and kept until the next configuration load
+ * (graph_set_config empties it): a voice routing policy's id, say.
+ */
+const char *graph_cache_get(const struct graph *g, const char *key);
+void graph_cache_put(struct graph *g, const char *key, const char *value);
+void graph_cache_drop(struct graph *g, const char *key);
+void graph_cache_clear(struct graph *g);
+/* Where a caller keeps the lookups it has on the wire for this graph (teams.c). */
+void **graph_lookups(struct graph *g);
+
 #endif

@@ -781,7 +781,10 @@ struct simple_call {
 	teams_cb cb;
 	void *arg;
 	struct dir_licensing *lic;
-	char user[64], policy_type[64];
+	char user[64], policy_type[64], policy_name[256];
+	int cached_id; /* the policy's id came from the cache: refused, it is looked up again */
+	/* a getPolicyId on the wire (graph_lookups) and the calls waiting for its answer */
+	struct simple_call *lookup_next, *wait_next;
 };
 
 static void
@@ -862,14 +865,77 @@ teams_user_config(struct graph *g, const char *user_id, userconfig_cb cb, void *
 
 /* ---- policies ----------------------------------------------------------- */
 
+static int policy_resolve(struct simple_call *s);
+static int policy_post(struct simple_call *s, const char *id);
+
+/* The cache key of a policy: its type and name. */
+static void
+policy_key(const struct simple_call *s, char *key, size_t len)
+{
+	snprintf(key, len, "policy\n%s\n%s", s->policy_type, s->policy_name);
+}
+
 static void
 policy_assigned(const struct graph_result *r, void *arg)
 {
 	struct simple_call *s = arg;
 	struct teams_result t;
+	char key[400];
 
 	result_from(&t, r);
 	t.ok = r->status >= 200 && r->status < 300;
+	if (!t.ok && s->cached_id && (r->status == 400 || r->status == 404)) {
+		/* the id kept since the configuration was loaded is refused: the policy may
+		 * have been made again under its name; it is looked up once more */
+		policy_key(s, key, sizeof(key));
+		graph_cache_drop(s->g, key);
+		s->cached_id = 0;
+		log_info("teams",
+		    "%s policy %s: the kept id was refused (%ld); looking it up again",
+		    s->policy_type, s->policy_name, r->status);
+		if (policy_resolve(s) == 0)
+			return;
+		snprintf(t.error, sizeof(t.error), "internal");
+	}
+	s->cb(&t, s->arg);
+	free(s);
+}
+
+/* The assignment itself; 0, or -1 when it could not be sent (s is then the caller's). */
+static int
+policy_post(struct simple_call *s, const char *id)
+{
+	cJSON *body = cJSON_CreateObject(), *arr, *item;
+	char *json = NULL;
+
+	if (body && (arr = cJSON_AddArrayToObject(body, "value"))
+	    && (item = cJSON_CreateObject())) {
+		cJSON_AddStringToObject(item, "@odata.type",
+		    "#microsoft.graph.teamsAdministration.teamsPolicyUserAssignment");
+		cJSON_AddStringToObject(item, "userId", s->user);
+		cJSON_AddStringToObject(item, "policyType", s->policy_type);
+		cJSON_AddStringToObject(item, "policyId", id);
+		cJSON_AddItemToArray(arr, item);
+		json = cJSON_PrintUnformatted(body);
+	}
+	cJSON_Delete(body);
+	/* assigning a policy twice is harmless: a plain retried POST */
+	int rc = json ? graph_post(s->g, "/v1.0/admin/teams/policy/userAssignments/assign", json, 0,
+		     policy_assigned, s)
+		      : -1;
+
+	free(json);
+	return rc < 0 ? -1 : 0;
+}
+
+/* From a Graph answer: the call ends with an internal error. */
+static void
+policy_internal_error(struct simple_call *s)
+{
+	struct teams_result t;
+
+	memset(&t, 0, sizeof(t));
+	snprintf(t.error, sizeof(t.error), "internal");
 	s->cb(&t, s->arg);
 	free(s);
 }
@@ -877,71 +943,123 @@ policy_assigned(const struct graph_result *r, void *arg)
 static void
 policy_found(const struct graph_result *r, void *arg)
 {
-	struct simple_call *s = arg;
+	struct simple_call *s = arg, *w, *next;
+	struct simple_call **pp = (struct simple_call **)graph_lookups(s->g);
 	cJSON *root = r->status == 200 ? cJSON_ParseWithLength(r->body, r->len) : NULL;
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "value"), *first, *id;
 	struct teams_result t;
-	cJSON *body, *arr, *item;
-	char *json;
+	char key[400];
 
+	/* off the list of lookups on the wire, with the calls that waited for it */
+	while (*pp && *pp != s)
+		pp = &(*pp)->lookup_next;
+	if (*pp)
+		*pp = s->lookup_next;
 	first = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, 0) : v;
 	id = cJSON_GetObjectItemCaseSensitive(first, "policyId");
-	if (!cJSON_IsString(id)) {
+	if (cJSON_IsString(id) && id->valuestring[0]) {
+		/* kept for the other users of this configuration: one lookup, not one per user */
+		policy_key(s, key, sizeof(key));
+		graph_cache_put(s->g, key, id->valuestring);
+	}
+	for (w = s; w; w = next) {
+		next = w->wait_next;
+		w->wait_next = NULL;
+		if (cJSON_IsString(id) && id->valuestring[0]) {
+			if (policy_post(w, id->valuestring) < 0)
+				policy_internal_error(w);
+			continue;
+		}
 		result_from(&t, r);
 		if (r->status == 200)
 			snprintf(t.error, sizeof(t.error), "policy");
-		s->cb(&t, s->arg);
-		cJSON_Delete(root);
-		free(s);
-		return;
+		w->cb(&t, w->arg);
+		free(w);
 	}
-	body = cJSON_CreateObject();
-	arr = cJSON_AddArrayToObject(body, "value");
-	item = cJSON_CreateObject();
-	cJSON_AddStringToObject(
-	    item, "@odata.type", "#microsoft.graph.teamsAdministration.teamsPolicyUserAssignment");
-	cJSON_AddStringToObject(item, "userId", s->user);
-	cJSON_AddStringToObject(item, "policyType", s->policy_type);
-	cJSON_AddStringToObject(item, "policyId", id->valuestring);
-	cJSON_AddItemToArray(arr, item);
-	json = cJSON_PrintUnformatted(body);
-	cJSON_Delete(body);
 	cJSON_Delete(root);
-	/* assigning a policy twice is harmless: a plain retried POST */
-	if (!json
-	    || graph_post(s->g, "/v1.0/admin/teams/policy/userAssignments/assign", json, 0,
-		   policy_assigned, s)
-		< 0) {
-		memset(&t, 0, sizeof(t));
-		snprintf(t.error, sizeof(t.error), "internal");
-		s->cb(&t, s->arg);
-		free(s);
+}
+
+static int
+policy_lookup(struct simple_call *s)
+{
+	char url[512], *type = curl_easy_escape(NULL, s->policy_type, 0);
+	char *name = curl_easy_escape(NULL, s->policy_name, 0);
+	int rc = -1;
+
+	if (type && name) {
+		snprintf(url, sizeof(url),
+		    "/v1.0/admin/teams/policy/getPolicyId(type='%s',name='%s')", type, name);
+		rc = graph_get(s->g, url, policy_found, s);
 	}
-	free(json);
+	curl_free(type);
+	curl_free(name);
+	return rc;
+}
+
+/*
+ * The policy's id from Graph: a lookup already on the wire for the same
+ * policy is waited for rather than sent again. 0, or -1 (s is the caller's).
+ */
+static int
+policy_resolve(struct simple_call *s)
+{
+	struct simple_call **head = (struct simple_call **)graph_lookups(s->g), *l;
+
+	for (l = *head; l; l = l->lookup_next)
+		if (strcmp(l->policy_type, s->policy_type) == 0
+		    && strcmp(l->policy_name, s->policy_name) == 0) {
+			s->wait_next = l->wait_next;
+			l->wait_next = s;
+			return 0;
+		}
+	/* listed before it is sent: an answer given at once finds it there */
+	s->lookup_next = *head;
+	*head = s;
+	if (policy_lookup(s) < 0) {
+		struct simple_call **pp = head;
+
+		while (*pp && *pp != s)
+			pp = &(*pp)->lookup_next;
+		if (*pp)
+			*pp = s->lookup_next;
+		return -1;
+	}
+	return 0;
 }
 
 int
 teams_assign_policy(struct graph *g, const char *user_id, const char *policy_type,
     const char *policy_name, teams_cb cb, void *arg)
 {
-	struct simple_call *s = simple_new(g, arg);
-	char url[512], *type = curl_easy_escape(NULL, policy_type, 0);
-	char *name = curl_easy_escape(NULL, policy_name, 0);
-	int rc = -1;
+	struct simple_call *s;
+	const char *id;
+	char key[400];
 
-	if (s && type && name && !strchr(policy_name, '\'') && !strchr(policy_type, '\'')) {
-		s->cb = cb;
-		snprintf(s->user, sizeof(s->user), "%s", user_id);
-		snprintf(s->policy_type, sizeof(s->policy_type), "%s", policy_type);
-		snprintf(url, sizeof(url),
-		    "/v1.0/admin/teams/policy/getPolicyId(type='%s',name='%s')", type, name);
-		rc = graph_get(g, url, policy_found, s);
+	if (strchr(policy_name, '\'') || strchr(policy_type, '\'')
+	    || strlen(policy_name) >= sizeof(s->policy_name)
+	    || strlen(policy_type) >= sizeof(s->policy_type) || !(s = simple_new(g, arg)))
+		return -1;
+	s->cb = cb;
+	snprintf(s->user, sizeof(s->user), "%s", user_id);
+	snprintf(s->policy_type, sizeof(s->policy_type), "%s", policy_type);
+	snprintf(s->policy_name, sizeof(s->policy_name), "%s", policy_name);
+	policy_key(s, key, sizeof(key));
+	if ((id = graph_cache_get(g, key))) {
+		char copy[256];
+
+		s->cached_id = 1;
+		snprintf(copy, sizeof(copy), "%s", id);
+		if (policy_post(s, copy) < 0) {
+			free(s);
+			return -1;
+		}
+		return 0;
 	}
-	curl_free(type);
-	curl_free(name);
-	if (rc < 0)
+	if (policy_resolve(s) < 0) {
 		free(s);
-	return rc;
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- subscribed SKUs ---------------------------------------------------- */

@@ -107,6 +107,12 @@ class SimClient:
     def delete_number(self, telephone_number):
         return self.call("POST", "/numbers/delete", {"telephoneNumber": telephone_number})
 
+    def recreate_policy(self, ptype, name, policy_id=None):
+        """The policy made again under its name: a new policyId, the old one unknown."""
+        return self.call("POST", "/policies/recreate",
+                         {"type": ptype, "name": name, **({"policyId": policy_id}
+                                                         if policy_id else {})})
+
     # --- settings, truth, log ---
     def settings(self, **changes):
         return self.call("POST", "/settings", changes) if changes else self.call("GET", "/settings")

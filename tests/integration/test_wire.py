@@ -84,3 +84,54 @@ def test_trust_anchors_are_read_once_per_configuration_load(sim, tmp_path):
         if r.returncode in (0, 1):
             os.kill(json.loads(r.stdout)["pid"], signal.SIGTERM)
         d.proc.wait(timeout=60)
+
+
+POLICY_RANGES = """
+  { name = "abingdon"; type = "direct-routing"; provider = "Gamma";
+    first = "+441235000000"; last = "+441235000099"; match = "city = 'Abingdon'";
+    voice_routing_policy = "UK-National"; }
+"""
+
+
+def policy_requests(sim, since=0):
+    reqs = sim.ctl.log(since)["requests"]
+    return ([q for q in reqs if "getPolicyId" in q["path"]],
+            [q for q in reqs if q["path"].endswith("/policy/userAssignments/assign")])
+
+
+def test_policy_id_is_looked_up_once_per_configuration_load(sim, numprovd):
+    """Before: one getPolicyId per user given a number in a range with a voice routing
+    policy (two Graph requests per user for the policy). Now: one per configuration load,
+    and again only when Teams refuses the kept id."""
+    for i in range(10):
+        add_user(sim, f"abpol{i:02d}", city="Abingdon")
+    sim.ctl.clear_log()
+    d = numprovd(ranges=POLICY_RANGES)
+    d.wait_syncs(1, timeout=60)
+    lookups, assigns = policy_requests(sim)
+    assert len(assigns) == 10 and all(q["status"] == 204 for q in assigns), assigns
+    assert len(lookups) == 1, [q["path"] for q in lookups]
+    # a reload forgets the id: the next policy looks it up once more
+    mark = sim.ctl.log()["requests"][-1]["seq"]
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: any("configuration reloaded" in l for l in d.lines), timeout=30)
+    for i in range(3):
+        add_user(sim, f"abpol-r{i}", city="Abingdon")
+    d.ctl("sync")
+    d.wait_syncs(2, timeout=60)
+    lookups, assigns = policy_requests(sim, mark)
+    assert len(lookups) == 1 and len(assigns) == 3, (lookups, assigns)
+    # the policy made again under its name: the kept id is refused, looked up, and used
+    mark = sim.ctl.log()["requests"][-1]["seq"]
+    new = sim.ctl.recreate_policy("OnlineVoiceRoutingPolicy", "UK-National")["policyId"]
+    for i in range(2):
+        add_user(sim, f"abpol-n{i}", city="Abingdon")
+    d.ctl("sync")
+    d.wait_syncs(3, timeout=60)
+    lookups, assigns = policy_requests(sim, mark)
+    assert len(lookups) == 1, [q["path"] for q in lookups]
+    assert [q["status"] for q in assigns].count(204) == 2, assigns
+    assert all(q["body"]["value"][0]["policyId"] == new
+               for q in assigns if q["status"] == 204)
+    assert any("the kept id was refused" in l for l in d.lines)
+    assert not d.events("sync") or d.events("sync")[-1]["result"] == "success", d.events("sync")

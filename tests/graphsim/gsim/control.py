@@ -8,7 +8,7 @@ from . import licensing, numbers
 from .faults import FaultError
 from .inventory import normalize
 from .tenant import ACTIVE, HARD_DELETED, SOFT_DELETED
-from .util import json_response, parse_iso
+from .util import json_response, new_id, parse_iso
 
 SETTING_TYPES = {"page_size": int, "op_polls": int, "op_complete_seconds": float,
                  "token_lifetime": int, "delta_token_lifetime": float,
@@ -197,6 +197,16 @@ def _operations(sim, req, body):
     return {"operations": list(sim.tenant.operations.values())}
 
 
+def _recreate_policy(sim, req, body):
+    """A policy deleted and made again under the same type and name: a new policyId, the
+    old one unknown from now on (what a client keeping ids must notice)."""
+    for pol in sim.tenant.policies:
+        if pol["type"].lower() == str(body["type"]).lower() and pol["name"] == body["name"]:
+            pol["policyId"] = body.get("policyId") or new_id()
+            return dict(pol)
+    raise ControlError(f"no policy {body['type']} {body['name']}", 404)
+
+
 SIMPLE = {
     "GET /health": lambda sim, req, body: {"ok": True, "port": sim.port, **_summary(sim)},
     "POST /load": _load,
@@ -207,6 +217,7 @@ SIMPLE = {
     "GET /truth": _truth,
     "POST /numbers": _add_number,
     "POST /numbers/delete": _delete_number,
+    "POST /policies/recreate": _recreate_policy,
     "GET /log": _log,
     "POST /log/clear": _clear_log,
     "GET /faults": lambda sim, req, body: sim.faults.describe(),
