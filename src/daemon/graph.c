@@ -73,6 +73,13 @@ struct graph {
 	int token_fetching, token_attempts;
 	unsigned token_gen;
 	struct event *token_timer;
+	/*
+	 * One throttle for the tenant: after a 429 (or a 503 with Retry-After) on a
+	 * Teams admin request, no new Teams admin request goes out before this
+	 * (CLOCK_MONOTONIC, ms); the ones on the wire finish. Others still go.
+	 */
+	long long teams_hold_until;
+	struct event *hold_timer;
 	/* requests waiting for a slot or a token */
 	struct greq *queue, *queue_tail;
 	struct greq *parked; /* waiting on their retry timers */
@@ -83,6 +90,8 @@ struct graph {
 
 static void dispatch(struct graph *g);
 static void fetch_token(struct graph *g);
+static int teams_admin(const struct greq *r);
+static void hold_teams(struct graph *g, long ms);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -624,6 +633,11 @@ settle(struct greq *r, CURLcode cc, long status)
 		retry_later(r, 0);
 		return;
 	}
+	if (teams_admin(r)
+	    && (status == 429 || (status == 503 && (wait = retry_after_ms(r)) >= 0))) {
+		wait = retry_after_ms(r);
+		hold_teams(g, wait >= 0 ? wait : backoff_ms(g, r->attempts));
+	}
 	if (status == 429 && more) {
 		g->stats.throttled++;
 		wait = retry_after_ms(r);
@@ -825,11 +839,30 @@ token_fresh(const struct graph *g)
 
 /* ---- the queue ---------------------------------------------------------- */
 
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The Teams administration API, which throttles per tenant (not users/delta, not SKUs). */
+static int
+teams_admin(const struct greq *r)
+{
+	return !r->is_token && strstr(r->url, "/admin/teams/") != NULL;
+}
+
 static void
 dispatch(struct graph *g)
 {
-	while (g->queue && g->stats.in_flight < g->parallel) {
-		struct greq *r = g->queue;
+	struct greq **pp = &g->queue, *prev = NULL;
+	int held = g->teams_hold_until && now_ms() < g->teams_hold_until;
+
+	while (*pp && g->stats.in_flight < g->parallel) {
+		struct greq *r = *pp;
 
 		if (!token_fresh(g)) {
 			if (g->stopped)
@@ -838,14 +871,46 @@ dispatch(struct graph *g)
 				fetch_token(g);
 			return;
 		}
-		g->queue = r->next;
-		if (!g->queue)
-			g->queue_tail = NULL;
+		if (held && teams_admin(r)) { /* waits in its place for the hold to end */
+			prev = r;
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (g->queue_tail == r)
+			g->queue_tail = prev;
 		if (start_easy(r) < 0) {
 			end_easy(r);
 			deliver(r, 0, CURLE_FAILED_INIT, 0);
 		}
 	}
+}
+
+static void
+on_hold_end(evutil_socket_t fd, short kind, void *arg)
+{
+	struct graph *g = arg;
+
+	(void)fd;
+	(void)kind;
+	g->teams_hold_until = 0;
+	log_debug("graph", "Teams throttle over: Teams requests go again");
+	dispatch(g);
+}
+
+/* Teams said to wait ms: every Teams admin request not yet on the wire waits too. */
+static void
+hold_teams(struct graph *g, long ms)
+{
+	long long until = now_ms() + ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms <= 0 || until <= g->teams_hold_until)
+		return;
+	if (!g->teams_hold_until)
+		log_info("graph", "Teams throttles the tenant: no Teams request for %ld ms", ms);
+	g->teams_hold_until = until;
+	evtimer_add(g->hold_timer, &tv);
 }
 
 static void
@@ -923,6 +988,7 @@ graph_stop(struct graph *g)
 {
 	g->stopped = 1;
 	evtimer_del(g->token_timer);
+	evtimer_del(g->hold_timer);
 	g->token_fetching = 0;
 	fail_queue(g, 0, "stopping", "numprovd is stopping");
 	while (g->parked) {
@@ -1078,6 +1144,7 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 		    g->ca_file ? g->ca_file : "-");
 	g->multi = curl_multi_init();
 	g->token_timer = evtimer_new(base, on_token_timer, g);
+	g->hold_timer = evtimer_new(base, on_hold_end, g);
 	/* one thread: the share needs no lock callbacks */
 	if ((g->share = curl_share_init())
 	    && curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
@@ -1085,7 +1152,7 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 		curl_share_cleanup(g->share);
 		g->share = NULL;
 	}
-	if (!g->multi || !g->token_timer || !g->share
+	if (!g->multi || !g->token_timer || !g->hold_timer || !g->share
 	    || !(g->lc = loop_curl_new(base, g->multi, on_progress, g))) {
 		snprintf(err, errlen, "out of memory");
 		graph_free(g);
@@ -1223,6 +1290,8 @@ graph_free(struct graph *g)
 	loop_curl_free(g->lc);
 	if (g->token_timer)
 		event_free(g->token_timer);
+	if (g->hold_timer)
+		event_free(g->hold_timer);
 	if (g->secret)
 		OPENSSL_cleanse(g->secret, strlen(g->secret));
 	if (g->token)

@@ -3,7 +3,9 @@
  * loop, at most sync.parallel requests in flight, OAuth client-credentials
  * tokens (secret or certificate assertion) cached and renewed before expiry,
  * 429/5xx/transport retries with backoff, a timeout on every request, TLS
- * verification always on.
+ * verification always on. Connections are kept and reused, TLS sessions
+ * resumed; a 429 (or a 503 with Retry-After) on a Teams admin request holds
+ * every Teams admin request not yet sent until Retry-After has passed.
  */
 #ifndef NUMPROV_GRAPH_H
 #define NUMPROV_GRAPH_H
@@ -16,7 +18,12 @@ struct config;
 struct event_base;
 struct graph;
 
-/* A non-idempotent POST (assignNumber): never sent twice without the caller knowing. */
+/*
+ * A POST whose answer, once lost after it may have arrived, must not be
+ * retried here (assignNumber): the caller checks Teams before sending it
+ * again. libcurl's own resend on a reused connection found dead before any
+ * answer is harmless: the same assignment of the same number twice is one.
+ */
 #define GRAPH_POST_ONCE 0x1
 
 struct graph_result {

@@ -135,3 +135,30 @@ def test_policy_id_is_looked_up_once_per_configuration_load(sim, numprovd):
                for q in assigns if q["status"] == 204)
     assert any("the kept id was refused" in l for l in d.lines)
     assert not d.events("sync") or d.events("sync")[-1]["result"] == "success", d.events("sync")
+
+
+THROTTLE_RANGES = RANGES
+
+
+def test_a_429_holds_every_teams_request_for_retry_after(sim, numprovd):
+    """One throttle for the tenant: after a 429 with Retry-After 2 on one assignNumber, no
+    Teams admin request arrives until the 2 s have passed, other than those already on
+    the wire when the 429 came back; then the onboarding goes on and completes."""
+    onboard(sim, 30)
+    sim.ctl.fault("429", match="/assignNumber", count=1, retry_after=2)
+    sim.ctl.clear_log()
+    d = numprovd(ranges=THROTTLE_RANGES)
+    d.wait_syncs(1, timeout=90)
+    reqs = sim.ctl.log()["requests"]
+    throttled = [q for q in reqs if q["status"] == 429]
+    assert len(throttled) == 1, throttled
+    answered = throttled[0]["time"] + throttled[0]["ms"] / 1000
+    teams = [q for q in reqs if "/admin/teams/" in q["path"]]
+    # 0.25 s for requests numprovd had sent before the 429 reached it
+    inside = [q for q in teams if answered + 0.25 < q["time"] < answered + 2 - 0.05]
+    assert not inside, [(q["path"][-40:], round(q["time"] - answered, 3)) for q in inside]
+    after = [q for q in teams if q["time"] >= answered + 2 - 0.05]
+    assert len(after) >= 10, "the onboarding did not go on after the hold"
+    assigned = [e for e in d.events("assign") if e["user"].startswith("wire")]
+    assert len(assigned) == 30
+    assert any("Teams throttles the tenant: no Teams request for 2000 ms" in l for l in d.lines)
