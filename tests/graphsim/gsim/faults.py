@@ -4,7 +4,7 @@ mode. A fault spec is a dict:
   {"kind": K, "match": "/users/delta", "mode": "substring"|"prefix", "method": "GET",
    "count": 1, "retry_after": 5, "ms": 200, "apply": false}
 
-Per-request kinds (consumed, `count` times): 429, 500, 502, 503, 504, reset, malformed,
+Per-request kinds (consumed, `count` times): 429, 500, 502, 503, 504, reset, cut, malformed,
 truncated, delta_410, sync_state_not_found, resync_required.
 latency: sleeps `ms` before every matching request until cleared.
 token_expiry and licence_delay act at once when added (see Simulator.add_fault).
@@ -34,7 +34,7 @@ STATUS_FAULTS = {
     "504": (504, "gatewayTimeout", "The gateway timed out.", None),
 }
 DELTA_FAULTS = ("delta_410", "sync_state_not_found", "resync_required")
-BODY_FAULTS = ("reset", "malformed", "truncated")
+BODY_FAULTS = ("reset", "cut", "malformed", "truncated")
 QUEUED = (*STATUS_FAULTS, *BODY_FAULTS, *DELTA_FAULTS)   # and OP_FAULTS
 OP_FAULTS = ("op_unsettled", "op_lost")
 OP_STATUSES = ("running", "notStarted")
@@ -172,6 +172,10 @@ def body_fault(spec, real):
     """reset / malformed / truncated; `real` is the handler's response (or None)."""
     if spec["kind"] == "reset":
         return Response(0, reset=True)
+    if spec["kind"] == "cut":   # the answer's first line goes out, then the RST
+        resp = Response(0, reset=True)
+        resp.cut = True
+        return resp
     if spec["kind"] == "malformed":
         return Response(200, MALFORMED_BODY, {}, JSON_GRAPH)
     body = real.body if real is not None and real.body else b'{"value":[{"id":"x"}]}'

@@ -70,6 +70,12 @@ class Handler(BaseHTTPRequestHandler):
             resp = GraphError(500, "generalException", "graphsim internal error").response(
                 req.request_id, req.client_request_id)
         if resp.reset:
+            if resp.cut:   # a client that got a byte cannot take it for a dead idle connection
+                try:
+                    self.wfile.write(b"HTTP/1.1 202 Accepted\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    pass
             self._reset_connection()
         else:
             self._send(req, resp)

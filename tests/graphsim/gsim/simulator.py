@@ -130,7 +130,7 @@ class Simulator:
             req.op_fault = fault                 # the assign/unassign handler applies it
         if kind in faults.DELTA_FAULTS:
             req.note["delta_fault"] = kind
-        if kind in faults.STATUS_FAULTS or kind in ("reset", "malformed"):
+        if kind in faults.STATUS_FAULTS or kind in ("reset", "cut", "malformed"):
             real = self._dispatch(req) if fault.get("apply") else None
             if kind in faults.STATUS_FAULTS:
                 return self._render(req, faults.status_error(fault)), kind

@@ -56,6 +56,7 @@ class Response:
         if content_type and body:
             self.headers.setdefault("Content-Type", content_type)
         self.reset = reset
+        self.cut = False   # with reset: the status line is sent before the RST
         self.fault = None
 
 
