@@ -65,80 +65,122 @@ privs_resolve(const char *user, const char *group, struct privs_target *t, char 
 	return 0;
 }
 
-/*
- * Root makes a directory only where no other user can move things around:
- * every directory on the way to it is root's and writable by root alone, or
- * sticky (like /tmp, where others cannot rename root's entries). Otherwise
- * the path could be pointed elsewhere between the check and the mkdir.
- */
+/* A directory no user but root can change (or sticky, where others cannot rename root's). */
 static int
-root_only_parents(const char *dir, char *err, size_t errlen)
+root_only(const struct stat *st)
 {
-	char parent[PATH_MAX], real[PATH_MAX];
+	return S_ISDIR(st->st_mode) && st->st_uid == 0
+	    && (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
+}
+
+int
+privs_dir_plan(const char *dir, uid_t uid, char *real, size_t reallen, char *err, size_t errlen)
+{
+	char parent[PATH_MAX], path[PATH_MAX];
+	const char *base;
 	struct stat st;
 	char *p;
 
 	privs_parent_of(dir, parent, sizeof(parent));
-	if (!realpath(parent, real)) {
+	base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		snprintf(err, errlen, "cannot create %s: not a directory name", dir);
+		return -1;
+	}
+	if (!realpath(parent, path)) {
 		snprintf(err, errlen, "cannot create %s: %s: %s", dir, parent, strerror(errno));
 		return -1;
 	}
-	for (p = real;; p++) {
+	/* every directory above the parent: root's alone */
+	for (p = path;; p++) {
 		if (*p == '/' || !*p) {
 			char c = *p;
 
+			if (!c)
+				break;
 			*p = '\0';
-			if (stat(real[0] ? real : "/", &st) < 0 || st.st_uid != 0
-			    || ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
+			if (stat(path[0] ? path : "/", &st) < 0 || !root_only(&st)) {
 				snprintf(err, errlen,
 				    "will not create %s as root: %s may be changed by users other "
 				    "than "
 				    "root; create it yourself, owned by the daemon's user",
-				    dir, real[0] ? real : "/");
+				    dir, path[0] ? path : "/");
+				*p = c;
 				return -1;
 			}
 			*p = c;
-			if (!c)
-				break;
 		}
 	}
-	return 0;
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "cannot create %s: %s: %s", dir, path, strerror(errno));
+		return -1;
+	}
+	if ((size_t)snprintf(real, reallen, "%s/%s", strcmp(path, "/") ? path : "", base)
+	    >= reallen) {
+		snprintf(err, errlen, "cannot create %s: the path is too long", dir);
+		return -1;
+	}
+	if (root_only(&st))
+		return PRIVS_ROOT_MAKES;
+	/* the parent is the user's own: the user makes it, after root is given up */
+	if (S_ISDIR(st.st_mode) && st.st_uid == uid && !(st.st_mode & (S_IWGRP | S_IWOTH)))
+		return PRIVS_USER_MAKES;
+	snprintf(err, errlen,
+	    "will not create %s as root: %s may be changed by users other than root; create "
+	    "it yourself, owned by the daemon's user",
+	    dir, path);
+	return -1;
 }
 
 int
 privs_make_dir(const char *dir, mode_t mode, const struct privs_target *t, char *err, size_t errlen)
 {
+	char real[PATH_MAX];
 	struct stat st;
-	int fd;
+	int fd, plan;
 
 	if (stat(dir, &st) == 0)
 		return 0;
-	if (root_only_parents(dir, err, errlen) < 0)
+	if ((plan = privs_dir_plan(dir, t->uid, real, sizeof(real), err, errlen)) < 0)
 		return -1;
-	if (mkdir(dir, mode) < 0) {
+	if (plan == PRIVS_USER_MAKES)
+		return 0; /* numprovd makes it itself once it is t */
+	/* by the resolved path: every directory on it is root's alone */
+	if (mkdir(real, mode) < 0) {
 		if (errno == EEXIST)
 			return 0;
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
-	/*
-	 * Through a descriptor of the directory just made, never by its name: in
-	 * a parent others may write, the name could be swapped for a symbolic
-	 * link between mkdir and chown, and root would give away its target.
-	 */
+	/* through a descriptor of the directory just made, never by its name again */
 	errno = 0;
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
+	if ((fd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0
 	    || fstat(fd, &st) < 0 || st.st_uid != geteuid() || fchown(fd, t->uid, t->gid) < 0
 	    || fchmod(fd, mode) < 0) { /* fchmod: the umask took its part of mode */
 		snprintf(err, errlen, "cannot give %s to %s:%s: %s", dir, t->user, t->group,
 		    strerror(errno ? errno : EPERM));
 		if (fd >= 0)
 			close(fd);
-		rmdir(dir); /* not left behind as root's, empty */
+		rmdir(real); /* not left behind as root's, empty */
 		return -1;
 	}
 	close(fd);
 	return 1;
+}
+
+/* 0 when none of the process's groups is root's. */
+static int
+no_root_group(void)
+{
+	gid_t groups[1024];
+	int n = getgroups(sizeof(groups) / sizeof(groups[0]), groups);
+
+	if (n < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == 0)
+			return -1;
+	return 0;
 }
 
 int
@@ -146,6 +188,13 @@ privs_switch(const struct privs_target *t, char *err, size_t errlen)
 {
 	if (initgroups(t->user, t->gid) < 0) {
 		snprintf(err, errlen, "cannot take the groups of %s: %s", t->user, strerror(errno));
+		return -1;
+	}
+	if (no_root_group() < 0) {
+		snprintf(err, errlen,
+		    "user %s is a member of root's group: numprovd would keep what only root's "
+		    "group may read; take it out of that group",
+		    t->user);
 		return -1;
 	}
 	if (setgid(t->gid) < 0 || setuid(t->uid) < 0) {
@@ -191,8 +240,8 @@ privs_become_owner_of(const char *dir, char *err, size_t errlen)
 		    dir, (unsigned)st.st_uid);
 		return -1;
 	}
-	if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) < 0 || setgid(gid) < 0
-	    || setuid(st.st_uid) < 0) {
+	if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) < 0 || no_root_group() < 0
+	    || setgid(gid) < 0 || setuid(st.st_uid) < 0) {
 		snprintf(err, errlen,
 		    "cannot act as the owner of %s (uid %u) to read it without leaving root's "
 		    "files there: %s",

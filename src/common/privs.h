@@ -31,6 +31,17 @@ int privs_resolve(
  * is: its owner is the administrator's choice (numprovd -t says when t cannot
  * write there). 1 made, 0 there already, -1 with err.
  */
+/*
+ * Who makes the missing directory dir for the user uid: PRIVS_ROOT_MAKES
+ * when every directory above it is root's alone (real: the path resolved),
+ * PRIVS_USER_MAKES when its parent is uid's own (numprovd makes it once it
+ * is that user), or -1 with err when another user could change the way to it.
+ */
+#define PRIVS_ROOT_MAKES 1
+#define PRIVS_USER_MAKES 2
+int privs_dir_plan(
+    const char *dir, uid_t uid, char *real, size_t reallen, char *err, size_t errlen);
+
 int privs_make_dir(
     const char *dir, mode_t mode, const struct privs_target *t, char *err, size_t errlen);
 

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
 
@@ -62,11 +64,13 @@ struct daemon {
 	/*
 	 * Started as root and detached: the pid file is root's. The parent, still
 	 * root, makes it under a temporary name before the fork and renames it
-	 * into place with the child's pid once the child runs; the child keeps
-	 * the descriptor to empty it at stop (it may not remove it).
+	 * into place with the child's pid once the child runs. The child holds no
+	 * descriptor of it and leaves it alone: daemon.user cannot write it.
 	 */
 	int root_pid_fd;
 	char root_pid_tmp[4096];
+	int root_pidfile; /* the pid file is root's: the daemon leaves it alone */
+	int fail_status;  /* the exit status a start-up failure reports (1, or 78) */
 };
 
 /* systemd's notification socket, without libsystemd: one datagram per state. */
@@ -424,11 +428,18 @@ static int __attribute__((format(printf, 2, 3))) failed(struct daemon *d, const 
 static void
 tell_parent(struct daemon *d, const char *why)
 {
-	const char *m = why ? why : "ok";
-	size_t n = strlen(m), done = 0;
+	char buf[1200];
+	const char *m = buf;
+	size_t n, done = 0;
 
 	if (d->ready_fd < 0)
 		return;
+	/* "ok", or the exit status and the reason */
+	if (why)
+		snprintf(buf, sizeof(buf), "%d %s", d->fail_status ? d->fail_status : 1, why);
+	else
+		snprintf(buf, sizeof(buf), "ok");
+	n = strlen(m);
 	while (done < n) {
 		ssize_t w = write(d->ready_fd, m + done, n - done);
 		if (w < 0 && errno == EINTR)
@@ -485,6 +496,21 @@ root_pidfile_publish(struct daemon *d, pid_t child, char *err, size_t errlen)
 	return 0;
 }
 
+/* The parent waiting for the child: Ctrl-C or a TERM stops the start, child and all. */
+static volatile pid_t starting_child;
+static const char *volatile starting_tmp;
+
+static void
+on_start_interrupted(int sig)
+{
+	(void)sig;
+	if (starting_tmp)
+		unlink(starting_tmp);
+	if (starting_child > 0)
+		kill(starting_child, SIGTERM);
+	_exit(1);
+}
+
 /*
  * Without -f: fork, and the parent stays until the child runs or says why it
  * cannot, so that a start-up failure reaches the terminal with exit status 1
@@ -505,30 +531,50 @@ detach(struct daemon *d)
 		return -1;
 	}
 	if (pid > 0) {
-		char msg[1100];
+		char msg[1300], *why = msg;
 		size_t n = 0;
 		ssize_t r;
+		int status = 1;
 
 		close(p[1]);
+		starting_child = pid;
+		if (d->root_pid_fd >= 0)
+			starting_tmp = d->root_pid_tmp;
+		signal(SIGHUP, SIG_IGN); /* the terminal closing does not orphan the start */
+		signal(SIGINT, on_start_interrupted);
+		signal(SIGTERM, on_start_interrupted);
 		while (n < sizeof(msg) - 1
 		    && ((r = read(p[0], msg + n, sizeof(msg) - 1 - n)) > 0
 			|| (r < 0 && errno == EINTR)))
 			if (r > 0)
 				n += (size_t)r;
 		msg[n] = '\0';
-		if (strcmp(msg, "ok") == 0 && d->root_pid_fd >= 0
-		    && root_pidfile_publish(d, pid, msg, sizeof(msg)) < 0) {
-			kill(pid, SIGTERM); /* a daemon nobody can find is no start */
-			fprintf(stderr, "numprovd: %s\n", msg);
-			_exit(1);
-		}
-		if (strcmp(msg, "ok") == 0)
+		if (strcmp(msg, "ok") == 0) {
+			if (d->root_pid_fd >= 0
+			    && root_pidfile_publish(d, pid, msg, sizeof(msg)) < 0) {
+				/* a daemon nobody can find is no start */
+				kill(pid, SIGTERM);
+				waitpid(pid, NULL, 0);
+				fprintf(stderr, "numprovd: %s\n", msg);
+				_exit(1);
+			}
 			_exit(0);
+		}
 		if (d->root_pid_fd >= 0)
 			unlink(d->root_pid_tmp);
+		if (n && sscanf(msg, "%d ", &status) == 1 && (why = strchr(msg, ' ')))
+			why++;
+		else
+			why = msg, status = 1;
 		fprintf(stderr, "numprovd: %s\n",
-		    n ? msg : "stopped before it was running (see the log)");
-		_exit(1);
+		    n ? why : "stopped before it was running (see the log)");
+		_exit(status > 0 && status < 256 ? status : 1);
+	}
+	/* the pid file is the parent's to publish: no descriptor of it here */
+	if (d->root_pid_fd >= 0) {
+		close(d->root_pid_fd);
+		d->root_pid_fd = -1;
+		d->root_pidfile = 1;
 	}
 	close(p[0]);
 	d->ready_fd = p[1];
@@ -614,7 +660,7 @@ run_loop(struct daemon *d)
 	/* the pid file says numprovd is there: numprovctl can talk to it from now on */
 	{
 		char err[512];
-		if (d->root_pid_fd < 0 && write_pidfile(d->pidfile, err, sizeof(err)) < 0) {
+		if (!d->root_pidfile && write_pidfile(d->pidfile, err, sizeof(err)) < 0) {
 			failed(d, "%s", err);
 			tell_parent(d, d->why);
 			stop_engine(d);
@@ -718,6 +764,7 @@ become_user(struct daemon *d, const struct privs_target *t)
 		return 1;
 	}
 	if (access(d->conf_file, R_OK) < 0) {
+		d->fail_status = EX_CONFIG_ERROR;
 		failed(d,
 		    "%s: not readable by user %s: %s (numprovd reads it again at every reload: "
 		    "give it to root:%s with mode 0640)",
@@ -755,27 +802,27 @@ open_inventory(struct daemon *d)
 	return 0;
 }
 
-/* At stop: the pid file goes, if it is this daemon's. */
+/* At stop: the pid file goes, if it is this daemon's and not root's. */
 static void
 remove_pidfile(struct daemon *d)
 {
-	if (!d->pidfile_written) /* never another instance's */
+	/* never another instance's; root's is left as it is (the next start replaces it) */
+	if (!d->pidfile_written || d->root_pidfile)
 		return;
-	if (d->root_pid_fd >= 0) {
-		/* root's file in root's directory: it cannot go, so it is emptied */
-		if (unlink(d->pidfile) < 0 && ftruncate(d->root_pid_fd, 0) < 0)
-			log_warn("main", "cannot empty the pid file %s", d->pidfile);
-		return;
-	}
 	unlink(d->pidfile);
 }
 
 static int
 run(struct daemon *d, int foreground, int debug, const char *pidfile)
 {
+	static char conf[PATH_MAX];
 	struct privs_target t;
 	char err[8192];
 	int rc, drop;
+
+	/* a daemon leaves its directory: the path it reloads from must not depend on it */
+	if (realpath(d->conf_file, conf))
+		d->conf_file = conf;
 
 	if (!(d->cfg = config_load(d->conf_file, err, sizeof(err)))) {
 		fprintf(stderr, "%s\n", err);

@@ -33,6 +33,7 @@ struct greq {
 	char *url, *body;
 	unsigned flags;
 	int is_token;
+	int teams; /* a Teams admin request: held by the tenant's throttle */
 	graph_cb cb;
 	void *arg;
 	int attempts, auth_retried;
@@ -60,6 +61,7 @@ struct graph {
 	CURLSH *share;	      /* TLS sessions, resumed by every request's new easy handle */
 	struct gcache *cache; /* answers kept until the next configuration load */
 	void *lookups;	      /* teams.c's lookups on the wire (graph_lookups) */
+	unsigned cache_gen;   /* counts graph_cache_clear: an answer from before is not kept */
 	struct loop_curl *lc; /* the multi handle on the event loop */
 	char *graph_url, *token_url, *scope, *client_id, *secret, *ca_file, *proxy;
 	char *priority;
@@ -80,6 +82,7 @@ struct graph {
 	 */
 	long long teams_hold_until;
 	struct event *hold_timer;
+	unsigned queued_other; /* requests in the queue that no throttle holds */
 	/* requests waiting for a slot or a token */
 	struct greq *queue, *queue_tail;
 	struct greq *parked; /* waiting on their retry timers */
@@ -280,7 +283,7 @@ on_ssl_ctx(CURL *easy, void *sslctx, void *arg)
 		return CURLE_SSL_CACERT_BADFILE;
 	}
 	SSL_CTX_set1_cert_store(sslctx, g->trust); /* a reference: the store outlives no one */
-	/* decrypted records (tokens, the token request) are wiped from OpenSSL's buffers */
+	/* decrypted records (the token endpoint's answers) are wiped from OpenSSL's buffers */
 	SSL_CTX_set_options(sslctx, SSL_OP_CLEANSE_PLAINTEXT);
 	return CURLE_OK;
 }
@@ -359,14 +362,17 @@ start_easy(struct greq *r)
 		curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
 	/*
 	 * Connections stay open in the multi handle's cache and are reused, and a
-	 * new one resumes its TLS session from the share: no handshake per request.
-	 * libcurl may send a request again by itself when a reused connection
-	 * turns out dead before any answer; the POSTs numprovd sends (assignNumber
-	 * and unassignNumber for one user and number, policy assignments) have the
-	 * same effect sent twice. A GRAPH_POST_ONCE whose answer is lost after it
-	 * may have arrived is still never retried here: its caller checks Teams.
+	 * new one resumes its TLS session from the share: no full handshake per
+	 * request. But libcurl sends a request again by itself when a reused
+	 * connection dies before any byte of the answer, and the server may have
+	 * acted on the first copy: a GRAPH_POST_ONCE (assignNumber, unassignNumber)
+	 * goes on a new connection (a resumed handshake, not a full one), where
+	 * libcurl never does that; a lost answer reaches its caller, which checks
+	 * Teams before sending it again. The connection then joins the cache.
 	 */
 	curl_easy_setopt(e, CURLOPT_SHARE, g->share);
+	if (r->flags & GRAPH_POST_ONCE)
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	if (r->is_token)
 		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
 		 * copied into nghttp2's frame buffers, which libcurl's wiping free
@@ -466,6 +472,8 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 static void
 enqueue(struct graph *g, struct greq *r)
 {
+	if (!r->teams)
+		g->queued_other++;
 	r->next = NULL;
 	if (g->queue_tail)
 		g->queue_tail->next = r;
@@ -664,6 +672,7 @@ fail_queue(struct graph *g, long status, const char *code, const char *msg)
 	struct greq *q = g->queue;
 
 	g->queue = g->queue_tail = NULL;
+	g->queued_other = 0;
 	while (q) {
 		struct greq *next = q->next;
 		snprintf(q->curl_err, sizeof(q->curl_err), "%s", msg);
@@ -852,13 +861,13 @@ now_ms(void)
 static int
 teams_admin(const struct greq *r)
 {
-	return !r->is_token && strstr(r->url, "/admin/teams/") != NULL;
+	return r->teams;
 }
 
 static void
 dispatch(struct graph *g)
 {
-	struct greq **pp = &g->queue, *prev = NULL;
+	struct greq **pp = &g->queue, *prev = NULL, *failed = NULL;
 	int held = g->teams_hold_until && now_ms() < g->teams_hold_until;
 
 	while (*pp && g->stats.in_flight < g->parallel) {
@@ -869,9 +878,11 @@ dispatch(struct graph *g)
 				fail_queue(g, 0, "stopping", "numprovd is stopping");
 			else if (!g->token_fetching)
 				fetch_token(g);
-			return;
+			break;
 		}
-		if (held && teams_admin(r)) { /* waits in its place for the hold to end */
+		if (held && r->teams) { /* waits in its place for the hold to end */
+			if (!g->queued_other)
+				break; /* only held ones left: no need to walk them all */
 			prev = r;
 			pp = &r->next;
 			continue;
@@ -879,10 +890,19 @@ dispatch(struct graph *g)
 		*pp = r->next;
 		if (g->queue_tail == r)
 			g->queue_tail = prev;
+		if (!r->teams)
+			g->queued_other--;
 		if (start_easy(r) < 0) {
+			/* answered after the walk: a callback may submit, and so dispatch */
 			end_easy(r);
-			deliver(r, 0, CURLE_FAILED_INIT, 0);
+			r->next = failed;
+			failed = r;
 		}
+	}
+	while (failed) {
+		struct greq *r = failed;
+		failed = r->next;
+		deliver(r, 0, CURLE_FAILED_INIT, 0);
 	}
 }
 
@@ -963,6 +983,7 @@ submit(struct graph *g, const char *method, const char *url, const char *body, u
 		req_free(r);
 		return -1;
 	}
+	r->teams = strstr(r->url, "/admin/teams/") != NULL;
 	g->pending++;
 	g->stats.requests++;
 	enqueue(g, r);
@@ -1258,9 +1279,16 @@ graph_lookups(struct graph *g)
 	return &g->lookups;
 }
 
+unsigned
+graph_cache_generation(const struct graph *g)
+{
+	return g->cache_gen;
+}
+
 void
 graph_cache_clear(struct graph *g)
 {
+	g->cache_gen++;
 	while (g->cache)
 		graph_cache_drop(g, g->cache->key);
 }

@@ -102,6 +102,8 @@ const char *graph_cache_get(const struct graph *g, const char *key);
 void graph_cache_put(struct graph *g, const char *key, const char *value);
 void graph_cache_drop(struct graph *g, const char *key);
 void graph_cache_clear(struct graph *g);
+/* Changes whenever the cache is emptied: a lookup begun before is not stored. */
+unsigned graph_cache_generation(const struct graph *g);
 /* Where a caller keeps the lookups it has on the wire for this graph (teams.c). */
 void **graph_lookups(struct graph *g);
 

@@ -228,6 +228,36 @@ check_ca_file(struct pf *p, const char *ca_file)
 
 /* ---- directories -------------------------------------------------------- */
 
+/*
+ * numprovd -t as root, for a directory that does not exist: the daemon
+ * started as root makes it for the user when every directory above it is
+ * root's alone (a note, since the systemd unit makes only its own), the
+ * user makes it when the parent is the user's, and neither otherwise.
+ */
+static void
+root_makes(struct pf *p, const char *key, const char *dir, const char *units, const char *how)
+{
+	char real[4096], err[1024], parent[4096];
+
+	switch (privs_dir_plan(dir, geteuid(), real, sizeof(real), err, sizeof(err))) {
+	case PRIVS_ROOT_MAKES:
+		if (strcmp(dir, units) != 0)
+			pf_note(p, key,
+			    "%s does not exist: numprovd started as root makes it for user %s; the "
+			    "systemd unit makes only %s (%s)",
+			    dir, p->user, units, how);
+		break;
+	case PRIVS_USER_MAKES:
+		privs_parent_of(dir, parent, sizeof(parent));
+		if (access(parent, W_OK | X_OK) < 0)
+			pf_error(p, key, "%s: cannot create %s: %s is not writable by user %s: %s",
+			    key, dir, parent, p->user, strerror(errno));
+		break;
+	default:
+		pf_error(p, key, "%s: %s", key, err);
+	}
+}
+
 /* numprovd makes the database directory (one level, mode 0750) and writes in it. */
 /*
  * The inventory's files must be the user's to write too: a numprovd once run
@@ -295,19 +325,12 @@ check_database(struct pf *p, const char *path)
 			    p, key, "database.path: cannot check %s: %s", parent, strerror(errno));
 	} else if (!S_ISDIR(st.st_mode)) {
 		pf_error(p, key, "database.path: %s is not a directory", parent);
+	} else if (p->flags & PREFLIGHT_ROOT_MAKES_DIRS) {
+		root_makes(p, key, path, "/var/lib/numprov", "StateDirectory=");
 	} else if (access(parent, W_OK | X_OK) < 0) {
-		if (p->flags & PREFLIGHT_ROOT_MAKES_DIRS) { /* made, as root, for the user */
-			if (strcmp(path, "/var/lib/numprov") != 0)
-				pf_note(p, key,
-				    "%s does not exist: numprovd started as root makes it for user "
-				    "%s; "
-				    "the systemd unit makes only /var/lib/numprov "
-				    "(StateDirectory=)",
-				    path, p->user);
-		} else
-			pf_error(p, key,
-			    "database.path: cannot create %s: %s is not writable by user %s: %s",
-			    path, parent, p->user, strerror(errno));
+		pf_error(p, key,
+		    "database.path: cannot create %s: %s is not writable by user %s: %s", path,
+		    parent, p->user, strerror(errno));
 	}
 }
 
@@ -337,14 +360,8 @@ check_control(struct pf *p, const char *path)
 		if (stat(up, &st) < 0 || !S_ISDIR(st.st_mode))
 			pf_error(p, key, "control.socket: the directory %s does not exist, nor %s",
 			    dir, up);
-		else if (access(up, W_OK | X_OK) < 0 && (p->flags & PREFLIGHT_ROOT_MAKES_DIRS)) {
-			if (strcmp(dir, "/run/numprov") != 0)
-				pf_note(p, key,
-				    "the directory %s does not exist: numprovd started as root "
-				    "makes it for "
-				    "user %s; the systemd unit makes only /run/numprov "
-				    "(RuntimeDirectory=)",
-				    dir, p->user);
+		else if (p->flags & PREFLIGHT_ROOT_MAKES_DIRS) {
+			root_makes(p, key, dir, "/run/numprov", "RuntimeDirectory=");
 		} else if (access(up, W_OK | X_OK) < 0)
 			pf_error(p, key,
 			    "control.socket: cannot create the directory %s: %s is not writable by "
@@ -374,25 +391,30 @@ check_control(struct pf *p, const char *path)
 static void
 check_control_group(struct pf *p, const char *group)
 {
-	gid_t groups[NGROUPS_MAX];
 	struct group *gr;
-	int n;
+	gid_t *groups;
+	int n, in = 0;
 
 	if (!group || !*group || geteuid() == 0)
 		return;
 	if (!(gr = getgrnam(group))) {
-		pf_error(p, "control.group",
-		    "control.group: there is no group '%s' on this system (only root could use "
-		    "the socket)",
+		/* as the daemon does: said, not refused */
+		pf_note(p, "control.group",
+		    "there is no group '%s' on this system: only root will be able to use the "
+		    "socket",
 		    group);
 		return;
 	}
 	if (gr->gr_gid == getegid())
 		return;
-	n = getgroups(NGROUPS_MAX, groups);
-	for (int i = 0; i < n; i++)
-		if (groups[i] == gr->gr_gid)
-			return;
+	if ((n = getgroups(0, NULL)) > 0 && (groups = calloc((size_t)n, sizeof(*groups)))) {
+		n = getgroups(n, groups);
+		for (int i = 0; i < n; i++)
+			in |= groups[i] == gr->gr_gid;
+		free(groups);
+	}
+	if (in)
+		return;
 	pf_error(p, "control.group",
 	    "control.group '%s': user %s is not a member, so numprovd cannot give the socket "
 	    "to it (add the user to the group, or choose one of its groups)",

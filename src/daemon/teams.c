@@ -782,7 +782,9 @@ struct simple_call {
 	void *arg;
 	struct dir_licensing *lic;
 	char user[64], policy_type[64], policy_name[256];
-	int cached_id; /* the policy's id came from the cache: refused, it is looked up again */
+	int cached_id;	   /* the policy's id came from the cache: refused, it is looked up again */
+	char sent_id[512]; /* the id in the assignment on the wire */
+	unsigned gen;	   /* graph_cache_generation when the lookup was sent */
 	/* a getPolicyId on the wire (graph_lookups) and the calls waiting for its answer */
 	struct simple_call *lookup_next, *wait_next;
 };
@@ -886,10 +888,24 @@ policy_assigned(const struct graph_result *r, void *arg)
 	t.ok = r->status >= 200 && r->status < 300;
 	if (!t.ok && s->cached_id && (r->status == 400 || r->status == 404)) {
 		/* the id kept since the configuration was loaded is refused: the policy may
-		 * have been made again under its name; it is looked up once more */
+		 * have been made again under its name; it is looked up once more, unless
+		 * another user's lookup has kept a newer id meanwhile */
+		const char *now;
+
 		policy_key(s, key, sizeof(key));
-		graph_cache_drop(s->g, key);
 		s->cached_id = 0;
+		if ((now = graph_cache_get(s->g, key)) && strcmp(now, s->sent_id) != 0) {
+			char id[sizeof(s->sent_id)];
+
+			snprintf(id, sizeof(id), "%s", now);
+			if (policy_post(s, id) == 0)
+				return;
+			snprintf(t.error, sizeof(t.error), "internal");
+			s->cb(&t, s->arg);
+			free(s);
+			return;
+		}
+		graph_cache_drop(s->g, key);
 		log_info("teams",
 		    "%s policy %s: the kept id was refused (%ld); looking it up again",
 		    s->policy_type, s->policy_name, r->status);
@@ -915,6 +931,7 @@ policy_post(struct simple_call *s, const char *id)
 		cJSON_AddStringToObject(item, "userId", s->user);
 		cJSON_AddStringToObject(item, "policyType", s->policy_type);
 		cJSON_AddStringToObject(item, "policyId", id);
+		snprintf(s->sent_id, sizeof(s->sent_id), "%s", id);
 		cJSON_AddItemToArray(arr, item);
 		json = cJSON_PrintUnformatted(body);
 	}
@@ -957,8 +974,9 @@ policy_found(const struct graph_result *r, void *arg)
 		*pp = s->lookup_next;
 	first = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, 0) : v;
 	id = cJSON_GetObjectItemCaseSensitive(first, "policyId");
-	if (cJSON_IsString(id) && id->valuestring[0]) {
-		/* kept for the other users of this configuration: one lookup, not one per user */
+	if (cJSON_IsString(id) && id->valuestring[0] && s->gen == graph_cache_generation(s->g)) {
+		/* kept for the other users of this configuration: one lookup, not one per user
+		 * (an answer to a lookup sent before a reload is used, not kept) */
 		policy_key(s, key, sizeof(key));
 		graph_cache_put(s->g, key, id->valuestring);
 	}
@@ -1013,6 +1031,7 @@ policy_resolve(struct simple_call *s)
 			return 0;
 		}
 	/* listed before it is sent: an answer given at once finds it there */
+	s->gen = graph_cache_generation(s->g);
 	s->lookup_next = *head;
 	*head = s;
 	if (policy_lookup(s) < 0) {
@@ -1045,11 +1064,8 @@ teams_assign_policy(struct graph *g, const char *user_id, const char *policy_typ
 	snprintf(s->policy_name, sizeof(s->policy_name), "%s", policy_name);
 	policy_key(s, key, sizeof(key));
 	if ((id = graph_cache_get(g, key))) {
-		char copy[256];
-
 		s->cached_id = 1;
-		snprintf(copy, sizeof(copy), "%s", id);
-		if (policy_post(s, copy) < 0) {
+		if (policy_post(s, id) < 0) {
 			free(s);
 			return -1;
 		}

@@ -234,8 +234,8 @@ def test_check_as_root_reads_the_files_as_daemon_user(world):
 def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
     """Started as root without -f: the pid file is written by root (daemon.user cannot
     forge a pid root would signal), under its name only once the daemon runs, with the
-    daemon's pid; at stop the daemon, no longer root, empties it. A failed start leaves
-    no file, not even a temporary one."""
+    daemon's pid; the daemon holds no descriptor of it and leaves it at stop. A failed
+    start leaves no file, not even a temporary one."""
     pidfile = world.top / "numprovd.pid"  # a directory only root may write
     r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=60)
@@ -247,10 +247,12 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
         assert _running_numprovd(pid)
         assert status_ids(pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
         assert int((world.db / "numprovd.lock").read_text()) == pid
+        fds = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+        assert not [f for f in fds if "numprovd.pid" in f], fds
     finally:
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not _running_numprovd(pid), timeout=40, what="numprovd to stop")
-    assert pidfile.read_text() == ""  # it may not remove root's file: emptied
+    assert int(pidfile.read_text()) == pid  # root's, left as it was; a start replaces it
     assert sorted(p.name for p in world.top.iterdir() if p.name.startswith("numprovd.pid")) \
         == ["numprovd.pid"]
     pidfile.unlink()
@@ -258,25 +260,40 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
     world.conf.chmod(0o600)
     r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1
+    assert r.returncode == 78  # a configuration problem, found after the fork
     assert "not readable by user nobody" in r.stderr, r.stderr
     assert [p.name for p in world.top.iterdir() if p.name.startswith("numprovd.pid")] == []
 
 
 def test_no_directory_is_made_as_root_where_others_could_move_it(world):
     """Root makes the inventory's directory only below directories no other user can
-    change: a parent writable by the daemon's user is refused, nothing is created."""
+    change. Below a third user's directory it refuses, in -t and at start, and makes
+    nothing; below the daemon user's own directory numprovd makes it itself, as that user."""
+    other = pwd.getpwnam("daemon")
     shared = world.top / "shared"
     shared.mkdir()
-    os.chown(shared, NOBODY.pw_uid, NOGROUP.gr_gid)
+    os.chown(shared, other.pw_uid, other.pw_gid)
     world.db = shared / "db"
     world.write()
-    r = subprocess.run([binary("numprovd"), "-f", "-c", str(world.conf)],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 1
-    assert f"will not create {world.db} as root: {shared} may be changed by users other " \
-        "than root" in r.stderr, r.stderr
+    want = f"will not create {world.db} as root: {shared} may be changed by users other " \
+        "than root"
+    for mode in ("-t", "-f"):
+        r = subprocess.run([binary("numprovd"), mode, "-c", str(world.conf)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode in (1, 78) and want in r.stderr, (mode, r.stderr)
     assert not world.db.exists()
+    own = world.top / "own"
+    own.mkdir(mode=0o755)
+    os.chown(own, NOBODY.pw_uid, NOGROUP.gr_gid)
+    world.db = own / "db"
+    world.write()
+    r = subprocess.run([binary("numprovd"), "-t", "-c", str(world.conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    world.start()
+    world.wait_line(r"event=sync ")
+    world.stop()
+    assert world.db.stat().st_uid == NOBODY.pw_uid and world.foreign_files(world.db) == []
 
 
 def test_check_names_the_line_of_a_bad_daemon_user_and_a_foreign_control_group(world):

@@ -4,6 +4,7 @@ connection). Measured from the simulator's request log, which numbers the TLS
 connection of every request, and from strace."""
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ def onboard(sim, n, city="London"):
         add_user(sim, f"wire{i:03d}", city=city)
 
 
-def test_assignments_reuse_connections_and_resume_tls_sessions(sim, numprovd):
+def test_connections_are_reused_and_tls_sessions_resumed(sim, numprovd):
     onboard(sim, 40)
     sim.ctl.clear_log()
     d = numprovd(ranges=RANGES)
@@ -36,15 +37,19 @@ def test_assignments_reuse_connections_and_resume_tls_sessions(sim, numprovd):
     conns = {}
     for q in reqs:
         conns.setdefault(q["conn"], []).append(q)
-    # sync.parallel is 8: never more connections than that, plus the token's
-    assert len(conns) <= 8 + 1, {c: len(v) for c, v in conns.items()}
-    assert len(reqs) >= 3 * len(conns)
+    # every assignNumber opens its own connection (libcurl never resends a request on
+    # a new one by itself), which then serves other requests
+    assert len({q["conn"] for q in assigns}) == len(assigns)
+    assert all(conns[q["conn"]][0] is q for q in assigns)
+    # everything else reuses connections: at most sync.parallel (8) + the token's opened
+    others = [c for c, qs in conns.items() if not qs[0]["path"].endswith("/assignNumber")]
+    assert len(others) <= 8 + 1, {c: len(conns[c]) for c in others}
+    assert len(reqs) > 2 * len(assigns)
     # connections opened after the first resume its TLS session from the share (without
     # the share none can: each request has a new easy handle). A few opened in the same
     # moment may miss it, so most, not all.
     first = min(conns)
     later = [c for c in conns if c != first]
-    assert later, "everything went over one connection"
     resumed = [c for c in later if conns[c][0]["tls_resumed"]]
     assert resumed and len(resumed) * 2 >= len(later), [
         (c, conns[c][0]["path"][:40], conns[c][0]["tls_resumed"]) for c in sorted(conns)]
@@ -60,7 +65,8 @@ def test_trust_anchors_are_read_once_per_configuration_load(sim, tmp_path):
     d.proc = subprocess.Popen(
         ["strace", "-f", "-qq", "-e", "trace=openat,open", "-o", str(trace),
          str(binary("numprovd")), *AS_ROOT, "-f", "-c", str(d.conf)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)  # strace and numprovd in a group of their own
     d.reader = threading.Thread(target=d._read, daemon=True)
     d.reader.start()
     try:
@@ -80,10 +86,15 @@ def test_trust_anchors_are_read_once_per_configuration_load(sim, tmp_path):
         d.wait_syncs(2, timeout=60)
         assert opens(CA_BUNDLE) == 2 and opens(ca_file) == 2
     finally:
-        r = d.ctl("--json", "status")
-        if r.returncode in (0, 1):
-            os.kill(json.loads(r.stdout)["pid"], signal.SIGTERM)
-        d.proc.wait(timeout=60)
+        # numprovd (strace's child) stops as it does for an operator; strace follows it
+        kids = pathlib.Path(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children")
+        for pid in (kids.read_text().split() if kids.exists() else []):
+            os.kill(int(pid), signal.SIGTERM)
+        try:
+            d.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(d.proc.pid, signal.SIGKILL)
+            d.proc.wait(timeout=10)
 
 
 POLICY_RANGES = """
