@@ -570,6 +570,7 @@ detach(struct daemon *d)
 		    n ? why : "stopped before it was running (see the log)");
 		_exit(status > 0 && status < 256 ? status : 1);
 	}
+	signal(SIGPIPE, SIG_IGN); /* telling a parent that is gone must not kill the daemon */
 	/* the pid file is the parent's to publish: no descriptor of it here */
 	if (d->root_pid_fd >= 0) {
 		close(d->root_pid_fd);
