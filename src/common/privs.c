@@ -76,43 +76,28 @@ root_only(const struct stat *st)
 int
 privs_dir_plan(const char *dir, uid_t uid, char *real, size_t reallen, char *err, size_t errlen)
 {
-	char parent[PATH_MAX], path[PATH_MAX];
+	char parent[PATH_MAX], path[PATH_MAX], name[PATH_MAX];
 	const char *base;
 	struct stat st;
+	size_t n;
 	char *p;
 
-	privs_parent_of(dir, parent, sizeof(parent));
-	base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	/* "/srv/numprov/" is /srv/numprov */
+	snprintf(name, sizeof(name), "%s", dir);
+	for (n = strlen(name); n > 1 && name[n - 1] == '/'; n--)
+		name[n - 1] = '\0';
+	privs_parent_of(name, parent, sizeof(parent));
+	base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 	if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
 		snprintf(err, errlen, "cannot create %s: not a directory name", dir);
 		return -1;
 	}
-	if (!realpath(parent, path)) {
+	if (!realpath(parent, path) || stat(path, &st) < 0) {
 		snprintf(err, errlen, "cannot create %s: %s: %s", dir, parent, strerror(errno));
 		return -1;
 	}
-	/* every directory above the parent: root's alone */
-	for (p = path;; p++) {
-		if (*p == '/' || !*p) {
-			char c = *p;
-
-			if (!c)
-				break;
-			*p = '\0';
-			if (stat(path[0] ? path : "/", &st) < 0 || !root_only(&st)) {
-				snprintf(err, errlen,
-				    "will not create %s as root: %s may be changed by users other "
-				    "than "
-				    "root; create it yourself, owned by the daemon's user",
-				    dir, path[0] ? path : "/");
-				*p = c;
-				return -1;
-			}
-			*p = c;
-		}
-	}
-	if (stat(path, &st) < 0) {
-		snprintf(err, errlen, "cannot create %s: %s: %s", dir, path, strerror(errno));
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "cannot create %s: %s is not a directory", dir, path);
 		return -1;
 	}
 	if ((size_t)snprintf(real, reallen, "%s/%s", strcmp(path, "/") ? path : "", base)
@@ -120,16 +105,29 @@ privs_dir_plan(const char *dir, uid_t uid, char *real, size_t reallen, char *err
 		snprintf(err, errlen, "cannot create %s: the path is too long", dir);
 		return -1;
 	}
-	if (root_only(&st))
-		return PRIVS_ROOT_MAKES;
 	/* the parent is the user's own: the user makes it, after root is given up */
-	if (S_ISDIR(st.st_mode) && st.st_uid == uid && !(st.st_mode & (S_IWGRP | S_IWOTH)))
+	if (st.st_uid == uid && uid != 0 && !(st.st_mode & (S_IWGRP | S_IWOTH)))
 		return PRIVS_USER_MAKES;
-	snprintf(err, errlen,
-	    "will not create %s as root: %s may be changed by users other than root; create "
-	    "it yourself, owned by the daemon's user",
-	    dir, path);
-	return -1;
+	/* root makes it only if every directory on the way is root's alone */
+	for (p = path;; p++) {
+		if (*p == '/' || !*p) {
+			char c = *p;
+
+			*p = '\0';
+			if (stat(path[0] ? path : "/", &st) < 0 || !root_only(&st)) {
+				snprintf(err, errlen,
+				    "will not create %s as root: %s may be changed by users other "
+				    "than "
+				    "root; create it yourself, owned by the daemon's user",
+				    dir, path[0] ? path : "/");
+				return -1;
+			}
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return PRIVS_ROOT_MAKES;
 }
 
 int

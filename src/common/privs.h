@@ -26,12 +26,6 @@ int privs_resolve(
     const char *user, const char *group, struct privs_target *t, char *err, size_t errlen);
 
 /*
- * Makes dir (one level, with mode) for t when it is missing, as root, so that
- * t can work in it once root is given up. An existing directory is left as it
- * is: its owner is the administrator's choice (numprovd -t says when t cannot
- * write there). 1 made, 0 there already, -1 with err.
- */
-/*
  * Who makes the missing directory dir for the user uid: PRIVS_ROOT_MAKES
  * when every directory above it is root's alone (real: the path resolved),
  * PRIVS_USER_MAKES when its parent is uid's own (numprovd makes it once it
@@ -42,6 +36,13 @@ int privs_resolve(
 int privs_dir_plan(
     const char *dir, uid_t uid, char *real, size_t reallen, char *err, size_t errlen);
 
+/*
+ * Makes dir (one level, with mode) for t when it is missing, as root, so that
+ * t can work in it once root is given up. An existing directory is left as it
+ * is: its owner is the administrator's choice (numprovd -t says when t cannot
+ * write there). 1 made, 0 there already or left for the user to make
+ * (PRIVS_USER_MAKES), -1 with err.
+ */
 int privs_make_dir(
     const char *dir, mode_t mode, const struct privs_target *t, char *err, size_t errlen);
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -64,12 +65,12 @@ struct daemon {
 	/*
 	 * Started as root and detached: the pid file is root's. The parent, still
 	 * root, makes it under a temporary name before the fork and renames it
-	 * into place with the child's pid once the child runs. The child holds no
-	 * descriptor of it and leaves it alone: daemon.user cannot write it.
+	 * into place with the child's pid once the child runs. The child holds it
+	 * read-only and locked (flock) while it runs: daemon.user cannot write it.
 	 */
 	int root_pid_fd;
 	char root_pid_tmp[4096];
-	int root_pidfile; /* the pid file is root's: the daemon leaves it alone */
+	int root_pidfile; /* the pid file is root's: the daemon only holds its lock */
 	int fail_status;  /* the exit status a start-up failure reports (1, or 78) */
 };
 
@@ -550,6 +551,9 @@ detach(struct daemon *d)
 				n += (size_t)r;
 		msg[n] = '\0';
 		if (strcmp(msg, "ok") == 0) {
+			/* it runs: nothing may stop it from here but its own signals */
+			signal(SIGINT, SIG_IGN);
+			signal(SIGTERM, SIG_IGN);
 			if (d->root_pid_fd >= 0
 			    && root_pidfile_publish(d, pid, msg, sizeof(msg)) < 0) {
 				/* a daemon nobody can find is no start */
@@ -571,10 +575,20 @@ detach(struct daemon *d)
 		_exit(status > 0 && status < 256 ? status : 1);
 	}
 	signal(SIGPIPE, SIG_IGN); /* telling a parent that is gone must not kill the daemon */
-	/* the pid file is the parent's to publish: no descriptor of it here */
+	/*
+	 * The pid file is the parent's to write. The daemon keeps a read-only
+	 * descriptor of it, locked while it runs, so that `pkill -L -F` (or a
+	 * script checking the lock) never trusts the file once it has stopped.
+	 */
 	if (d->root_pid_fd >= 0) {
+		int ro = open(d->root_pid_tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+		if (ro >= 0 && flock(ro, LOCK_EX | LOCK_NB) < 0) {
+			close(ro);
+			ro = -1;
+		}
 		close(d->root_pid_fd);
-		d->root_pid_fd = -1;
+		d->root_pid_fd = ro; /* held until exit; the lock goes with the process */
 		d->root_pidfile = 1;
 	}
 	close(p[0]);
@@ -821,9 +835,14 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 	char err[8192];
 	int rc, drop;
 
-	/* a daemon leaves its directory: the path it reloads from must not depend on it */
-	if (realpath(d->conf_file, conf))
+	/* a daemon leaves its directory: the path it reloads from must not depend on it
+	 * (made absolute, not resolved: a symbolic link swapped later is followed then) */
+	if (d->conf_file[0] != '/' && getcwd(conf, sizeof(conf))
+	    && strlen(conf) + strlen(d->conf_file) + 2 <= sizeof(conf)) {
+		strcat(conf, "/");
+		strcat(conf, d->conf_file);
 		d->conf_file = conf;
+	}
 
 	if (!(d->cfg = config_load(d->conf_file, err, sizeof(err)))) {
 		fprintf(stderr, "%s\n", err);

@@ -366,7 +366,7 @@ start_easy(struct greq *r)
 	 * request. But libcurl sends a request again by itself when a reused
 	 * connection dies before any byte of the answer, and the server may have
 	 * acted on the first copy: a GRAPH_POST_ONCE (assignNumber, unassignNumber)
-	 * goes on a new connection (a resumed handshake, not a full one), where
+	 * goes on a new connection (its handshake resumed when a session is kept), where
 	 * libcurl never does that; a lost answer reaches its caller, which checks
 	 * Teams before sending it again. The connection then joins the cache.
 	 */

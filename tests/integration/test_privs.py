@@ -234,8 +234,9 @@ def test_check_as_root_reads_the_files_as_daemon_user(world):
 def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
     """Started as root without -f: the pid file is written by root (daemon.user cannot
     forge a pid root would signal), under its name only once the daemon runs, with the
-    daemon's pid; the daemon holds no descriptor of it and leaves it at stop. A failed
-    start leaves no file, not even a temporary one."""
+    daemon's pid; the daemon holds it read-only and locked, so `pkill -L -F` trusts it
+    while the daemon runs and refuses it once it has stopped. A failed start leaves no
+    file, not even a temporary one."""
     pidfile = world.top / "numprovd.pid"  # a directory only root may write
     r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
                        capture_output=True, text=True, timeout=60)
@@ -247,12 +248,23 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
         assert _running_numprovd(pid)
         assert status_ids(pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
         assert int((world.db / "numprovd.lock").read_text()) == pid
-        fds = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
-        assert not [f for f in fds if "numprovd.pid" in f], fds
+        held = []
+        for n in os.listdir(f"/proc/{pid}/fd"):
+            try:  # descriptors come and go while it syncs
+                if "numprovd.pid" in os.readlink(f"/proc/{pid}/fd/{n}"):
+                    flags = int(re.search(r"flags:\s+(\d+)", pathlib.Path(
+                        f"/proc/{pid}/fdinfo/{n}").read_text()).group(1), 8)
+                    held.append(flags & 0o3)
+            except (FileNotFoundError, AttributeError):
+                continue
+        assert held == [os.O_RDONLY], held  # one descriptor, read-only
+        assert subprocess.run(["pkill", "-0", "-L", "-F", str(pidfile)]).returncode == 0
     finally:
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not _running_numprovd(pid), timeout=40, what="numprovd to stop")
     assert int(pidfile.read_text()) == pid  # root's, left as it was; a start replaces it
+    r = subprocess.run(["pkill", "-0", "-L", "-F", str(pidfile)], capture_output=True, text=True)
+    assert r.returncode != 0, r  # no longer locked: not trusted
     assert sorted(p.name for p in world.top.iterdir() if p.name.startswith("numprovd.pid")) \
         == ["numprovd.pid"]
     pidfile.unlink()
