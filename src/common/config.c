@@ -317,6 +317,19 @@ load_tenant(struct loader *ld, const config_setting_t *root, struct config *c)
 		    EXAMPLE_CLIENT_ID);
 	if (c->tenant.id && !*c->tenant.id)
 		cfg_error(ld, config_setting_get_member(g, "id"), "tenant.id is empty");
+	/* read again at reloads, by a daemon whose working directory is "/" */
+	{
+		static const char *const files[]
+		    = { "client_secret_file", "certificate_file", "private_key_file", "ca_file" };
+		const char *v[] = { c->tenant.client_secret_file, c->tenant.certificate_file,
+			c->tenant.private_key_file, c->tenant.ca_file };
+
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+			if (v[i] && v[i][0] != '/')
+				cfg_error(ld, config_setting_get_member(g, files[i]),
+				    "tenant.%s must be an absolute path (got \"%s\")", files[i],
+				    v[i]);
+	}
 	if (!c->tenant.client_secret_file && !c->tenant.certificate_file)
 		cfg_error(ld, g,
 		    "tenant needs client_secret_file, or certificate_file and private_key_file");

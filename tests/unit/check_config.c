@@ -154,6 +154,16 @@ START_TEST(daemon_user_and_group)
 }
 END_TEST
 
+START_TEST(credential_paths_are_absolute)
+{
+	ck_assert_ptr_null(load("tenant: { id = \"contoso.onmicrosoft.com\";\n"
+				"  client_id = \"11111111-2222-3333-4444-555555555555\";\n"
+				"  client_secret_file = \"secret\"; ca_file = \"ca.pem\"; };\n"));
+	assert_error_at(3, "tenant.client_secret_file must be an absolute path (got \"secret\")");
+	assert_error_at(3, "tenant.ca_file must be an absolute path (got \"ca.pem\")");
+}
+END_TEST
+
 START_TEST(syntax_error_has_line)
 {
 	ck_assert_ptr_null(load(TENANT "sync: { interval = = 30; };\n"));
@@ -408,6 +418,7 @@ config_suite(void)
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, snmp_ping_interval);
 	tcase_add_test(tc, daemon_user_and_group);
+	tcase_add_test(tc, credential_paths_are_absolute);
 	tcase_add_test(tc, licensing_guids);
 	tcase_add_test(tc, tenant_graph_options);
 	suite_add_tcase(s, tc);
