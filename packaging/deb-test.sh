@@ -51,21 +51,12 @@ APT=(apt-get -y -q -o DPkg::Lock::Timeout=300)
 umask 022
 t0=$(date +%s)
 
-passed=0
-failed=0
-ok() {
-	echo "ok - $*"
-	passed=$((passed + 1))
-}
-notok() {
-	echo "not ok - $*"
-	failed=$((failed + 1))
-}
+. "$(cd "$(dirname "$0")" && pwd)/tap.sh" # ok, not_ok, passed, failed
 # check DESCRIPTION COMMAND...: one line for the command's success
 check() {
 	local what=$1
 	shift
-	if "$@"; then ok "$what"; else notok "$what"; fi
+	if "$@"; then ok "$what"; else not_ok "$what"; fi
 }
 # indent a file's lines as diagnostics
 show() { sed 's/^/#   /' "$@"; }
@@ -76,7 +67,7 @@ summary() {
 }
 # bail WHY: a step the rest depends on failed
 bail() {
-	notok "$*"
+	not_ok "$*"
 	summary
 	exit 1
 }
@@ -165,7 +156,7 @@ show "$work/lintian.log"
 if [ $rc -eq 0 ] && ! grep -Eq '^[EW]: ' "$work/lintian.log"; then
 	ok "lintian: no error, no warning"
 else
-	notok "lintian: no error, no warning (exit $rc)"
+	not_ok "lintian: no error, no warning (exit $rc)"
 fi
 
 # --- the postinst's start decision, with systemd stubbed ----------------------------
@@ -231,7 +222,7 @@ path() {
 	if [ "$got" = "$want" ]; then
 		ok "$5 ($1 $2 $3:$4)"
 	else
-		notok "$5: want $1 $2 $3:$4, got ${got:-nothing}"
+		not_ok "$5: want $1 $2 $3:$4, got ${got:-nothing}"
 	fi
 }
 # doc NAME: a document under /usr/share/doc/numprov, compressed or not

@@ -69,16 +69,7 @@ else
 fi
 outdir=$(cd "$outdir" && pwd)
 
-passed=0
-failed=0
-ok() {
-	echo "ok - $*"
-	passed=$((passed + 1))
-}
-not_ok() {
-	echo "not ok - $*"
-	failed=$((failed + 1))
-}
+. "$here/tap.sh" # ok, not_ok, passed, failed
 # check DESCRIPTION COMMAND...: ok when the command succeeds; its output is
 # shown (as comments) only when it fails.
 check() {
