@@ -83,7 +83,10 @@ privs_dir_plan(const char *dir, uid_t uid, char *real, size_t reallen, char *err
 	char *p;
 
 	/* "/srv/numprov/" is /srv/numprov */
-	snprintf(name, sizeof(name), "%s", dir);
+	if ((size_t)snprintf(name, sizeof(name), "%s", dir) >= sizeof(name)) {
+		snprintf(err, errlen, "cannot create %.200s...: the path is too long", dir);
+		return -1;
+	}
 	for (n = strlen(name); n > 1 && name[n - 1] == '/'; n--)
 		name[n - 1] = '\0';
 	privs_parent_of(name, parent, sizeof(parent));

@@ -70,8 +70,9 @@ struct daemon {
 	 */
 	int root_pid_fd;
 	char root_pid_tmp[4096];
-	int root_pidfile; /* the pid file is root's: the daemon only holds its lock */
-	int fail_status;  /* the exit status a start-up failure reports (1, or 78) */
+	int root_pidfile;   /* the pid file is root's: the daemon only holds its lock */
+	int fail_status;    /* the exit status a start-up failure reports (1, or 78) */
+	int pid_lock_errno; /* why the detached child could not lock root's pid file */
 };
 
 /* systemd's notification socket, without libsystemd: one datagram per state. */
@@ -581,9 +582,18 @@ detach(struct daemon *d)
 	 * script checking the lock) never trusts the file once it has stopped.
 	 */
 	if (d->root_pid_fd >= 0) {
-		int ro = open(d->root_pid_tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		char self[64];
+		struct stat a, b;
+		int ro;
 
-		if (ro >= 0 && flock(ro, LOCK_EX | LOCK_NB) < 0) {
+		/* the very file made before the fork, reopened read-only, not found by name */
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", d->root_pid_fd);
+		ro = open(self, O_RDONLY | O_CLOEXEC);
+		if (ro < 0 || fstat(ro, &a) < 0 || fstat(d->root_pid_fd, &b) < 0
+		    || a.st_dev != b.st_dev || a.st_ino != b.st_ino
+		    || flock(ro, LOCK_EX | LOCK_NB) < 0)
+			d->pid_lock_errno = errno ? errno : EIO;
+		if (d->pid_lock_errno && ro >= 0) {
 			close(ro);
 			ro = -1;
 		}
@@ -837,8 +847,13 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 
 	/* a daemon leaves its directory: the path it reloads from must not depend on it
 	 * (made absolute, not resolved: a symbolic link swapped later is followed then) */
-	if (d->conf_file[0] != '/' && getcwd(conf, sizeof(conf))
-	    && strlen(conf) + strlen(d->conf_file) + 2 <= sizeof(conf)) {
+	if (d->conf_file[0] != '/') {
+		if (!getcwd(conf, sizeof(conf))
+		    || strlen(conf) + strlen(d->conf_file) + 2 > sizeof(conf)) {
+			fprintf(stderr, "numprovd: cannot make %s an absolute path: %s\n",
+			    d->conf_file, strerror(errno ? errno : ENAMETOOLONG));
+			return 1;
+		}
 		strcat(conf, "/");
 		strcat(conf, d->conf_file);
 		d->conf_file = conf;
@@ -870,7 +885,12 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 			return 1;
 		}
 	}
-	if (drop && (rc = become_user(d, &t)) != 0) {
+	if (d->pid_lock_errno) {
+		/* `pkill -L -F` would refuse the pid file of a daemon that holds no lock on it */
+		failed(d, "cannot lock the pid file %s: %s", pidfile, strerror(d->pid_lock_errno));
+		tell_parent(d, d->why);
+		rc = 1;
+	} else if (drop && (rc = become_user(d, &t)) != 0) {
 		tell_parent(d, d->why);
 	} else {
 		/* from here on no core file: the secret, the private key and tokens are in memory

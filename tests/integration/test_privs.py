@@ -238,8 +238,9 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
     while the daemon runs and refuses it once it has stopped. A failed start leaves no
     file, not even a temporary one."""
     pidfile = world.top / "numprovd.pid"  # a directory only root may write
-    r = subprocess.run([binary("numprovd"), "-c", str(world.conf), "-p", str(pidfile)],
-                       capture_output=True, text=True, timeout=60)
+    # -c relative to the directory it was started in, which the daemon leaves
+    r = subprocess.run([os.path.abspath(binary("numprovd")), "-c", world.conf.name, "-p", str(pidfile)],
+                       capture_output=True, text=True, timeout=60, cwd=world.top)
     assert r.returncode == 0, r.stderr
     st = pidfile.stat()
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o644)
@@ -263,8 +264,16 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not _running_numprovd(pid), timeout=40, what="numprovd to stop")
     assert int(pidfile.read_text()) == pid  # root's, left as it was; a start replaces it
-    r = subprocess.run(["pkill", "-0", "-L", "-F", str(pidfile)], capture_output=True, text=True)
-    assert r.returncode != 0, r  # no longer locked: not trusted
+    # no longer locked: not trusted, even when its pid is now another live process's
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile.write_text(f"{other.pid}\n")
+        assert subprocess.run(["pkill", "-0", "-F", str(pidfile)]).returncode == 0
+        assert subprocess.run(["pkill", "-0", "-L", "-F", str(pidfile)],
+                              capture_output=True).returncode != 0
+    finally:
+        other.kill()
+        other.wait()
     assert sorted(p.name for p in world.top.iterdir() if p.name.startswith("numprovd.pid")) \
         == ["numprovd.pid"]
     pidfile.unlink()
