@@ -77,6 +77,27 @@ def status_kb(pid, key):
     return 0
 
 
+def rss_parts(pid):
+    """Where the resident memory is: heap and stacks (anon), mapped files (the Berkeley DB
+    region files are mapped files), shared memory; kB."""
+    return {k: status_kb(pid, k) for k in ("RssAnon", "RssFile", "RssShmem", "VmHWM")}
+
+
+def smaps_top(pid, n=12):
+    """The mappings holding the most resident memory: [(kB, name)], largest first."""
+    by = {}
+    name = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not line.startswith(("Rss", "Pss")) and len(head) >= 5 \
+                    and not head[0].endswith(":"):
+                name = head[5] if len(head) > 5 else "[anon]"
+            elif head[0] == "Rss:":
+                by[name] = by.get(name, 0) + int(head[1])
+    return sorted(((kb, nm) for nm, kb in by.items()), reverse=True)[:n]
+
+
 def reset_hwm(pid):
     """VmHWM := VmRSS (Linux >= 4.0), so the next peak is the next phase's own."""
     try:
@@ -188,19 +209,24 @@ def classify(path, method):
     if "/operations" in path:
         return "poll"
     if "numberAssignments" in path and method == "GET":
-        return "numbers"
+        # one user's numbers (B10: read before each assignment) or the inventory's pages
+        return "check" if "filter=" in path.replace("%24", "$") and "assignmentTargetId" in path \
+            else "numbers"
     if "/policy/" in path:
         return "policy"
     return "other"
 
 
 SERIAL = ("delta", "skus", "numbers")     # one after another by design (paging)
-PARALLEL = ("assign", "unassign", "poll", "policy", "other")
+PARALLEL = ("check", "assign", "unassign", "poll", "policy", "other")
 
 
 def request_stats(sim, since=0):
     snap = sim.ctl.log(since)
     reqs = snap["requests"]
+    if os.environ.get("PROVBENCH_LOG"):      # the raw request log, for timeline analysis
+        with open(os.environ["PROVBENCH_LOG"] + f".{len(reqs)}.json", "w") as f:
+            json.dump(reqs, f)
     kinds = {}
     bad = 0
     for r in reqs:
@@ -306,7 +332,8 @@ def run_onboarding(args, root, certs, parallel, tag=""):
                "holders": holders, "duration_ms": int(ev.get("duration_ms", 0)),
                "wall_from_exec_s": (stamp - d.t_exec) if stamp else None,
                "ideal_s": ideal, "ideal_serial_s": ideal2, "cpu_exec_s": cpu_exec,
-               "hwm_kb": hwm, "rss_kb": rss, "reqs": reqs, **cpu,
+               "hwm_kb": hwm, "rss_kb": rss, "rss_parts": rss_parts(pid),
+               "smaps_top": smaps_top(pid), "reqs": reqs, **cpu,
                "unmatched": len(d.events("unmatched")), "waiting": len(d.events("waiting"))}
         return res
     finally:
@@ -349,6 +376,7 @@ def run_steady(args, root, certs, tag=""):
                           "duration_ms": int(ev.get("duration_ms", 0)),
                           "wall_from_exec_s": (stamp - d.t_exec) if stamp else None,
                           "hwm_kb": status_kb(pid, "VmHWM"), "rss_kb": status_kb(pid, "VmRSS"),
+                          "rss_parts": rss_parts(pid), "smaps_top": smaps_top(pid),
                           "reqs": reqs, **Probe.diff(a, b)}
         out["db_bytes"] = sum(p.stat().st_size for p in (work / "db").glob("*.db"))
         note(f"(b) initial full sync: {ev}")
@@ -432,6 +460,7 @@ def report_a(rows):
               f"max_in_flight={q['max_in_flight']} server ms median={q['server_ms_median']} "
               f"p99={q['server_ms_p99']} wall_from_exec={r['wall_from_exec_s']:.2f}s "
               f"cpu_from_exec={r['cpu_exec_s']:.2f}s cpu/user={1000 * r['numprovd_cpu_s'] / r['users']:.2f}ms "
+              f"rss at the end (kB) {r['rss_parts']} by mapping {r['smaps_top']} "
               f"machine busy={r['machine_busy_pct']:.0f}% of {r['ncpu']} cpus "
               f"efficiency={100 * r['ideal_s'] / max(1e-9, r['duration_ms'] / 1000):.0f}% of ideal")
 
@@ -444,7 +473,9 @@ def report_b(b):
           f"{i['duration_ms'] / 1000:.2f} s, numprovd CPU {i['numprovd_cpu_s']:.2f} s, graphsim CPU "
           f"{i['graphsim_cpu_s']:.2f} s, peak RSS {mib(i['hwm_kb'])} MiB (RSS after {mib(i['rss_kb'])} MiB), "
           f"requests {i['reqs']['kinds']}, inventory *.db {b['db_bytes'] / 1e6:.1f} MB, "
-          f"load before {i['load_before']:.2f}")
+          f"load before {i['load_before']:.2f}; rss at the end (kB) {i['rss_parts']}; "
+          f"numprovd CPU per user {1e6 * i['numprovd_cpu_s'] / i['users']:.1f} us")
+    print(f"  resident by mapping at the end of the sync (kB): {i['smaps_top']}")
     print("| round | users in round | assigned | Graph requests | wall (duration_ms) |"
           " wall from SIGUSR1 | ideal | numprovd CPU (stat) | numprovd CPU (schedstat) |"
           " RSS before / peak in round | load before |")

@@ -41,8 +41,9 @@ grow(struct idmap *m)
 	struct idmap old = *m;
 	size_t cap = 64;
 
-	/* sized on the live entries: tombstones are dropped, so churn does not grow it */
-	while (cap < 4 * (m->live + 1))
+	/* sized on the live entries: tombstones are dropped, so churn does not grow it;
+	   half full after growing, regrown at three quarters */
+	while (cap < 2 * (m->live + 1))
 		cap *= 2;
 	if (!(m->e = calloc(cap, sizeof(*m->e)))) {
 		*m = old;
@@ -150,4 +151,88 @@ idmap_next(const struct idmap *m, size_t *i)
 		if (m->e[*i].key && !m->e[*i].dead)
 			return &m->e[(*i)++];
 	return NULL;
+}
+
+/* ---- idset ---------------------------------------------------------------- */
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1; /* upper case too: kept as text, so equality stays strcmp's */
+}
+
+/* 8-4-4-4-12 lower-case hex digits and nothing else: 1, with its 16 bytes. */
+static int
+guid_bytes(const char *id, unsigned char out[16])
+{
+	size_t k = 0, i = 0;
+
+	while (k < 16) {
+		int hi, lo;
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (id[i++] != '-')
+				return 0;
+			continue;
+		}
+		/* id[i + 1] is read only when id[i] is a digit, so never past the end */
+		if ((hi = hexval(id[i])) < 0 || (lo = hexval(id[i + 1])) < 0)
+			return 0;
+		out[k++] = (unsigned char)(hi << 4 | lo);
+		i += 2;
+	}
+	return i == 36 && id[36] == '\0';
+}
+
+int
+idset_add(struct idset *s, const char *id)
+{
+	unsigned char b[16];
+
+	if (!guid_bytes(id, b))
+		return idmap_put(&s->other, id, 0, NULL);
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		void *g = realloc(s->g, cap * sizeof(*s->g));
+		if (!g)
+			return -1;
+		s->g = g;
+		s->cap = cap;
+	}
+	memcpy(s->g[s->n++], b, 16);
+	s->sorted = 0;
+	return 0;
+}
+
+static int
+cmp16(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+int
+idset_has(struct idset *s, const char *id)
+{
+	unsigned char b[16];
+
+	if (!guid_bytes(id, b))
+		return idmap_get(&s->other, id) != NULL;
+	if (!s->n)
+		return 0;
+	if (!s->sorted) {
+		qsort(s->g, s->n, sizeof(*s->g), cmp16);
+		s->sorted = 1;
+	}
+	return bsearch(b, s->g, s->n, sizeof(*s->g), cmp16) != NULL;
+}
+
+void
+idset_clear(struct idset *s)
+{
+	free(s->g);
+	idmap_clear(&s->other);
+	memset(s, 0, sizeof(*s));
 }

@@ -27,6 +27,11 @@
 #define META_DELTA "delta_link"
 #define META_LAST_FULL "last_full"
 
+struct due_item {
+	uint64_t seq;
+	char *id;
+};
+
 /*
  * One sync round. It holds a reference to the configuration it started with,
  * so a reload while it runs changes nothing under it (docs/architecture.md).
@@ -40,11 +45,17 @@ struct round {
 	char error[256];
 	int outstanding;   /* Graph calls of this round in flight */
 	int deciding;	   /* the directory part is done; ends when outstanding reaches 0 */
-	struct idmap seen; /* full sync: users in the directory */
+	struct idset seen; /* full sync: users in the directory */
 	struct idmap teams_by_user; /* full sync: user id -> the number Teams shows on them */
 	int teams_known;	    /* teams_by_user was read this round */
 	unsigned long users, decided, assigned, released;
 	struct timespec t0;
+	/* the users due when deciding began, decided in turn while few enough of this
+	   round's changes are in flight (change_cap): memory stays bounded however many
+	   users a round has to number */
+	struct due_item *todo;
+	size_t n_todo, next_todo;
+	int changes; /* changes of this round in flight */
 };
 
 struct prov {
@@ -55,7 +66,7 @@ struct prov {
 	struct dir_licensing *lic; /* replaced only between rounds */
 	int lic_stale;
 	int skus_loaded; /* p->lic has learnt the tenant's plan names (subscribedSkus) */
-	struct loop_timer *tick, *kick;
+	struct loop_timer *tick, *kick, *more;
 	struct round *round; /* NULL when idle */
 	int again, again_full, draining;
 	time_t last_full;
@@ -360,9 +371,10 @@ change_new(struct prov *p, struct round *r, const char *id)
 	c->r = r;
 	c->cfg = config_ref(r ? r->cfg : p->cfg);
 	snprintf(c->id, sizeof(c->id), "%s", id);
-	if (r)
+	if (r) {
 		r->outstanding++;
-	else
+		r->changes++;
+	} else
 		p->manual++;
 	busy_add(p, id, 1);
 	return c;
@@ -378,6 +390,9 @@ change_done(struct change *c)
 	config_free(c->cfg);
 	free(c);
 	if (r) {
+		r->changes--;
+		if (r->todo)
+			loop_timer_start(p->more, 0); /* room for more: decided from the loop */
 		r->outstanding--;
 		round_step_done(r);
 	} else {
@@ -1226,7 +1241,10 @@ round_end(struct round *r)
 	e.error = res != PR_SUCCESS ? r->error : NULL;
 	np_event_emit(&e);
 	p->round = NULL;
-	idmap_clear(&r->seen);
+	for (size_t i = r->next_todo; i < r->n_todo; i++)
+		free(r->todo[i].id);
+	free(r->todo);
+	idset_clear(&r->seen);
 	idmap_clear(&r->teams_by_user);
 	config_free(r->cfg);
 	free(r);
@@ -1263,16 +1281,66 @@ teams_of(struct round *r, const char *id)
 	return e && e->s ? e->s : NULL;
 }
 
-struct due_item {
-	uint64_t seq;
-	char *id;
-};
-
 static int
 by_seq(const void *a, const void *b)
 {
 	const struct due_item *x = a, *y = b;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * Changes of one round in flight at most: enough to keep sync.parallel requests
+ * on the wire while others wait for their operation, few enough that a round
+ * deciding 100,000 users holds a few hundred of them (each with its requests).
+ */
+static int
+change_cap(const struct round *r)
+{
+	int cap = 16 * r->cfg->sync.parallel;
+	return cap < 64 ? 64 : cap;
+}
+
+/* Decide the next users of the list while there is room; the round's deciding
+   part ends with the list. */
+static void
+decide_more(struct round *r)
+{
+	struct prov *p = r->p;
+
+	while (r->next_todo < r->n_todo && r->changes < change_cap(r)) {
+		struct due_item *it = &r->todo[r->next_todo++];
+		struct user u;
+		int rc;
+		/* a manual change may have taken the user meanwhile: due next round */
+		if (!idmap_get(&p->due, it->id) || idmap_get(&p->busy, it->id)) {
+			free(it->id);
+			continue;
+		}
+		rc = user_load(p, it->id, &u);
+		r->decided++;
+		if (rc == 0 && !p->draining)
+			act_on(r, &u, teams_of(r, it->id));
+		else if (rc > 0)
+			idmap_del(&p->due, it->id); /* no record: nothing to decide */
+		user_clear(&u);
+		free(it->id);
+	}
+	if (r->next_todo < r->n_todo)
+		return; /* on when changes finish (change_done) */
+	free(r->todo);
+	r->todo = NULL;
+	r->n_todo = r->next_todo = 0;
+	r->outstanding--;
+	round_step_done(r);
+}
+
+static void
+on_more(void *arg)
+{
+	struct prov *p = arg;
+
+	if (p->round && p->round->todo)
+		decide_more(p->round);
 }
 
 /* Decide every user that is due now, in the order they became due. */
@@ -1286,7 +1354,7 @@ decide_all(struct round *r)
 	size_t n = 0, i = 0, cap = idmap_count(&p->due);
 
 	r->deciding = 1;
-	r->outstanding++;
+	r->outstanding++; /* until the list is worked off (decide_more) */
 	ids = cap ? calloc(cap, sizeof(*ids)) : NULL;
 	if (cap && !ids)
 		round_error(r, "out of memory");
@@ -1299,22 +1367,15 @@ decide_all(struct round *r)
 		}
 		ids[n++].seq = e->seq;
 	}
-	if (n)
+	if (n) {
 		qsort(ids, n, sizeof(*ids), by_seq);
-	r->decided += n;
-	for (i = 0; i < n; i++) {
-		struct user u;
-		int rc = user_load(p, ids[i].id, &u);
-		if (rc == 0 && !p->draining)
-			act_on(r, &u, teams_of(r, ids[i].id));
-		else if (rc > 0)
-			idmap_del(&p->due, ids[i].id); /* no record: nothing to decide */
-		user_clear(&u);
-		free(ids[i].id);
+		r->todo = ids;
+		r->n_todo = n;
+		r->next_todo = 0;
+	} else {
+		free(ids);
 	}
-	free(ids);
-	r->outstanding--;
-	round_step_done(r);
+	decide_more(r);
 }
 
 struct batch {
@@ -1417,7 +1478,7 @@ on_page(const struct dir_page *pg, int full, void *arg)
 			user_init(u, du->id);
 			continue;
 		}
-		if (r->full && idmap_put(&r->seen, du->id, 0, NULL) < 0) {
+		if (r->full && idset_add(&r->seen, du->id) < 0) {
 			r->failed = 1;
 			round_error(r, "out of memory");
 		}
@@ -1501,7 +1562,7 @@ absent_dir(const char *id, const void *rec, size_t len, void *arg)
 
 	(void)rec;
 	(void)len;
-	if (!idmap_get(&a->r->seen, id) && idmap_put(&a->gone, id, 0, NULL) < 0)
+	if (!idset_has(&a->r->seen, id) && idmap_put(&a->gone, id, 0, NULL) < 0)
 		return 1;
 	return 0;
 }
@@ -1511,7 +1572,7 @@ absent_holder(const struct inv_user *u, void *arg)
 {
 	struct absent_ctx *a = arg;
 
-	if (!idmap_get(&a->r->seen, u->id) && idmap_put(&a->gone, u->id, 0, u->upn) < 0)
+	if (!idset_has(&a->r->seen, u->id) && idmap_put(&a->gone, u->id, 0, u->upn) < 0)
 		return 1;
 	return 0;
 }
@@ -1850,7 +1911,8 @@ prov_new(struct event_base *base, struct config *cfg, struct inventory *inv, str
 	p->lic = dir_licensing_from_config(cfg);
 	p->tick = loop_timer_new(base, on_tick, p);
 	p->kick = loop_timer_new(base, on_kick, p);
-	if (!p->lic || !p->tick || !p->kick) {
+	p->more = loop_timer_new(base, on_more, p);
+	if (!p->lic || !p->tick || !p->kick || !p->more) {
 		prov_free(p);
 		return NULL;
 	}
@@ -1936,6 +1998,7 @@ prov_free(struct prov *p)
 		return;
 	loop_timer_free(p->tick);
 	loop_timer_free(p->kick);
+	loop_timer_free(p->more);
 	idmap_clear(&p->due);
 	idmap_clear(&p->busy);
 	idmap_clear(&p->inflight);

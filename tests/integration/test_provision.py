@@ -337,3 +337,33 @@ def test_delta_link_is_stored_only_after_the_round_is_recorded(sim, numprovd):
     assert "deltatoken" in first["path"]  # not a full sync: the old link was kept
     got = {e["id"] for e in d.events("assign")}
     assert set(joiners) <= got  # none of the round's users was lost
+
+
+BULK = """,
+  { name = "bulk"; type = "direct-routing"; provider = "Gamma";
+    first = "+441134960000"; last = "+441134960999"; match = "city = 'Bulk'"; }"""
+
+
+def test_a_large_round_numbers_users_in_turn_not_all_at_the_end(sim, numprovd):
+    """300 joiners in one round: each gets its own number, and the round gives numbers
+    while it still has users to decide (a bounded number of changes in flight), so an
+    operator watching the log or SNMP sees it progress rather than jump at the end."""
+    from conftest import RANGES
+    sim.ctl.settings(op_polls=0)
+    ids = {add_user(sim, f"bulk{i}", city="Bulk") for i in range(300)}
+    sim.ctl.clear_log()
+    d = numprovd(ranges=RANGES + BULK)   # sync.parallel is 8 by default
+    d.wait_syncs(1, timeout=120)
+    sync = d.events("sync")[0]
+    assert sync["result"] == "success", sync
+    got = {e["id"]: e["number"] for e in d.events("assign") if e["range"] == "bulk"}
+    assert set(got) == ids
+    assert len(set(got.values())) == 300
+    assert all(holder(sim, n) == u for u, n in got.items())
+    reqs = sim.ctl.log()["requests"]
+    checks = [q["time"] for q in reqs if q["method"] == "GET"
+              and "assignmentTargetId" in q["path"].replace("%20", " ")]
+    assigns = [q["time"] for q in reqs if q["method"] == "POST" and "assignNumber" in q["path"]]
+    assert len(checks) >= 300 and len(assigns) >= 300  # and the fixture's own users
+    # the first assignments went out long before the last users were looked at
+    assert assigns[0] < sorted(checks)[199], (assigns[0], sorted(checks)[199])

@@ -2,7 +2,8 @@
  * idmap: the small hash map the provisioning cycle keeps its due set, busy
  * users and numbers in flight in. Put, get, delete, update, tombstones and
  * their reuse, growth to 100,000 keys, and the insertion order (seq) the
- * cycle decides users in.
+ * cycle decides users in. And idset, the set of ids a full sync saw: GUIDs
+ * kept as 16 bytes, anything else as text, membership exactly strcmp's.
  */
 #include "build-config.h"
 
@@ -411,6 +412,89 @@ START_TEST(clear_and_reuse)
 }
 END_TEST
 
+static void
+guid_of(unsigned i, char out[37])
+{
+	snprintf(out, 37, "%08x-%04x-4%03x-8%03x-%012x", i * 2654435761u, i & 0xffff,
+	    (i >> 4) & 0xfff, (i >> 8) & 0xfff, i);
+}
+
+START_TEST(idset_guids_are_compact)
+{
+	struct idset s = { 0 };
+	char id[40];
+
+	ck_assert_int_eq(idset_has(&s, "6e5c0b1a-0000-4000-8000-00000000b0b0"), 0);
+	ck_assert_int_eq(idset_add(&s, "6e5c0b1a-0000-4000-8000-00000000b0b0"), 0);
+	ck_assert_uint_eq(s.n, 1);
+	ck_assert_uint_eq(idmap_count(&s.other), 0);
+	ck_assert_int_eq(idset_has(&s, "6e5c0b1a-0000-4000-8000-00000000b0b0"), 1);
+	ck_assert_int_eq(idset_has(&s, "6e5c0b1a-0000-4000-8000-00000000b0b1"), 0);
+	/* the same GUID in upper case is another string, as strcmp says */
+	ck_assert_int_eq(idset_has(&s, "6E5C0B1A-0000-4000-8000-00000000B0B0"), 0);
+	ck_assert_int_eq(idset_add(&s, "6E5C0B1A-0000-4000-8000-00000000B0B0"), 0);
+	ck_assert_uint_eq(idmap_count(&s.other), 1);
+	ck_assert_int_eq(idset_has(&s, "6E5C0B1A-0000-4000-8000-00000000B0B0"), 1);
+	/* adding after a look-up (which sorted) is seen by the next look-up */
+	guid_of(7, id);
+	ck_assert_int_eq(idset_has(&s, id), 0);
+	ck_assert_int_eq(idset_add(&s, id), 0);
+	ck_assert_int_eq(idset_has(&s, id), 1);
+	idset_clear(&s);
+	ck_assert_int_eq(idset_has(&s, id), 0);
+	idset_clear(&s);
+}
+END_TEST
+
+START_TEST(idset_other_ids_are_text)
+{
+	struct idset s = { 0 };
+	static const char *const odd[] = {
+		"",
+		"u1",
+		"6e5c0b1a-0000-4000-8000-00000000b0b",	 /* 35 characters */
+		"6e5c0b1a-0000-4000-8000-00000000b0b0a", /* 37 */
+		"6e5c0b1a00000-4000-8000-00000000b0b0",	 /* a digit for a dash */
+		"6e5c0b1a-0000-4000-8000-00000000b0g0",	 /* not hex */
+		"6e5c0b1-a0000-4000-8000-00000000b0b0",	 /* a dash moved */
+		"{6e5c0b1a-0000-4000-8000-00000000b0b0}",
+	};
+
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		ck_assert_int_eq(idset_has(&s, odd[i]), 0);
+		ck_assert_int_eq(idset_add(&s, odd[i]), 0);
+	}
+	ck_assert_uint_eq(s.n, 0);
+	ck_assert_uint_eq(idmap_count(&s.other), sizeof(odd) / sizeof(odd[0]));
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		ck_assert_int_eq(idset_has(&s, odd[i]), 1);
+	/* the GUID the malformed ones resemble was never added */
+	ck_assert_int_eq(idset_has(&s, "6e5c0b1a-0000-4000-8000-00000000b0b0"), 0);
+	idset_clear(&s);
+}
+END_TEST
+
+START_TEST(idset_100000_guids)
+{
+	struct idset s = { 0 };
+	char id[40];
+
+	for (unsigned i = 0; i < 100000; i++) {
+		guid_of(i * 2, id);
+		CHECK(idset_add(&s, id) == 0);
+	}
+	guid_of(0, id);
+	CHECK(idset_add(&s, id) == 0); /* a user seen twice */
+	ck_assert_uint_eq(s.n, 100001);
+	ck_assert_uint_eq(idmap_count(&s.other), 0);
+	for (unsigned i = 0; i < 200000; i++) {
+		guid_of(i, id);
+		CHECK(idset_has(&s, id) == (i % 2 == 0));
+	}
+	idset_clear(&s);
+}
+END_TEST
+
 static Suite *
 idmap_suite(void)
 {
@@ -435,6 +519,9 @@ idmap_suite(void)
 
 	tcase_add_test(big, growth_to_100000_keys);
 	tcase_add_test(big, order_survives_growth);
+	tcase_add_test(big, idset_guids_are_compact);
+	tcase_add_test(big, idset_other_ids_are_text);
+	tcase_add_test(big, idset_100000_guids);
 	tcase_set_timeout(big, 60);
 	suite_add_tcase(s, big);
 	return s;
