@@ -166,14 +166,23 @@ def fixture(n_users, licensed, seed):
         _, city, office, _ = where[i % len(where)]
         users.append(user(i, uid, DOMAIN, city, office, rng.choice(depts),
                           "SPE_E5" if licensed else "SPE_E3"))
-    return tenant(TENANT_ID, DOMAIN, CLIENT_ID, skus, users)
+    t = tenant(TENANT_ID, DOMAIN, CLIENT_ID, skus, users)
+    t["policies"] = [{"type": "OnlineVoiceRoutingPolicy", "name": POLICY}]
+    return t
+
+
+POLICY = "UK-National"
+WITH_POLICY = [False]       # --policy: every range gives its users a voice routing policy
 
 
 def ranges_conf():
     out = []
     for name, city, office, first in sites():
         last = first[:-6] + f"{500000 + RANGE_SIZE - 1:06d}"
-        out.append(range_conf(name, first, last, f'city = "{city}" AND office = "{office}"'))
+        conf = range_conf(name, first, last, f'city = "{city}" AND office = "{office}"')
+        if WITH_POLICY[0]:
+            conf = conf[:-2] + f' voice_routing_policy = "{POLICY}"; }}'
+        out.append(conf)
     return out
 
 
@@ -507,12 +516,15 @@ def main(argv=None):
     p.add_argument("--big-parallel", type=int, default=8, help="sync.parallel for (b)")
     p.add_argument("--changes", type=int, default=100, help="directory changes per round (b)")
     p.add_argument("--durable", action="store_true", help="database.durable = true")
+    p.add_argument("--policy", action="store_true",
+                   help="every range also gives a voice routing policy (getPolicyId + assign)")
     p.add_argument("--seed", type=int, default=4)
     p.add_argument("--timeout", type=float, default=3600, help="bound on the whole run, s")
     p.add_argument("--phase-timeout", type=float, default=1200, help="bound on one sync, s")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
+    WITH_POLICY[0] = args.policy
     DEADLINE[0] = time.monotonic() + args.timeout
     if not (pathlib.Path(args.build) / "numprovd").exists():
         p.error(f"{args.build}/numprovd is not built")
