@@ -6,24 +6,12 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* Graph property of each rule attribute (extension attributes are nested). */
-static const char *const attr_property[RA_EXT1] = {
-	[RA_CITY] = "city",
-	[RA_OFFICE] = "officeLocation",
-	[RA_USAGE_LOCATION] = "usageLocation",
-	[RA_COUNTRY] = "country",
-	[RA_STATE] = "state",
-	[RA_DEPARTMENT] = "department",
-	[RA_COMPANY] = "companyName",
-	[RA_JOB_TITLE] = "jobTitle",
-	[RA_EMPLOYEE_TYPE] = "employeeType",
-	[RA_UPN] = "userPrincipalName",
-};
+#include <sys/mman.h>
 
 const char *
 dir_select(void)
@@ -33,84 +21,286 @@ dir_select(void)
 	       "onPremisesExtensionAttributes,assignedPlans";
 }
 
-/* A string member, copied; NULL when absent, null or not a string. */
-static char *
-dup_string(const cJSON *obj, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+/*
+ * Everything a page points to (its users, their strings and plans, the links)
+ * lives in one block, filled front to back and released at once by
+ * dir_page_free: no malloc and free per string, and the tree is left as cJSON
+ * made it. The block's size is known before the walk: the users array, then no
+ * more string and plan bytes than the page has text (a string is shorter than
+ * its JSON text, quotes included; a plan, 53 bytes, needs an object of at least
+ * 56 bytes with a 36-character servicePlanId; no two of them share text).
+ *
+ * A block of a memory page or more is mapped, not malloc'ed. glibc frees a chunk
+ * that joins the top of the heap, or allocates one of 1 KiB or more, by first
+ * merging every small free chunk, and cJSON_Delete has just freed thousands: the
+ * next page's parse would carve each of its nodes from the top of the heap
+ * instead of reusing one (bench/delta_parse: a third more instructions, and
+ * slower with 20 users a page than a map and its page faults).
+ *
+ * Under AddressSanitizer every block is malloc'ed, so that the fuzzer sees a
+ * write past one.
+ */
+struct arena {
+	char *b;
+	size_t size, used;
+	int full; /* a copy did not fit: the page is refused, never read in part */
+};
 
-	return cJSON_IsString(v) && v->valuestring ? strdup(v->valuestring) : NULL;
+#define ARENA_HEAD 16 /* the block's size, in front; keeps the users malloc-aligned */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_MAP_MIN SIZE_MAX
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_MAP_MIN SIZE_MAX
+#endif
+#endif
+#ifndef ARENA_MAP_MIN
+#define ARENA_MAP_MIN 4096
+#endif
+
+/* The block for n users and len bytes of page, its users array zeroed; NULL when out of memory. */
+static struct dir_user *
+arena_new(struct arena *a, size_t n, size_t len)
+{
+	if (n > (SIZE_MAX / 2 - ARENA_HEAD) / sizeof(struct dir_user) || len > SIZE_MAX / 2 - 1)
+		return NULL;
+	a->used = ARENA_HEAD + n * sizeof(struct dir_user);
+	a->size = a->used + len + 1;
+	if (a->size < ARENA_MAP_MIN) {
+		if (!(a->b = malloc(a->size)))
+			return NULL;
+		memset(a->b, 0, a->used);
+	} else if ((a->b = mmap(
+			NULL, a->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+	    == MAP_FAILED) {
+		return NULL;
+	}
+	memcpy(a->b, &a->size, sizeof(a->size));
+	return (struct dir_user *)(void *)(a->b + ARENA_HEAD);
 }
 
+/* The block that starts users[] (from arena_new). */
 static void
-parse_plans(const cJSON *arr, struct dir_user *u)
+arena_free(struct dir_user *users)
+{
+	char *b = (char *)users - ARENA_HEAD;
+	size_t size;
+
+	memcpy(&size, b, sizeof(size));
+	if (size < ARENA_MAP_MIN)
+		free(b);
+	else
+		munmap(b, size);
+}
+
+/* n bytes of the block; NULL when it is full (the size above says it cannot be). */
+static void *
+arena_get(struct arena *a, size_t n)
+{
+	void *p;
+
+	if (n > a->size - a->used) {
+		a->full = 1;
+		return NULL;
+	}
+	p = a->b + a->used;
+	a->used += n;
+	return p;
+}
+
+/* A copy of a string value in the block; NULL when v is absent, null or no string. */
+static char *
+arena_string(struct arena *a, const cJSON *v)
+{
+	size_t n;
+	char *s;
+
+	if (!cJSON_IsString(v) || !v->valuestring)
+		return NULL;
+	n = strlen(v->valuestring) + 1;
+	if ((s = arena_get(a, n)))
+		memcpy(s, v->valuestring, n);
+	return s;
+}
+
+/*
+ * The members of a user object that a page is read for. Each object is walked
+ * once and its first member of each name kept, which is the member
+ * cJSON_GetObjectItemCaseSensitive would find: the first duplicate wins.
+ */
+enum user_member {
+	UM_ATTR, /* UM_ATTR + a for the rule attribute a < RA_EXT1 */
+	UM_ID = UM_ATTR + RA_EXT1,
+	UM_DISPLAY_NAME,
+	UM_ENABLED,
+	UM_REMOVED,
+	UM_EXT,
+	UM_PLANS,
+	UM__MAX
+};
+
+/*
+ * Whether k, strlen(k) bytes long, is the name lit. Names compare as C strings
+ * (a name with \u0000 in it ends there), as cJSON's strcmp does.
+ */
+#define NAME_IS(k, n, lit) ((n) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+
+/* The Graph property of each member we read (extension attributes are nested). */
+static int
+user_member(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (NAME_IS(k, n, "id"))
+		return UM_ID;
+	if (NAME_IS(k, n, "userPrincipalName"))
+		return UM_ATTR + RA_UPN;
+	if (NAME_IS(k, n, "displayName"))
+		return UM_DISPLAY_NAME;
+	if (NAME_IS(k, n, "accountEnabled"))
+		return UM_ENABLED;
+	if (NAME_IS(k, n, "city"))
+		return UM_ATTR + RA_CITY;
+	if (NAME_IS(k, n, "officeLocation"))
+		return UM_ATTR + RA_OFFICE;
+	if (NAME_IS(k, n, "usageLocation"))
+		return UM_ATTR + RA_USAGE_LOCATION;
+	if (NAME_IS(k, n, "country"))
+		return UM_ATTR + RA_COUNTRY;
+	if (NAME_IS(k, n, "state"))
+		return UM_ATTR + RA_STATE;
+	if (NAME_IS(k, n, "department"))
+		return UM_ATTR + RA_DEPARTMENT;
+	if (NAME_IS(k, n, "companyName"))
+		return UM_ATTR + RA_COMPANY;
+	if (NAME_IS(k, n, "jobTitle"))
+		return UM_ATTR + RA_JOB_TITLE;
+	if (NAME_IS(k, n, "employeeType"))
+		return UM_ATTR + RA_EMPLOYEE_TYPE;
+	if (NAME_IS(k, n, "onPremisesExtensionAttributes"))
+		return UM_EXT;
+	if (NAME_IS(k, n, "assignedPlans"))
+		return UM_PLANS;
+	if (NAME_IS(k, n, "@removed"))
+		return UM_REMOVED;
+	return -1;
+}
+
+/* extensionAttribute1 .. extensionAttribute15 as 0 .. 14, else -1. */
+static int
+ext_member(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n < 19 || n > 20 || memcmp(k, "extensionAttribute", 18) != 0)
+		return -1;
+	if (n == 19)
+		return k[18] >= '1' && k[18] <= '9' ? k[18] - '1' : -1;
+	return k[18] == '1' && k[19] >= '0' && k[19] <= '5' ? 9 + k[19] - '0' : -1;
+}
+
+/*
+ * The first member of o of each name member() numbers, by that number. Every
+ * child of an object has a name; cJSON_GetObjectItemCaseSensitive stops at one
+ * without, and so does this.
+ */
+static void
+first_members(const cJSON *o, int (*member)(const char *), const cJSON **first, size_t n)
+{
+	memset(first, 0, n * sizeof(*first));
+	for (const cJSON *c = o->child; c && c->string; c = c->next) {
+		int m = member(c->string);
+		if (m >= 0 && !first[m])
+			first[m] = c;
+	}
+}
+
+static int
+plan_member(const char *k)
+{
+	size_t n = strlen(k);
+
+	return NAME_IS(k, n, "servicePlanId") ? 0 : NAME_IS(k, n, "capabilityStatus") ? 1 : -1;
+}
+
+/* The user's plans, one after another in the block. */
+static void
+parse_plans(struct arena *a, const cJSON *arr, struct dir_user *u)
 {
 	const cJSON *p;
-	int n = cJSON_GetArraySize(arr);
 
 	u->has_plans = 1;
-	if (n <= 0 || !(u->plans = calloc((size_t)n, sizeof(*u->plans))))
-		return;
 	cJSON_ArrayForEach(p, arr)
 	{
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(p, "servicePlanId");
-		const cJSON *st = cJSON_GetObjectItemCaseSensitive(p, "capabilityStatus");
-		struct dir_plan *dp = &u->plans[u->n_plans];
+		const cJSON *m[2] = { NULL, NULL }; /* servicePlanId, capabilityStatus */
+		struct dir_plan *dp;
+		size_t st;
 
-		if (!cJSON_IsString(id) || strlen(id->valuestring) != DIR_GUID_LEN)
+		if (cJSON_IsObject(p))
+			first_members(p, plan_member, m, 2);
+		if (!cJSON_IsString(m[0]) || strlen(m[0]->valuestring) != DIR_GUID_LEN)
 			continue;
+		if (!(dp = arena_get(a, sizeof(*dp))))
+			return;
+		memset(dp, 0, sizeof(*dp));
+		if (!u->plans)
+			u->plans = dp;
 		for (int i = 0; i < DIR_GUID_LEN; i++)
-			dp->service_plan_id[i] = (char)tolower((unsigned char)id->valuestring[i]);
-		if (cJSON_IsString(st))
-			snprintf(dp->capability, sizeof(dp->capability), "%s", st->valuestring);
+			dp->service_plan_id[i] = (char)tolower((unsigned char)m[0]->valuestring[i]);
+		if (cJSON_IsString(m[1])) {
+			/* cut to fit, as snprintf would */
+			st = strlen(m[1]->valuestring);
+			memcpy(dp->capability, m[1]->valuestring,
+			    st < sizeof(dp->capability) ? st : sizeof(dp->capability) - 1);
+		}
 		u->n_plans++;
 	}
 }
 
 static void
-parse_attrs(const cJSON *o, struct dir_user *u)
+parse_ext(struct arena *a, const cJSON *ext, struct dir_user *u)
 {
-	const cJSON *ext = cJSON_GetObjectItemCaseSensitive(o, "onPremisesExtensionAttributes");
+	unsigned seen = 0;
 
-	for (int a = 0; a < RA_EXT1; a++)
-		u->attr[a] = dup_string(o, attr_property[a]);
-	if (!cJSON_IsObject(ext))
-		return;
-	for (int i = 0; i < 15; i++) {
-		char name[32];
-		snprintf(name, sizeof(name), "extensionAttribute%d", i + 1);
-		u->attr[RA_EXT1 + i] = dup_string(ext, name);
+	for (const cJSON *c = ext->child; c && c->string; c = c->next) {
+		int i = ext_member(c->string);
+		if (i < 0 || (seen & 1u << i))
+			continue;
+		seen |= 1u << i;
+		u->attr[RA_EXT1 + i] = arena_string(a, c);
 	}
 }
 
 /* One entry of value[]; 0 when it is a user (with an id), else -1. */
 static int
-parse_user(const cJSON *o, struct dir_user *u)
+parse_user(struct arena *a, const cJSON *o, struct dir_user *u)
 {
-	const cJSON *removed = cJSON_GetObjectItemCaseSensitive(o, "@removed");
-	const cJSON *enabled = cJSON_GetObjectItemCaseSensitive(o, "accountEnabled");
-	const cJSON *plans = cJSON_GetObjectItemCaseSensitive(o, "assignedPlans");
+	const cJSON *m[UM__MAX];
 
 	memset(u, 0, sizeof(*u));
-	if (!cJSON_IsObject(o) || !(u->id = dup_string(o, "id")) || !u->id[0]) {
-		free(u->id);
-		u->id = NULL;
+	if (!cJSON_IsObject(o))
 		return -1;
-	}
-	u->account_enabled = cJSON_IsBool(enabled) ? cJSON_IsTrue(enabled) : -1;
-	if (removed) {
-		const cJSON *reason = cJSON_GetObjectItemCaseSensitive(removed, "reason");
+	first_members(o, user_member, m, UM__MAX);
+	if (!cJSON_IsString(m[UM_ID]) || !m[UM_ID]->valuestring || !m[UM_ID]->valuestring[0]
+	    || !(u->id = arena_string(a, m[UM_ID])))
+		return -1;
+	u->account_enabled = cJSON_IsBool(m[UM_ENABLED]) ? cJSON_IsTrue(m[UM_ENABLED]) : -1;
+	if (m[UM_REMOVED]) {
+		const cJSON *reason = cJSON_GetObjectItemCaseSensitive(m[UM_REMOVED], "reason");
 		/* "deleted" is permanent; "changed" (soft delete) and anything else is not */
 		u->removed = cJSON_IsString(reason) && strcmp(reason->valuestring, "deleted") == 0
 		    ? DIR_REMOVED_DELETED
 		    : DIR_REMOVED_CHANGED;
 		return 0;
 	}
-	u->upn = dup_string(o, "userPrincipalName");
-	u->display_name = dup_string(o, "displayName");
-	parse_attrs(o, u);
-	if (cJSON_IsArray(plans))
-		parse_plans(plans, u);
+	u->display_name = arena_string(a, m[UM_DISPLAY_NAME]);
+	for (int i = 0; i < RA_EXT1; i++)
+		u->attr[i] = arena_string(a, m[UM_ATTR + i]);
+	u->upn = u->attr[RA_UPN]; /* the same text, freed with the page */
+	if (cJSON_IsObject(m[UM_EXT]))
+		parse_ext(a, m[UM_EXT], u);
+	if (cJSON_IsArray(m[UM_PLANS]))
+		parse_plans(a, m[UM_PLANS], u);
 	return 0;
 }
 
@@ -150,8 +340,9 @@ mend_surrogates(const char *json, size_t len)
 
 	for (const char *p = json; p + 1 < end; p++) {
 		unsigned v, w;
-		if (*p != '\\')
-			continue;
+		/* most pages have few escapes: memchr finds them much faster than a loop */
+		if (!(p = memchr(p, '\\', (size_t)(end - 1 - p))))
+			break;
 		if (p[1] != 'u' || hex4(p + 2, end, &v) < 0) {
 			p++; /* an escaped character: skip it */
 			continue;
@@ -174,12 +365,24 @@ mend_surrogates(const char *json, size_t len)
 	return copy;
 }
 
+/* A copy of a string member of the page object, or NULL. */
+static char *
+page_link(struct arena *a, const cJSON *root, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+
+	if (a->b)
+		return arena_string(a, v);
+	return cJSON_IsString(v) && v->valuestring ? strdup(v->valuestring) : NULL;
+}
+
 int
 dir_parse_page(const char *json, size_t len, struct dir_page *out, char *err, size_t errlen)
 {
 	char *mended = mend_surrogates(json, len);
-	cJSON *root = cJSON_ParseWithLength(mended ? mended : json, len), *v;
-	const cJSON *value;
+	cJSON *root = cJSON_ParseWithLength(mended ? mended : json, len);
+	const cJSON *value, *v;
+	struct arena a = { NULL, 0, 0, 0 };
 	int n;
 
 	free(mended); /* the tree holds copies */
@@ -197,40 +400,39 @@ dir_parse_page(const char *json, size_t len, struct dir_page *out, char *err, si
 		return -1;
 	}
 	n = cJSON_GetArraySize(value);
-	out->users = calloc(n > 0 ? (size_t)n : 1, sizeof(*out->users));
+	if (!(out->users = arena_new(&a, n > 0 ? (size_t)n : 1, len))) {
+		/* users dropped for want of memory would be users lost to the round */
+		snprintf(err, errlen, "out of memory reading a users page of %d entries", n);
+		cJSON_Delete(root);
+		return -1;
+	}
 	cJSON_ArrayForEach(v, value)
 	{
-		if (out->users && parse_user(v, &out->users[out->n_users]) == 0)
+		if (parse_user(&a, v, &out->users[out->n_users]) == 0)
 			out->n_users++;
 		else
 			out->skipped++;
 	}
-	out->next_link = dup_string(root, "@odata.nextLink");
-	out->delta_link = dup_string(root, "@odata.deltaLink");
+	out->next_link = page_link(&a, root, "@odata.nextLink");
+	out->delta_link = page_link(&a, root, "@odata.deltaLink");
 	cJSON_Delete(root);
+	if (a.full) {
+		snprintf(err, errlen, "a users page of %d entries did not fit its block", n);
+		dir_page_free(out);
+		return -1;
+	}
 	return 0;
-}
-
-void
-dir_user_free(struct dir_user *u)
-{
-	free(u->id);
-	free(u->upn);
-	free(u->display_name);
-	for (int a = 0; a < RA__MAX; a++)
-		free(u->attr[a]);
-	free(u->plans);
-	memset(u, 0, sizeof(*u));
 }
 
 void
 dir_page_free(struct dir_page *p)
 {
-	for (size_t i = 0; i < p->n_users; i++)
-		dir_user_free(&p->users[i]);
-	free(p->users);
-	free(p->next_link);
-	free(p->delta_link);
+	if (p->users) {
+		arena_free(p->users);
+	} else { /* there was no block: page_link copied them */
+		free(p->next_link);
+		free(p->delta_link);
+	}
 	memset(p, 0, sizeof(*p));
 }
 

@@ -18,9 +18,10 @@ struct dir_plan {
 	char capability[16]; /* Enabled, Warning, Suspended, LockedOut, Deleted */
 };
 
+/* A page's users and everything they point to belong to the page (dir_page_free). */
 struct dir_user {
 	char *id;
-	char *upn;
+	char *upn; /* the same string as attr[RA_UPN] */
 	char *display_name;
 	int account_enabled; /* 1, 0, or -1 when the page did not say */
 	enum dir_removed removed;
@@ -47,8 +48,8 @@ const char *dir_select(void);
  * with a reason in err when the body is not a JSON object with a value array.
  */
 int dir_parse_page(const char *json, size_t len, struct dir_page *out, char *err, size_t errlen);
+/* Frees the users, their strings and plans, and the links, all at once. */
 void dir_page_free(struct dir_page *p);
-void dir_user_free(struct dir_user *u);
 
 /* The user's attributes as the rules see them (pointers into u). */
 void dir_user_attrs(const struct dir_user *u, struct rule_attrs *out);

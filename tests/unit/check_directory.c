@@ -138,11 +138,180 @@ START_TEST(thousands_of_users)
 		    "%d\",\"assignedPlans\":[{\"servicePlanId\":\"%s\","
 		    "\"capabilityStatus\":\"Enabled\"}]}",
 		    i ? "," : "", i, i % 7, MCOEV);
-	len += (size_t)snprintf(json + len, cap - len, "]}");
+	len += (size_t)snprintf(
+	    json + len, cap - len, "],\"@odata.nextLink\":\"https://graph/next\"}");
 	ck_assert_int_eq(dir_parse_page(json, len, &p, err, sizeof(err)), 0);
 	ck_assert_uint_eq(p.n_users, 5000);
 	ck_assert_str_eq(p.users[4999].id, "user-4999");
 	ck_assert_str_eq(p.users[4999].attr[RA_CITY], "City 1");
+	ck_assert_str_eq(p.next_link, "https://graph/next");
+	dir_page_free(&p);
+	free(json);
+}
+END_TEST
+
+/* A member named twice: the first one counts, whatever it holds, as cJSON_GetObjectItem finds it.
+ */
+START_TEST(first_duplicate_member_wins)
+{
+	struct dir_page p = parse(
+	    "{\"value\":[{\"id\":\"u1\",\"id\":\"u2\",\"city\":null,\"city\":\"Paris\","
+	    "\"officeLocation\":\"A\",\"officeLocation\":\"B\",\"accountEnabled\":\"yes\","
+	    "\"accountEnabled\":true,\"userPrincipalName\":\"a@b.c\",\"userPrincipalName\":\"x@y."
+	    "z\","
+	    "\"onPremisesExtensionAttributes\":{\"extensionAttribute1\":null,"
+	    "\"extensionAttribute1\":\"late\",\"extensionAttribute2\":\"first\","
+	    "\"extensionAttribute2\":\"second\"},"
+	    "\"onPremisesExtensionAttributes\":{\"extensionAttribute3\":\"other object\"},"
+	    "\"assignedPlans\":[{\"servicePlanId\":\"" MCOEV "\",\"servicePlanId\":\"" MCOPSTN1
+	    "\","
+	    "\"capabilityStatus\":\"Enabled\",\"capabilityStatus\":\"Deleted\"}],"
+	    "\"assignedPlans\":[]},"
+	    "{\"id\":\"\",\"id\":\"u3\"},{\"id\":\"u4\",\"@removed\":null,\"@removed\":{\"reason\":"
+	    "\"deleted\"}},{\"id\":\"u5\",\"@removed\":{\"reason\":\"deleted\",\"reason\":"
+	    "\"changed\"}},"
+	    "{\"id\":\"u6\",\"assignedPlans\":\"none\",\"assignedPlans\":[{\"servicePlanId\":"
+	    "\"" MCOEV "\"}]}],\"@odata.nextLink\":null,\"@odata.nextLink\":\"https://g/n\"}");
+	const struct dir_user *u = &p.users[0];
+
+	ck_assert_uint_eq(p.n_users, 4);
+	ck_assert_uint_eq(p.skipped, 1); /* the first id is empty */
+	ck_assert_str_eq(u->id, "u1");
+	ck_assert_ptr_null(u->attr[RA_CITY]);
+	ck_assert_str_eq(u->attr[RA_OFFICE], "A");
+	ck_assert_int_eq(u->account_enabled, -1);
+	ck_assert_str_eq(u->upn, "a@b.c");
+	ck_assert_str_eq(u->attr[RA_UPN], "a@b.c");
+	ck_assert_ptr_null(u->attr[RA_EXT1]);
+	ck_assert_str_eq(u->attr[RA_EXT1 + 1], "first");
+	ck_assert_ptr_null(u->attr[RA_EXT1 + 2]);
+	ck_assert_int_eq(u->has_plans, 1);
+	ck_assert_uint_eq(u->n_plans, 1);
+	ck_assert_str_eq(u->plans[0].service_plan_id, MCOEV);
+	ck_assert_str_eq(u->plans[0].capability, "Enabled");
+	/* @removed: null is there all the same, and the first reason decides */
+	ck_assert_str_eq(p.users[1].id, "u4");
+	ck_assert_int_eq(p.users[1].removed, DIR_REMOVED_CHANGED);
+	ck_assert_int_eq(p.users[2].removed, DIR_REMOVED_DELETED);
+	ck_assert_int_eq(p.users[3].has_plans, 0);
+	ck_assert_ptr_null(p.next_link);
+	dir_page_free(&p);
+}
+END_TEST
+
+START_TEST(extension_attribute_names)
+{
+	struct dir_page p = parse("{\"value\":[{\"id\":\"u1\",\"onPremisesExtensionAttributes\":{"
+				  "\"extensionAttribute9\":\"9\",\"extensionAttribute10\":\"10\","
+				  "\"extensionAttribute14\":\"14\",\"extensionAttribute16\":\"16\","
+				  "\"extensionAttribute0\":\"0\",\"extensionAttribute01\":\"01\","
+				  "\"ExtensionAttribute1\":\"E1\",\"extensionattribute2\":\"e2\","
+				  "\"extensionAttribute3 \":\"3 \",\"extensionAttribute\":\"none\","
+				  "\"extensionAttribute4\":{\"v\":\"4\"}},"
+				  "\"extensionAttribute5\":\"not nested\"}]}");
+	const struct dir_user *u = &p.users[0];
+
+	for (int i = 0; i < 15; i++) {
+		if (i == 8 || i == 9 || i == 13)
+			continue;
+		ck_assert_msg(u->attr[RA_EXT1 + i] == NULL, "extensionAttribute%d", i + 1);
+	}
+	ck_assert_str_eq(u->attr[RA_EXT1 + 8], "9");
+	ck_assert_str_eq(u->attr[RA_EXT1 + 9], "10");
+	ck_assert_str_eq(u->attr[RA_EXT15 - 1], "14");
+	dir_page_free(&p);
+}
+END_TEST
+
+/* Names compare as cJSON compares them: as C strings, so "city\u0000x" is city. */
+START_TEST(names_end_at_nul)
+{
+	struct dir_page p
+	    = parse("{\"value\":[{\"id\":\"u1\",\"city\\u0000x\":\"Paris\",\"state\":\"\\u0000x\"},"
+		    "{\"id\":\"\\u0000u2\"},{\"id\\u0000\":\"u3\"}]}");
+
+	ck_assert_uint_eq(p.n_users, 2);
+	ck_assert_uint_eq(p.skipped, 1);
+	ck_assert_str_eq(p.users[0].attr[RA_CITY], "Paris");
+	ck_assert_str_eq(p.users[0].attr[RA_STATE], "");
+	ck_assert_str_eq(p.users[1].id, "u3");
+	dir_page_free(&p);
+}
+END_TEST
+
+START_TEST(plan_fields)
+{
+	struct dir_page p
+	    = parse("{\"value\":[{\"id\":\"u1\",\"assignedPlans\":["
+		    "{\"capabilityStatus\":\"AVeryLongCapabilityStatus\",\"servicePlanId\":"
+		    "\"" MCOEV "\"},"
+		    "{\"servicePlanId\":\"" MCOEV "x\",\"capabilityStatus\":\"Enabled\"},"
+		    "{\"servicePlanId\":\"" MCOPSTN1 "\",\"capabilityStatus\":7},"
+		    "[{\"servicePlanId\":\"" MCOEV "\"}],\"" MCOEV "\"]},"
+		    "{\"id\":\"u2\",\"assignedPlans\":[]},"
+		    "{\"id\":\"u3\",\"assignedPlans\":[1,null]}]}");
+
+	ck_assert_uint_eq(p.users[0].n_plans, 2);
+	ck_assert_str_eq(p.users[0].plans[0].capability, "AVeryLongCapabi"); /* cut to 15 */
+	ck_assert_str_eq(p.users[0].plans[1].service_plan_id, MCOPSTN1);
+	ck_assert_str_eq(p.users[0].plans[1].capability, "");
+	ck_assert_int_eq(p.users[1].has_plans, 1);
+	ck_assert_uint_eq(p.users[1].n_plans, 0);
+	ck_assert_int_eq(p.users[2].has_plans, 1);
+	ck_assert_uint_eq(p.users[2].n_plans, 0);
+	dir_page_free(&p);
+}
+END_TEST
+
+/* One odd name must not stop the sync: cJSON refuses unpaired surrogates. */
+START_TEST(mends_unpaired_surrogates)
+{
+	struct dir_page p = parse(
+	    "{\"value\":[{\"id\":\"u1\",\"displayName\":\"A\\ud800B\\udc00C\\ud83d\\ude00D\","
+	    "\"city\":\"\\\\ud800\"}],\"@odata.deltaLink\":\"https://g/d\\udbff\"}");
+
+	ck_assert_str_eq(p.users[0].display_name,
+	    "A\xef\xbf\xbd"
+	    "B\xef\xbf\xbd"
+	    "C\xf0\x9f\x98\x80"
+	    "D");
+	ck_assert_str_eq(p.users[0].attr[RA_CITY], "\\ud800"); /* an escaped backslash */
+	ck_assert_str_eq(p.delta_link, "https://g/d\xef\xbf\xbd");
+	dir_page_free(&p);
+}
+END_TEST
+
+/* A page that is nearly all strings and plans still fits what it reads. */
+START_TEST(dense_pages)
+{
+	size_t cap = 400000, len = 0;
+	char *json = malloc(cap);
+	struct dir_page p;
+
+	len += (size_t)snprintf(json + len, cap - len, "{\"value\":[");
+	for (int i = 0; i < 2000; i++)
+		len += (size_t)snprintf(json + len, cap - len,
+		    "%s{\"id\":\"%d\",\"city\":\"\\u00e9\",\"assignedPlans\":[{\"servicePlanId\":"
+		    "\"%s\"},"
+		    "{\"servicePlanId\":\"%s\"}]}",
+		    i ? "," : "", i, MCOEV, MCOPSTN1);
+	len += (size_t)snprintf(json + len, cap - len, "],\"@odata.deltaLink\":\"d\"}");
+	ck_assert_int_eq(dir_parse_page(json, len, &p, err, sizeof(err)), 0);
+	ck_assert_uint_eq(p.n_users, 2000);
+	for (size_t i = 0; i < p.n_users; i++) {
+		ck_assert_uint_eq(p.users[i].n_plans, 2);
+		ck_assert_str_eq(p.users[i].plans[1].service_plan_id, MCOPSTN1);
+		ck_assert_str_eq(p.users[i].attr[RA_CITY], "\xc3\xa9");
+	}
+	ck_assert_str_eq(p.delta_link, "d");
+	dir_page_free(&p);
+	/* the smallest: no users, and a page of plans only */
+	p = parse("{\"value\":[]}");
+	ck_assert_uint_eq(p.n_users, 0);
+	dir_page_free(&p);
+	p = parse("{\"value\":[{\"id\":\"u\",\"assignedPlans\":[{\"servicePlanId\":\"" MCOEV
+		  "\"},{\"servicePlanId\":\"" MCOEV "\"}]}]}");
+	ck_assert_uint_eq(p.users[0].n_plans, 2);
 	dir_page_free(&p);
 	free(json);
 }
@@ -267,6 +436,12 @@ directory_suite(void)
 	tcase_add_test(tc, removed_users_with_reason);
 	tcase_add_test(tc, rejects_what_is_not_a_page);
 	tcase_add_test(tc, thousands_of_users);
+	tcase_add_test(tc, first_duplicate_member_wins);
+	tcase_add_test(tc, extension_attribute_names);
+	tcase_add_test(tc, names_end_at_nul);
+	tcase_add_test(tc, plan_fields);
+	tcase_add_test(tc, mends_unpaired_surrogates);
+	tcase_add_test(tc, dense_pages);
 	tcase_add_test(tc, licence_classes);
 	tcase_add_test(tc, plan_names_from_subscribed_skus);
 	tcase_add_test(tc, config_names_extra_plans);
