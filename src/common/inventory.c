@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -21,19 +22,46 @@
 #define INV_RETRY (-2) /* internal: deadlock, run the transaction again */
 #define INV_TRIES 8
 
-/* A range as the inventory keeps it in memory, with its parsed bounds. */
-struct rcache {
-	struct inv_range r;
-	struct e164_range span;
-	int depth; /* levels of the occupancy tree */
+/*
+ * The occupancy tree of a range, in memory: node (level, index) -> 64-bit
+ * bitmap of "not available", an absent node being all free. Level 0 has a bit
+ * per number; a bit above is set when the node below is full. Built from the
+ * number records when the inventory is opened, kept in step by every change
+ * (and put back by an aborted transaction's undo list), so it is never stored
+ * and can never disagree with the records after a crash.
+ */
+#define OCC_LEVELS 10 /* 64^9 > 10^15, more than any range of E.164 numbers */
+
+struct occmap {
+	uint64_t *key, *val; /* open addressing; key OCC_EMPTY is a free slot */
+	size_t cap, n;	     /* cap a power of two (or 0), n keys in use */
+	int shift;	     /* 64 - log2(cap) */
 };
+
+/* A range as the inventory keeps it in memory: definition, counts, occupancy. */
+struct rcache {
+	struct inv_range r; /* r.count: from the records, kept in step */
+	struct e164_range span;
+	int depth;		      /* levels of the occupancy tree */
+	uint64_t entries[OCC_LEVELS]; /* nodes' entries at each level */
+	struct occmap occ;
+};
+
+/* What a transaction changed in memory, undone in reverse when it aborts. */
+struct undo {
+	uint32_t rc;  /* index into inventory.rc */
+	uint8_t kind; /* UNDO_OCC: bit `off` set to `a`; UNDO_COUNT: a state -> b state */
+	uint8_t a, b;
+	uint8_t dec; /* UNDO_COUNT: count[a] was decremented */
+	uint64_t off;
+};
+enum { UNDO_OCC, UNDO_COUNT };
 
 struct inventory {
 	DB_ENV *env;
-	DB *numbers; /* canonical number -> struct inv_number; only numbers not available */
-	DB *users;   /* user id -> struct inv_user; users holding a number */
-	DB *ranges;  /* range name -> struct inv_range */
-	DB *occ;     /* (range index, level, node) -> uint64 "not available" bitmap */
+	DB *numbers; /* canonical number -> number record; only numbers not available */
+	DB *users;   /* user id -> user record; users holding a number */
+	DB *ranges;  /* range name -> range record (its definition) */
 	DB *quar;    /* (until, number) -> "": quarantines by end time */
 	DB *meta;    /* name -> value */
 	DB *dir;     /* user id -> JSON: the directory as last seen */
@@ -43,7 +71,16 @@ struct inventory {
 	int wrote;   /* the transaction running has changed something */
 	struct rcache *rc;
 	size_t nrc;
+	struct undo *undo; /* the running transaction's changes to memory */
+	size_t nundo, capundo;
+	int64_t quar_next;  /* no quarantine ends before this (INT64_MIN: unknown) */
+	int64_t quar_saved; /* quar_next when the running transaction began */
+	int stale;	    /* memory could not be put back: built again from the records */
 };
+
+#define FORMAT_KEY "inventory.record-format"
+#define FORMAT_NOW "2"
+#define CONVERT_BATCH 1000 /* records per transaction of the one-time conversion */
 
 static const char *const state_names[INV__STATES]
     = { "available", "reserved", "pending", "assigned", "quarantined" };
@@ -179,42 +216,62 @@ dbt_init(DBT *d, const void *data, size_t size)
 	d->size = (u_int32_t)size;
 }
 
-/* Read a fixed-size record into buf. INV_E_NOTFOUND when absent. */
+/*
+ * Read a record into buf (cap bytes) and set *len. INV_E_NOTFOUND when absent;
+ * a record longer than any this code writes is garbled: logged with its key.
+ */
+static const char *key_text(const void *k, size_t klen, char *buf, size_t len);
+
 static int
-db_get_fixed(DB *db, DB_TXN *txn, const void *k, size_t klen, void *buf, size_t len, int rmw)
+db_get_rec(
+    DB *db, DB_TXN *txn, const void *k, size_t klen, void *buf, size_t cap, size_t *len, int rmw)
 {
 	DBT key, data;
+	char kt[96];
 	int ret;
 
 	dbt_init(&key, k, klen);
 	memset(&data, 0, sizeof(data));
 	data.data = buf;
-	data.ulen = (u_int32_t)len;
+	data.ulen = (u_int32_t)cap;
 	data.flags = DB_DBT_USERMEM;
 	ret = db->get(db, txn, &key, &data, rmw ? DB_RMW : 0);
 	if (ret == DB_NOTFOUND)
 		return INV_E_NOTFOUND;
-	if (ret != 0)
-		return db_fail(db->dbenv, ret, "get");
-	if (data.size != len) {
-		log_err("bdb", "record of %u bytes where %zu were expected", data.size, len);
+	if (ret == DB_BUFFER_SMALL) {
+		log_err("inventory",
+		    "record %s in %s cannot be read: %u bytes, longer than any record",
+		    key_text(k, klen, kt, sizeof(kt)), db->fname ? db->fname : "?", data.size);
 		return INV_E_DB;
 	}
+	if (ret != 0)
+		return db_fail(db->dbenv, ret, "get");
+	*len = data.size;
 	return INV_OK;
 }
 
+/* INV_E_TAKEN (not logged) when flags has DB_NOOVERWRITE and the key is there. */
 static int
-db_put_fixed(DB *db, DB_TXN *txn, const void *k, size_t klen, const void *buf, size_t len)
+db_put_flags(
+    DB *db, DB_TXN *txn, const void *k, size_t klen, const void *buf, size_t len, u_int32_t flags)
 {
 	DBT key, data;
 	int ret;
 
 	dbt_init(&key, k, klen);
 	dbt_init(&data, buf, len);
-	ret = db->put(db, txn, &key, &data, 0);
+	ret = db->put(db, txn, &key, &data, flags);
 	if (ret == 0)
 		((struct inventory *)db->dbenv->app_private)->wrote = 1;
+	if (ret == DB_KEYEXIST)
+		return INV_E_TAKEN;
 	return ret ? db_fail(db->dbenv, ret, "put") : INV_OK;
+}
+
+static int
+db_put_fixed(DB *db, DB_TXN *txn, const void *k, size_t klen, const void *buf, size_t len)
+{
+	return db_put_flags(db, txn, k, klen, buf, len, 0);
 }
 
 static int
@@ -232,12 +289,736 @@ db_del(DB *db, DB_TXN *txn, const void *k, size_t klen)
 	return ret ? db_fail(db->dbenv, ret, "del") : INV_OK;
 }
 
+/* ---- stored records ----------------------------------------------------- */
+
+/*
+ * Format 2 (now): the key is the number, user id or range name; the value is
+ *
+ *   0x00, version 2, then fixed fields little-endian, then strings as a length
+ *   byte and the bytes (no NUL), in this order:
+ *   number  state u8, flags u8, since i64, until i64, user_id, range label
+ *   user    state u8, since i64, number, upn
+ *   range   index u32, type u8, removed u8, size u64, provider, first, last
+ *
+ * Range counts and the occupancy tree are not stored: they follow from the
+ * number records and are rebuilt from them when the inventory is opened.
+ *
+ * Format 1 (numprov before this one) stored the C structs themselves, copied
+ * below as they were. Their first byte is the first of a non-empty string, never
+ * 0x00, so the two cannot be taken one for the other. They are read (a reader
+ * beside an old inventory, a conversion cut short) and converted once, at the
+ * first writable open (convert_format).
+ */
+#define REC_MAGIC 0x00
+#define REC_VERSION 2
+
+struct inv_number_v1 {
+	char number[32];
+	uint8_t state;
+	uint8_t flags;
+	int64_t since;
+	int64_t until;
+	char user_id[64];
+	char range[64];
+};
+
+struct inv_user_v1 {
+	char id[64];
+	char upn[256];
+	char number[32];
+	uint8_t state;
+	int64_t since;
+};
+
+struct inv_range_v1 {
+	char name[64];
+	uint32_t index;
+	uint8_t type;
+	uint8_t removed;
+	char provider[64];
+	char first[32], last[32];
+	uint64_t size;
+	uint64_t count[5];
+};
+
+/* A key fit for a log line: printable ASCII, the rest as \xHH, cut short. */
+static const char *
+key_text(const void *k, size_t klen, char *buf, size_t len)
+{
+	const unsigned char *p = k;
+	size_t o = 0, i;
+
+	if (!klen)
+		return "(empty key)";
+	for (i = 0; i < klen && o + 6 < len; i++) {
+		if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+			buf[o++] = (char)p[i];
+		else
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", p[i]);
+	}
+	if (i < klen)
+		buf[o++] = '~'; /* cut short */
+	buf[o] = '\0';
+	return buf;
+}
+
+struct wr {
+	unsigned char *p;
+	size_t cap, len; /* len > cap: did not fit */
+};
+
+static void
+wr_u8(struct wr *w, unsigned v)
+{
+	if (w->len < w->cap)
+		w->p[w->len] = (unsigned char)v;
+	w->len++;
+}
+
+static void
+wr_le(struct wr *w, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		wr_u8(w, (unsigned)(v >> (8 * i)) & 0xff);
+}
+
+/* A string of a fixed-size field: at most size - 1 bytes, up to its NUL. */
+static void
+wr_str(struct wr *w, const char *s, size_t size)
+{
+	size_t n = strnlen(s, size - 1);
+
+	wr_u8(w, (unsigned)n);
+	if (w->len + n <= w->cap)
+		memcpy(w->p + w->len, s, n);
+	w->len += n;
+}
+
+static size_t
+wr_end(const struct wr *w)
+{
+	return w->len <= w->cap ? w->len : 0;
+}
+
+struct rd {
+	const unsigned char *p;
+	size_t len, pos;
+	const char *why; /* the first thing wrong */
+};
+
+static int
+rd_fail(struct rd *r, const char *why)
+{
+	if (!r->why)
+		r->why = why;
+	return 0;
+}
+
+static unsigned
+rd_u8(struct rd *r)
+{
+	if (r->why || r->pos >= r->len)
+		return (unsigned)rd_fail(r, "truncated");
+	return r->p[r->pos++];
+}
+
+static uint64_t
+rd_le(struct rd *r, int bytes)
+{
+	uint64_t v = 0;
+
+	if (r->why || r->len - r->pos < (size_t)bytes)
+		return (uint64_t)rd_fail(r, "truncated");
+	for (int i = 0; i < bytes; i++)
+		v |= (uint64_t)r->p[r->pos + (size_t)i] << (8 * i);
+	r->pos += (size_t)bytes;
+	return v;
+}
+
+/* Into a field of size bytes: shorter than it, no NUL inside. */
+static void
+rd_str(struct rd *r, char *dst, size_t size)
+{
+	size_t n = rd_u8(r);
+
+	dst[0] = '\0';
+	if (r->why)
+		return;
+	if (n >= size) {
+		rd_fail(r, "a string longer than its field");
+		return;
+	}
+	if (r->len - r->pos < n) {
+		rd_fail(r, "truncated");
+		return;
+	}
+	if (memchr(r->p + r->pos, '\0', n)) {
+		rd_fail(r, "a NUL byte inside a string");
+		return;
+	}
+	memcpy(dst, r->p + r->pos, n);
+	dst[n] = '\0';
+	r->pos += n;
+}
+
+static void
+rd_head(struct rd *r)
+{
+	unsigned magic = rd_u8(r), version = rd_u8(r);
+
+	if (!r->why && magic != REC_MAGIC)
+		rd_fail(r, "not a record of any known format");
+	else if (!r->why && version != REC_VERSION)
+		rd_fail(r, "record format version unknown to this numprov");
+}
+
+static const char *
+rd_end(struct rd *r)
+{
+	if (!r->why && r->pos != r->len)
+		rd_fail(r, "bytes after the end of the record");
+	return r->why;
+}
+
+/* The key into dst (size bytes): not empty, shorter than the field, no NUL. */
+static const char *
+dec_key(const void *k, size_t klen, char *dst, size_t size)
+{
+	dst[0] = '\0';
+	if (klen == 0 || klen >= size)
+		return klen ? "key longer than its field" : "empty key";
+	if (memchr(k, '\0', klen))
+		return "a NUL byte inside the key";
+	memcpy(dst, k, klen);
+	dst[klen] = '\0';
+	return NULL;
+}
+
+/* A format 1 string field: NUL-terminated within the field. */
+static int
+v1_str(const char *field, size_t size, char *dst, size_t dstsize)
+{
+	size_t n = strnlen(field, size);
+
+	if (n == size || n >= dstsize)
+		return -1;
+	memcpy(dst, field, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+static int
+is_v1(const unsigned char *d, size_t len, size_t v1size)
+{
+	return len == v1size && d[0] != REC_MAGIC;
+}
+
+size_t
+inv_encode_number(const struct inv_number *n, unsigned char *buf, size_t len)
+{
+	struct wr w = { buf, len, 0 };
+
+	wr_u8(&w, REC_MAGIC);
+	wr_u8(&w, REC_VERSION);
+	wr_u8(&w, n->state);
+	wr_u8(&w, n->flags);
+	wr_le(&w, (uint64_t)n->since, 8);
+	wr_le(&w, (uint64_t)n->until, 8);
+	wr_str(&w, n->user_id, sizeof(n->user_id));
+	wr_str(&w, n->range, sizeof(n->range));
+	return wr_end(&w);
+}
+
+static const char *
+dec_number_v1(const unsigned char *d, struct inv_number *out)
+{
+	struct inv_number_v1 v;
+	char key[sizeof(v.number)];
+
+	memcpy(&v, d, sizeof(v));
+	if (v1_str(v.number, sizeof(v.number), key, sizeof(key)) < 0
+	    || strcmp(key, out->number) != 0)
+		return "format 1 record for another number";
+	if (v1_str(v.user_id, sizeof(v.user_id), out->user_id, sizeof(out->user_id)) < 0
+	    || v1_str(v.range, sizeof(v.range), out->range, sizeof(out->range)) < 0)
+		return "format 1 record with an unterminated string";
+	out->state = v.state;
+	out->flags = v.flags;
+	out->since = v.since;
+	out->until = v.until;
+	return NULL;
+}
+
+static const char *
+dec_number(const void *key, size_t klen, const void *data, size_t len, struct inv_number *out)
+{
+	struct rd r = { data, len, 0, NULL };
+	const char *why;
+
+	memset(out, 0, sizeof(*out));
+	if ((why = dec_key(key, klen, out->number, sizeof(out->number))))
+		return why;
+	if (is_v1(data, len, sizeof(struct inv_number_v1)))
+		why = dec_number_v1(data, out);
+	else {
+		rd_head(&r);
+		out->state = (uint8_t)rd_u8(&r);
+		out->flags = (uint8_t)rd_u8(&r);
+		out->since = (int64_t)rd_le(&r, 8);
+		out->until = (int64_t)rd_le(&r, 8);
+		rd_str(&r, out->user_id, sizeof(out->user_id));
+		rd_str(&r, out->range, sizeof(out->range));
+		why = rd_end(&r);
+	}
+	if (!why && (out->state == INV_AVAILABLE || out->state >= INV__STATES))
+		why = "no such state";
+	else if (!why && (out->flags & ~INV_NF_CONFIG))
+		why = "unknown flags";
+	return why;
+}
+
+int
+inv_decode_number(
+    const void *key, size_t klen, const void *data, size_t len, struct inv_number *out)
+{
+	const char *why = dec_number(key, klen, data, len, out);
+	char kt[96];
+
+	if (!why)
+		return INV_OK;
+	log_err("inventory", "number record %s cannot be read: %s (%zu bytes)",
+	    key_text(key, klen, kt, sizeof(kt)), why, len);
+	return INV_E_DB;
+}
+
+size_t
+inv_encode_user(const struct inv_user *u, unsigned char *buf, size_t len)
+{
+	struct wr w = { buf, len, 0 };
+
+	wr_u8(&w, REC_MAGIC);
+	wr_u8(&w, REC_VERSION);
+	wr_u8(&w, u->state);
+	wr_le(&w, (uint64_t)u->since, 8);
+	wr_str(&w, u->number, sizeof(u->number));
+	wr_str(&w, u->upn, sizeof(u->upn));
+	return wr_end(&w);
+}
+
+static const char *
+dec_user_v1(const unsigned char *d, struct inv_user *out)
+{
+	struct inv_user_v1 v;
+	char key[sizeof(v.id)];
+
+	memcpy(&v, d, sizeof(v));
+	if (v1_str(v.id, sizeof(v.id), key, sizeof(key)) < 0 || strcmp(key, out->id) != 0)
+		return "format 1 record for another user";
+	if (v1_str(v.upn, sizeof(v.upn), out->upn, sizeof(out->upn)) < 0
+	    || v1_str(v.number, sizeof(v.number), out->number, sizeof(out->number)) < 0)
+		return "format 1 record with an unterminated string";
+	out->state = v.state;
+	out->since = v.since;
+	return NULL;
+}
+
+static const char *
+dec_user(const void *key, size_t klen, const void *data, size_t len, struct inv_user *out)
+{
+	struct rd r = { data, len, 0, NULL };
+	const char *why;
+
+	memset(out, 0, sizeof(*out));
+	if ((why = dec_key(key, klen, out->id, sizeof(out->id))))
+		return why;
+	if (is_v1(data, len, sizeof(struct inv_user_v1)))
+		why = dec_user_v1(data, out);
+	else {
+		rd_head(&r);
+		out->state = (uint8_t)rd_u8(&r);
+		out->since = (int64_t)rd_le(&r, 8);
+		rd_str(&r, out->number, sizeof(out->number));
+		rd_str(&r, out->upn, sizeof(out->upn));
+		why = rd_end(&r);
+	}
+	if (!why && out->state != INV_PENDING && out->state != INV_ASSIGNED)
+		why = "a user's number is pending or assigned, nothing else";
+	else if (!why && !out->number[0])
+		why = "no number";
+	return why;
+}
+
+int
+inv_decode_user(const void *key, size_t klen, const void *data, size_t len, struct inv_user *out)
+{
+	const char *why = dec_user(key, klen, data, len, out);
+	char kt[96];
+
+	if (!why)
+		return INV_OK;
+	log_err("inventory", "user record %s cannot be read: %s (%zu bytes)",
+	    key_text(key, klen, kt, sizeof(kt)), why, len);
+	return INV_E_DB;
+}
+
+size_t
+inv_encode_range(const struct inv_range *r, unsigned char *buf, size_t len)
+{
+	struct wr w = { buf, len, 0 };
+
+	wr_u8(&w, REC_MAGIC);
+	wr_u8(&w, REC_VERSION);
+	wr_le(&w, r->index, 4);
+	wr_u8(&w, r->type);
+	wr_u8(&w, r->removed);
+	wr_le(&w, r->size, 8);
+	wr_str(&w, r->provider, sizeof(r->provider));
+	wr_str(&w, r->first, sizeof(r->first));
+	wr_str(&w, r->last, sizeof(r->last));
+	return wr_end(&w);
+}
+
+static const char *
+dec_range_v1(const unsigned char *d, struct inv_range *out)
+{
+	struct inv_range_v1 v;
+	char key[sizeof(v.name)];
+
+	memcpy(&v, d, sizeof(v));
+	if (v1_str(v.name, sizeof(v.name), key, sizeof(key)) < 0 || strcmp(key, out->name) != 0)
+		return "format 1 record for another range";
+	if (v1_str(v.provider, sizeof(v.provider), out->provider, sizeof(out->provider)) < 0
+	    || v1_str(v.first, sizeof(v.first), out->first, sizeof(out->first)) < 0
+	    || v1_str(v.last, sizeof(v.last), out->last, sizeof(out->last)) < 0)
+		return "format 1 record with an unterminated string";
+	out->index = v.index;
+	out->type = v.type;
+	out->removed = v.removed;
+	out->size = v.size;
+	return NULL; /* its counts are not taken: they are rebuilt from the numbers */
+}
+
+static const char *
+dec_range(const void *key, size_t klen, const void *data, size_t len, struct inv_range *out)
+{
+	struct rd r = { data, len, 0, NULL };
+	const char *why;
+
+	memset(out, 0, sizeof(*out));
+	if ((why = dec_key(key, klen, out->name, sizeof(out->name))))
+		return why;
+	if (is_v1(data, len, sizeof(struct inv_range_v1)))
+		why = dec_range_v1(data, out);
+	else {
+		rd_head(&r);
+		out->index = (uint32_t)rd_le(&r, 4);
+		out->type = (uint8_t)rd_u8(&r);
+		out->removed = (uint8_t)rd_u8(&r);
+		out->size = rd_le(&r, 8);
+		rd_str(&r, out->provider, sizeof(out->provider));
+		rd_str(&r, out->first, sizeof(out->first));
+		rd_str(&r, out->last, sizeof(out->last));
+		why = rd_end(&r);
+	}
+	if (!why && out->removed > 1)
+		why = "removed is neither 0 nor 1";
+	return why;
+}
+
+int
+inv_decode_range(const void *key, size_t klen, const void *data, size_t len, struct inv_range *out)
+{
+	const char *why = dec_range(key, klen, data, len, out);
+	char kt[96];
+
+	if (!why)
+		return INV_OK;
+	log_err("inventory", "range record %s cannot be read: %s (%zu bytes)",
+	    key_text(key, klen, kt, sizeof(kt)), why, len);
+	return INV_E_DB;
+}
+
+/* ---- the occupancy tree in memory --------------------------------------- */
+
+#define OCC_EMPTY UINT64_MAX
+
+static uint64_t
+occ_node_key(int level, uint64_t node)
+{
+	return ((uint64_t)level << 56) | node;
+}
+
+static size_t
+occmap_slot(const struct occmap *m, uint64_t key)
+{
+	return (size_t)((key * 0x9e3779b97f4a7c15ull) >> m->shift);
+}
+
+static uint64_t
+occmap_get(const struct occmap *m, uint64_t key)
+{
+	if (!m->cap)
+		return 0;
+	for (size_t i = occmap_slot(m, key);; i = (i + 1) & (m->cap - 1)) {
+		if (m->key[i] == key)
+			return m->val[i];
+		if (m->key[i] == OCC_EMPTY)
+			return 0;
+	}
+}
+
+/* Set in a map with room (occmap_room); a key once in stays (all free when 0). */
+static void
+occmap_put(struct occmap *m, uint64_t key, uint64_t val)
+{
+	size_t i = occmap_slot(m, key);
+
+	while (m->key[i] != key && m->key[i] != OCC_EMPTY)
+		i = (i + 1) & (m->cap - 1);
+	if (m->key[i] == OCC_EMPTY) {
+		if (!val)
+			return;
+		m->key[i] = key;
+		m->n++;
+	}
+	m->val[i] = val;
+}
+
+static void
+occmap_free(struct occmap *m)
+{
+	free(m->key);
+	free(m->val);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Room for `more` new keys at a load of at most one half. -1 when out of memory. */
+static int
+occmap_room(struct occmap *m, size_t more)
+{
+	struct occmap g = { NULL, NULL, m->cap ? m->cap : 64, 0, 0 };
+
+	if ((m->n + more) * 2 <= m->cap)
+		return 0;
+	while ((m->n + more) * 2 > g.cap)
+		g.cap *= 2;
+	g.shift = 64 - __builtin_ctzll(g.cap);
+	g.key = malloc(g.cap * sizeof(*g.key));
+	g.val = malloc(g.cap * sizeof(*g.val));
+	if (!g.key || !g.val) {
+		free(g.key);
+		free(g.val);
+		log_err("inventory", "out of memory for an occupancy tree");
+		return -1;
+	}
+	memset(g.key, 0xff, g.cap * sizeof(*g.key));
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->key[i] != OCC_EMPTY && m->val[i])
+			occmap_put(&g, m->key[i], m->val[i]);
+	occmap_free(m);
+	*m = g;
+	return 0;
+}
+
+/* Bits of node `node` at `level` that stand for real entries. */
+static uint64_t
+occ_valid(const struct rcache *c, int level, uint64_t node)
+{
+	uint64_t left = c->entries[level] - node * 64;
+
+	return left >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << left) - 1);
+}
+
+static int
+occ_used(const struct rcache *c, uint64_t off)
+{
+	return (int)(occmap_get(&c->occ, occ_node_key(0, off / 64)) >> (off % 64)) & 1;
+}
+
+/*
+ * Mark one offset used or free; a node turning full or not full tells its parent.
+ * The map must have room for c->depth new keys.
+ */
+static void
+occ_mark(struct rcache *c, uint64_t off, int used)
+{
+	uint64_t node = off / 64, bit = (uint64_t)1 << (off % 64);
+
+	for (int level = 0; level < c->depth; level++) {
+		uint64_t key = occ_node_key(level, node), m = occmap_get(&c->occ, key);
+		uint64_t valid = occ_valid(c, level, node);
+		int wasfull = (m & valid) == valid, isfull;
+
+		m = used ? (m | bit) : (m & ~bit);
+		occmap_put(&c->occ, key, m);
+		isfull = (m & valid) == valid;
+		if (wasfull == isfull)
+			break;
+		used = isfull;
+		bit = (uint64_t)1 << (node % 64);
+		node /= 64;
+	}
+}
+
+/* Lowest free offset: one node per level, from the root down. */
+static int
+occ_find(const struct rcache *c, uint64_t *off)
+{
+	uint64_t node = 0;
+
+	for (int level = c->depth - 1; level >= 0; level--) {
+		uint64_t m = occmap_get(&c->occ, occ_node_key(level, node));
+		uint64_t free_bits = ~m & occ_valid(c, level, node);
+
+		if (!free_bits) {
+			if (level != c->depth - 1)
+				log_err("inventory",
+				    "range %s: occupancy tree inconsistent at level %d", c->r.name,
+				    level);
+			return INV_E_FULL;
+		}
+		node = node * 64 + (uint64_t)__builtin_ctzll(free_bits);
+	}
+	*off = node;
+	return INV_OK;
+}
+
+/* Lowest free offset at or above `from`: up while nodes have nothing free, then down. */
+static int
+occ_find_from(const struct rcache *c, uint64_t from, uint64_t *off)
+{
+	uint64_t pos = from; /* an entry of `level`: a number, or a node of the level below */
+	int level = 0;
+
+	if (from >= c->span.size)
+		return INV_E_FULL;
+	for (;;) {
+		uint64_t node = pos / 64, m = occmap_get(&c->occ, occ_node_key(level, node));
+		uint64_t free_bits = ~m & occ_valid(c, level, node) & (~(uint64_t)0 << (pos % 64));
+
+		if (free_bits) {
+			pos = node * 64 + (uint64_t)__builtin_ctzll(free_bits);
+			break;
+		}
+		if (++level >= c->depth || (pos = node + 1) >= c->entries[level])
+			return INV_E_FULL;
+	}
+	while (level-- > 0) {
+		uint64_t m = occmap_get(&c->occ, occ_node_key(level, pos));
+		uint64_t free_bits = ~m & occ_valid(c, level, pos);
+
+		if (!free_bits) {
+			log_err("inventory", "range %s: occupancy tree inconsistent at level %d",
+			    c->r.name, level);
+			return INV_E_FULL;
+		}
+		pos = pos * 64 + (uint64_t)__builtin_ctzll(free_bits);
+	}
+	*off = pos;
+	return INV_OK;
+}
+
+/* ---- changes to memory, undone when their transaction aborts ------------ */
+
+static struct rcache *rc_by_name(struct inventory *inv, const char *name);
+
+static int
+undo_push(struct inventory *inv, const struct undo *u)
+{
+	if (inv->nundo == inv->capundo) {
+		size_t cap = inv->capundo ? 2 * inv->capundo : 64;
+		struct undo *g = realloc(inv->undo, cap * sizeof(*g));
+
+		if (!g) {
+			log_err("inventory", "out of memory for a transaction's undo list");
+			return INV_E_DB;
+		}
+		inv->undo = g;
+		inv->capundo = cap;
+	}
+	inv->undo[inv->nundo++] = *u;
+	return INV_OK;
+}
+
+/* Number `off` of range c used or free, in memory, for the running transaction. */
+static int
+mem_mark(struct inventory *inv, struct rcache *c, uint64_t off, int used)
+{
+	struct undo u = { (uint32_t)(c - inv->rc), UNDO_OCC, (uint8_t) !!used, 0, 0, off };
+
+	if (occ_used(c, off) == !!used)
+		return INV_OK;
+	if (occmap_room(&c->occ, (size_t)c->depth) < 0 || undo_push(inv, &u) != INV_OK)
+		return INV_E_DB;
+	occ_mark(c, off, used);
+	return INV_OK;
+}
+
+static void
+count_move(struct rcache *c, int from, int to, int *dec)
+{
+	*dec = from != INV_AVAILABLE && c->r.count[from] > 0;
+	if (*dec)
+		c->r.count[from]--;
+	if (to != INV_AVAILABLE)
+		c->r.count[to]++;
+}
+
+/* A number labelled `label` moves from state `from` to `to`: the range's counts. */
+static int
+mem_count(struct inventory *inv, const char *label, int from, int to)
+{
+	struct rcache *c = NULL;
+	struct undo u = { 0, UNDO_COUNT, (uint8_t)from, (uint8_t)to, 0, 0 };
+	int dec;
+
+	if (!label[0] || from == to)
+		return INV_OK;
+	if (!(c = rc_by_name(inv, label)))
+		return INV_OK; /* a label no range has: counted nowhere */
+	u.rc = (uint32_t)(c - inv->rc);
+	if (undo_push(inv, &u) != INV_OK)
+		return INV_E_DB;
+	count_move(c, from, to, &dec);
+	inv->undo[inv->nundo - 1].dec = (uint8_t)dec;
+	return INV_OK;
+}
+
+/* The transaction aborted: memory goes back to how the records are. */
+static void
+undo_all(struct inventory *inv)
+{
+	while (inv->nundo > 0) {
+		const struct undo *u = &inv->undo[--inv->nundo];
+		struct rcache *c = &inv->rc[u->rc];
+
+		if (u->kind == UNDO_OCC) {
+			if (occmap_room(&c->occ, (size_t)c->depth) == 0)
+				occ_mark(c, u->off, !u->a);
+			else
+				inv->stale = 1; /* out of memory: run_txn builds it all again */
+			continue;
+		}
+		if (u->b != INV_AVAILABLE && c->r.count[u->b] > 0)
+			c->r.count[u->b]--;
+		if (u->dec)
+			c->r.count[u->a]++;
+	}
+	inv->quar_next = inv->quar_saved;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
 /* Run body in a transaction, again on deadlock; commit on INV_OK, else abort. */
 typedef int (*txn_body)(struct inventory *inv, DB_TXN *txn, void *ctx);
+
+static int derive(struct inventory *inv);
 
 static int
 run_txn(struct inventory *inv, txn_body body, void *ctx)
 {
+	if (inv->stale && derive(inv) != INV_OK)
+		return INV_E_DB;
 	for (int tries = 0; tries < INV_TRIES; tries++) {
 		DB_TXN *txn;
 		int ret = inv->env->txn_begin(inv->env, NULL, &txn, 0), rc;
@@ -245,11 +1026,14 @@ run_txn(struct inventory *inv, txn_body body, void *ctx)
 		if (ret)
 			return db_fail(inv->env, ret, "txn_begin");
 		inv->wrote = 0;
+		inv->nundo = 0;
+		inv->quar_saved = inv->quar_next;
 		rc = body(inv, txn, ctx);
 		if (rc != INV_OK) {
 			/* nothing of it stays; an abort that fails has panicked the environment */
 			if ((ret = txn->abort(txn)) != 0)
 				db_fail(inv->env, ret, "abort");
+			undo_all(inv);
 			if (rc == INV_RETRY)
 				continue;
 			return rc;
@@ -257,6 +1041,7 @@ run_txn(struct inventory *inv, txn_body body, void *ctx)
 		/* a commit that fails has aborted the transaction */
 		ret = txn->commit(txn, 0);
 		if (ret == 0) {
+			inv->nundo = 0;
 			if (inv->nospace && inv->wrote) {
 				inv->nospace = 0;
 				log_notice("inventory", "the database in %s can be written again",
@@ -264,6 +1049,7 @@ run_txn(struct inventory *inv, txn_body body, void *ctx)
 			}
 			return INV_OK;
 		}
+		undo_all(inv);
 		rc = db_fail(inv->env, ret, "commit");
 		if (rc != INV_RETRY)
 			return rc;
@@ -273,19 +1059,6 @@ run_txn(struct inventory *inv, txn_body body, void *ctx)
 }
 
 /* ---- the in-memory range list ------------------------------------------- */
-
-static int
-occ_depth(uint64_t size)
-{
-	uint64_t n = (size + 63) / 64;
-	int d = 1;
-
-	while (n > 1) {
-		n = (n + 63) / 64;
-		d++;
-	}
-	return d;
-}
 
 static struct rcache *
 rc_by_name(struct inventory *inv, const char *name)
@@ -306,151 +1079,50 @@ rc_containing(struct inventory *inv, const struct e164 *n, uint64_t *off)
 	return NULL;
 }
 
-static int
-rc_add(struct inventory *inv, const struct inv_range *r)
+static void
+rc_free(struct rcache *rc, size_t n)
 {
-	struct rcache *c, *grown = realloc(inv->rc, (inv->nrc + 1) * sizeof(*inv->rc));
-	char err[200];
+	for (size_t i = 0; i < n; i++)
+		occmap_free(&rc[i].occ);
+	free(rc);
+}
 
-	if (!grown)
-		return INV_E_DB;
-	inv->rc = grown;
-	c = &inv->rc[inv->nrc];
+/* A stored definition into c: its span and tree shape; no counts, an empty tree. */
+static int
+rc_init(struct rcache *c, const struct inv_range *r)
+{
+	char err[200];
+	uint64_t n;
+
 	memset(c, 0, sizeof(*c));
 	c->r = *r;
+	memset(c->r.count, 0, sizeof(c->r.count));
 	if (e164_range_init(&c->span, r->first, r->last, err, sizeof(err)) < 0) {
 		log_err("inventory", "stored range %s: %s", r->name, err);
 		return INV_E_DB;
 	}
-	c->depth = occ_depth(c->span.size);
-	inv->nrc++;
+	n = c->span.size;
+	c->depth = 0;
+	do {
+		c->entries[c->depth++] = n;
+		n = (n + 63) / 64;
+	} while (c->entries[c->depth - 1] > 64 && c->depth < OCC_LEVELS);
 	return INV_OK;
 }
 
-static int
-rc_load_cb(const struct inv_range *r, void *arg)
-{
-	return rc_add(arg, r) != INV_OK;
-}
+/* ---- number and user records, and their transitions --------------------- */
 
-static int
-rc_reload(struct inventory *inv)
-{
-	free(inv->rc);
-	inv->rc = NULL;
-	inv->nrc = 0;
-	return inv_foreach_range(inv, rc_load_cb, inv);
-}
-
-/* ---- occupancy tree ----------------------------------------------------- */
-
-struct occ_key {
-	unsigned char b[13]; /* range index (4, big endian), level (1), node (8, big endian) */
-};
+#define REC_BUF INV_REC_MAX    /* room for any record of either format */
+#define OFF_UNKNOWN UINT64_MAX /* transition(): the offset is not known yet */
 
 static void
-occ_key(struct occ_key *k, uint32_t index, int level, uint64_t node)
+copy_str(char *dst, size_t len, const char *src)
 {
-	for (int i = 0; i < 4; i++)
-		k->b[i] = (unsigned char)(index >> (24 - 8 * i));
-	k->b[4] = (unsigned char)level;
-	for (int i = 0; i < 8; i++)
-		k->b[5 + i] = (unsigned char)(node >> (56 - 8 * i));
+	size_t n = src ? strnlen(src, len - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
 }
-
-/* Bits of node `node` at `level` that stand for real entries. */
-static uint64_t
-occ_valid(const struct rcache *c, int level, uint64_t node)
-{
-	uint64_t entries = c->span.size, left;
-
-	for (int l = 0; l < level; l++)
-		entries = (entries + 63) / 64;
-	left = entries - node * 64;
-	return left >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << left) - 1);
-}
-
-static int
-occ_get(struct inventory *inv, DB_TXN *txn, const struct rcache *c, int level, uint64_t node,
-    uint64_t *mask)
-{
-	struct occ_key k;
-	int rc;
-
-	occ_key(&k, c->r.index, level, node);
-	rc = db_get_fixed(inv->occ, txn, k.b, sizeof(k.b), mask, sizeof(*mask), 1);
-	if (rc == INV_E_NOTFOUND) {
-		*mask = 0;
-		return INV_OK;
-	}
-	return rc;
-}
-
-static int
-occ_put(struct inventory *inv, DB_TXN *txn, const struct rcache *c, int level, uint64_t node,
-    uint64_t mask)
-{
-	struct occ_key k;
-
-	occ_key(&k, c->r.index, level, node);
-	if (mask == 0) /* all free: no record, so storage follows use */
-		return db_del(inv->occ, txn, k.b, sizeof(k.b));
-	return db_put_fixed(inv->occ, txn, k.b, sizeof(k.b), &mask, sizeof(mask));
-}
-
-/* Mark one offset used or free; a node turning full or not full tells its parent. */
-static int
-occ_mark(struct inventory *inv, DB_TXN *txn, const struct rcache *c, uint64_t off, int used)
-{
-	uint64_t node = off / 64, bit = (uint64_t)1 << (off % 64);
-
-	for (int level = 0; level < c->depth; level++) {
-		uint64_t m, valid = occ_valid(c, level, node);
-		int rc, wasfull, isfull;
-
-		if ((rc = occ_get(inv, txn, c, level, node, &m)) != INV_OK)
-			return rc;
-		wasfull = (m & valid) == valid;
-		m = used ? (m | bit) : (m & ~bit);
-		if ((rc = occ_put(inv, txn, c, level, node, m)) != INV_OK)
-			return rc;
-		isfull = (m & valid) == valid;
-		if (wasfull == isfull)
-			break;
-		used = isfull;
-		bit = (uint64_t)1 << (node % 64);
-		node /= 64;
-	}
-	return INV_OK;
-}
-
-/* Lowest free offset: one node per level, from the root down. */
-static int
-occ_find(struct inventory *inv, DB_TXN *txn, const struct rcache *c, uint64_t *off)
-{
-	uint64_t node = 0;
-
-	for (int level = c->depth - 1; level >= 0; level--) {
-		uint64_t m, free_bits;
-		int rc = occ_get(inv, txn, c, level, node, &m);
-
-		if (rc != INV_OK)
-			return rc;
-		free_bits = ~m & occ_valid(c, level, node);
-		if (!free_bits) {
-			if (level != c->depth - 1)
-				log_err("inventory",
-				    "range %s: occupancy tree inconsistent at level %d", c->r.name,
-				    level);
-			return INV_E_FULL;
-		}
-		node = node * 64 + (uint64_t)__builtin_ctzll(free_bits);
-	}
-	*off = node;
-	return INV_OK;
-}
-
-/* ---- number records and their transitions ------------------------------- */
 
 struct quar_key {
 	unsigned char b[8 + E164_STRLEN];
@@ -471,59 +1143,78 @@ quar_key(struct quar_key *k, int64_t until, const char *number)
 static int
 num_get(struct inventory *inv, DB_TXN *txn, const char *number, struct inv_number *out)
 {
-	int rc = db_get_fixed(
-	    inv->numbers, txn, number, strlen(number), out, sizeof(*out), txn != NULL);
+	unsigned char buf[REC_BUF];
+	size_t len, klen = strlen(number);
+	int rc = db_get_rec(inv->numbers, txn, number, klen, buf, sizeof(buf), &len, txn != NULL);
 
 	if (rc == INV_E_NOTFOUND) {
 		memset(out, 0, sizeof(*out));
-		snprintf(out->number, sizeof(out->number), "%s", number);
+		copy_str(out->number, sizeof(out->number), number);
 	}
-	return rc;
+	return rc == INV_OK ? inv_decode_number(number, klen, buf, len, out) : rc;
 }
 
 static int
-count_adjust(struct inventory *inv, DB_TXN *txn, const char *label, int from, int to)
+num_put(struct inventory *inv, DB_TXN *txn, const struct inv_number *n, u_int32_t flags)
 {
-	struct inv_range r;
-	int rc;
+	unsigned char buf[REC_BUF];
+	size_t len = inv_encode_number(n, buf, sizeof(buf));
 
-	if (!label[0] || from == to)
-		return INV_OK;
-	rc = db_get_fixed(inv->ranges, txn, label, strlen(label), &r, sizeof(r), 1);
-	if (rc != INV_OK)
-		return rc == INV_E_NOTFOUND ? INV_OK : rc;
-	if (from != INV_AVAILABLE && r.count[from] > 0)
-		r.count[from]--;
-	if (to != INV_AVAILABLE)
-		r.count[to]++;
-	return db_put_fixed(inv->ranges, txn, label, strlen(label), &r, sizeof(r));
+	return db_put_flags(inv->numbers, txn, n->number, strlen(n->number), buf, len, flags);
+}
+
+static int
+user_get(struct inventory *inv, DB_TXN *txn, const char *id, struct inv_user *out)
+{
+	unsigned char buf[REC_BUF];
+	size_t len, klen = strlen(id);
+	int rc = db_get_rec(inv->users, txn, id, klen, buf, sizeof(buf), &len, txn != NULL);
+
+	return rc == INV_OK ? inv_decode_user(id, klen, buf, len, out) : rc;
+}
+
+/* INV_E_TAKEN when flags has DB_NOOVERWRITE and the user has a record. */
+static int
+user_put(struct inventory *inv, DB_TXN *txn, const struct inv_user *u, u_int32_t flags)
+{
+	unsigned char buf[REC_BUF];
+	size_t len = inv_encode_user(u, buf, sizeof(buf));
+
+	return db_put_flags(inv->users, txn, u->id, strlen(u->id), buf, len, flags);
+}
+
+static int
+user_del(struct inventory *inv, DB_TXN *txn, const char *id)
+{
+	return db_del(inv->users, txn, id, strlen(id));
 }
 
 /*
- * Move a number from *old to *new (state INV_AVAILABLE means no record):
- * counts, occupancy, quarantine index and the record itself, all in txn.
+ * Move a number from *old to *new (state INV_AVAILABLE means no record): counts
+ * and occupancy in memory, the quarantine index and the record itself in txn.
+ * off is the number's offset in its range when the caller knows it.
  */
 static int
-transition(
-    struct inventory *inv, DB_TXN *txn, const struct inv_number *old, const struct inv_number *new)
+transition(struct inventory *inv, DB_TXN *txn, const struct inv_number *old,
+    const struct inv_number *new, uint64_t off)
 {
 	int was = old->state != INV_AVAILABLE, is = new->state != INV_AVAILABLE, rc;
 	struct rcache *c = new->range[0] ? rc_by_name(inv, new->range) : NULL;
 	struct quar_key qk;
 
-	if ((rc = count_adjust(inv, txn, new->range, old->state, new->state)) != INV_OK)
+	if ((rc = mem_count(inv, new->range, old->state, new->state)) != INV_OK)
 		return rc;
 	if (c && !c->r.removed && was != is) {
 		struct e164 n;
-		uint64_t off;
 		char err[160];
 
-		if (e164_parse(new->number, &n, err, sizeof(err)) < 0
-		    || !e164_range_contains(&c->span, &n, &off)) {
+		if (off == OFF_UNKNOWN
+		    && (e164_parse(new->number, &n, err, sizeof(err)) < 0
+			|| !e164_range_contains(&c->span, &n, &off))) {
 			log_err("inventory", "%s is not in range %s", new->number, c->r.name);
 			return INV_E_DB;
 		}
-		if ((rc = occ_mark(inv, txn, c, off, is)) != INV_OK)
+		if ((rc = mem_mark(inv, c, off, is)) != INV_OK)
 			return rc;
 	}
 	if (old->state == INV_QUARANTINED) {
@@ -535,28 +1226,13 @@ transition(
 		quar_key(&qk, new->until, new->number);
 		if ((rc = db_put_fixed(inv->quar, txn, qk.b, qk.len, "", 1)) != INV_OK)
 			return rc;
+		if (new->until < inv->quar_next)
+			inv->quar_next = new->until;
 	}
 	if (!is)
 		return db_del(inv->numbers, txn, new->number, strlen(new->number));
-	return db_put_fixed(inv->numbers, txn, new->number, strlen(new->number), new, sizeof(*new));
-}
-
-static int
-user_get(struct inventory *inv, DB_TXN *txn, const char *id, struct inv_user *out)
-{
-	return db_get_fixed(inv->users, txn, id, strlen(id), out, sizeof(*out), txn != NULL);
-}
-
-static int
-user_put(struct inventory *inv, DB_TXN *txn, const struct inv_user *u)
-{
-	return db_put_fixed(inv->users, txn, u->id, strlen(u->id), u, sizeof(*u));
-}
-
-static int
-user_del(struct inventory *inv, DB_TXN *txn, const char *id)
-{
-	return db_del(inv->users, txn, id, strlen(id));
+	/* no DB_NOOVERWRITE: the tree (a new record) or the read before (a change) is the check */
+	return num_put(inv, txn, new, 0);
 }
 
 /* Canonical text of a number given by a caller; INV_E_NOTFOUND if it is not a number. */
@@ -576,13 +1252,20 @@ canon(const char *in, char *out, struct e164 *parsed)
 
 /* ---- quarantine --------------------------------------------------------- */
 
+/*
+ * Quarantines that have ended go back to the pool. inv->quar_next (the earliest
+ * end, as far as is known) spares the look into the index when none can have.
+ */
 static int
 expire_in(struct inventory *inv, DB_TXN *txn, time_t now, int *count)
 {
 	DBC *cur;
 	DBT key, data;
-	int ret, rc = INV_OK;
+	int ret, rc = INV_OK, known = 1;
+	int64_t next = INT64_MAX;
 
+	if (inv->quar_next > (int64_t)now)
+		return INV_OK;
 	if ((ret = inv->quar->cursor(inv->quar, txn, &cur, 0)) != 0)
 		return db_fail(inv->env, ret, "cursor");
 	memset(&key, 0, sizeof(key));
@@ -593,10 +1276,16 @@ expire_in(struct inventory *inv, DB_TXN *txn, time_t now, int *count)
 		char number[E164_STRLEN];
 		struct inv_number old, new;
 
+		if (key.size <= 8 || key.size - 8 >= E164_STRLEN) {
+			known = 0; /* a garbled key: stop here, as before */
+			break;
+		}
 		for (int i = 0; i < 8; i++)
 			until = (int64_t)(((uint64_t)until << 8) | b[i]);
-		if (until > (int64_t)now || key.size <= 8 || key.size - 8 >= E164_STRLEN)
+		if (until > (int64_t)now) {
+			next = until;
 			break;
+		}
 		memcpy(number, b + 8, key.size - 8);
 		number[key.size - 8] = '\0';
 		if ((rc = num_get(inv, txn, number, &old)) == INV_E_NOTFOUND
@@ -611,15 +1300,18 @@ expire_in(struct inventory *inv, DB_TXN *txn, time_t now, int *count)
 			break;
 		new = old;
 		new.state = INV_AVAILABLE;
-		if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
+		if ((rc = transition(inv, txn, &old, &new, OFF_UNKNOWN)) != INV_OK)
 			break;
 		(*count)++;
 	}
 	cur->close(cur);
 	if (rc != INV_OK)
 		return rc;
-	return (ret == 0 || ret == DB_NOTFOUND) ? INV_OK
-						: db_fail(inv->env, ret, "quarantine cursor");
+	if (ret != 0 && ret != DB_NOTFOUND)
+		return db_fail(inv->env, ret, "quarantine cursor");
+	if (known)
+		inv->quar_next = next;
+	return INV_OK;
 }
 
 struct expire_ctx {
@@ -653,15 +1345,28 @@ struct op {
 	struct e164 parsed;
 	time_t now;
 	int days;
+	uint64_t from; /* peek: the lowest offset it may give */
 	struct inv_number out;
 };
 
-static void
-copy_str(char *dst, size_t len, const char *src)
+/* The user already holds a number: which (INV_E_USER_HAS), or why that cannot be told. */
+static int
+user_has(struct inventory *inv, DB_TXN *txn, struct op *op)
 {
-	snprintf(dst, len, "%s", src ? src : "");
+	struct inv_user u;
+	int rc = user_get(inv, txn, op->user_id, &u);
+
+	if (rc != INV_OK)
+		return rc;
+	copy_str(op->out.number, sizeof(op->out.number), u.number);
+	return INV_E_USER_HAS;
 }
 
+/*
+ * The number comes from the tree in memory, which marks every number with a
+ * record. The user's record is written with DB_NOOVERWRITE: that is the check
+ * that the user holds no number, and their record is read only when they do.
+ */
 static int
 allocate_body(struct inventory *inv, DB_TXN *txn, void *arg)
 {
@@ -675,39 +1380,34 @@ allocate_body(struct inventory *inv, DB_TXN *txn, void *arg)
 
 	if (!c || c->r.removed)
 		return INV_E_NOTFOUND;
-	if ((rc = user_get(inv, txn, op->user_id, &u)) == INV_OK) {
-		copy_str(op->out.number, sizeof(op->out.number), u.number);
-		return INV_E_USER_HAS;
-	}
-	if (rc != INV_E_NOTFOUND)
-		return rc;
 	if ((rc = expire_in(inv, txn, op->now, &expired)) != INV_OK)
 		return rc;
-	if ((rc = occ_find(inv, txn, c, &off)) != INV_OK)
-		return rc;
+	if ((rc = occ_find(c, &off)) != INV_OK) {
+		/* the user's own number first, as when the range has room */
+		rc = rc == INV_E_FULL ? user_has(inv, txn, op) : rc;
+		return rc == INV_E_NOTFOUND ? INV_E_FULL : rc;
+	}
+	memset(&new, 0, sizeof(new));
 	e164_range_number(&c->span, off, &n);
 	e164_format(&n, new.number, sizeof(new.number));
-	if ((rc = num_get(inv, txn, new.number, &old)) != INV_E_NOTFOUND) {
-		if (rc == INV_OK)
-			log_err("inventory", "range %s: %s marked free but recorded %s", c->r.name,
-			    old.number, inv_state_name(old.state));
-		return rc == INV_OK ? INV_E_DB : rc;
-	}
-	memset(&new.state, 0, sizeof(new) - sizeof(new.number));
 	new.state = INV_PENDING;
 	new.since = op->now;
 	copy_str(new.user_id, sizeof(new.user_id), op->user_id);
 	copy_str(new.range, sizeof(new.range), c->r.name);
-	if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
+	memset(&old, 0, sizeof(old));
+	memcpy(old.number, new.number, sizeof(old.number));
+	if ((rc = transition(inv, txn, &old, &new, off)) != INV_OK)
 		return rc;
 	memset(&u, 0, sizeof(u));
 	copy_str(u.id, sizeof(u.id), op->user_id);
 	copy_str(u.upn, sizeof(u.upn), op->upn);
-	copy_str(u.number, sizeof(u.number), new.number);
+	memcpy(u.number, new.number, sizeof(u.number));
 	u.state = INV_PENDING;
 	u.since = op->now;
+	if ((rc = user_put(inv, txn, &u, DB_NOOVERWRITE)) == INV_E_TAKEN)
+		return (rc = user_has(inv, txn, op)) == INV_E_NOTFOUND ? INV_E_DB : rc;
 	op->out = new;
-	return user_put(inv, txn, &u);
+	return rc;
 }
 
 int
@@ -754,13 +1454,13 @@ confirm_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	new = old;
 	new.state = INV_ASSIGNED;
 	new.since = op->now;
-	if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
+	if ((rc = transition(inv, txn, &old, &new, OFF_UNKNOWN)) != INV_OK)
 		return rc;
 	if ((rc = user_get(inv, txn, op->user_id, &u)) != INV_OK)
 		return rc == INV_E_NOTFOUND ? INV_E_DB : rc;
 	u.state = INV_ASSIGNED;
 	u.since = op->now;
-	return user_put(inv, txn, &u);
+	return user_put(inv, txn, &u, 0);
 }
 
 int
@@ -784,7 +1484,7 @@ fail_body(struct inventory *inv, DB_TXN *txn, void *arg)
 		return rc;
 	new = old;
 	new.state = INV_AVAILABLE;
-	if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
+	if ((rc = transition(inv, txn, &old, &new, OFF_UNKNOWN)) != INV_OK)
 		return rc;
 	return user_del(inv, txn, op->user_id);
 }
@@ -823,7 +1523,7 @@ release_body(struct inventory *inv, DB_TXN *txn, void *arg)
 		new.state = INV_AVAILABLE;
 	}
 	new.since = op->now;
-	if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
+	if ((rc = transition(inv, txn, &old, &new, OFF_UNKNOWN)) != INV_OK)
 		return rc;
 	op->out = new;
 	return user_del(inv, txn, op->user_id);
@@ -859,7 +1559,7 @@ reserve_body(struct inventory *inv, DB_TXN *txn, void *arg)
 			return INV_OK;
 		new = old; /* the config now lists an admin's reservation: config owns it */
 		new.flags |= INV_NF_CONFIG;
-		return transition(inv, txn, &old, &new);
+		return transition(inv, txn, &old, &new, OFF_UNKNOWN);
 	}
 	if (old.state == INV_PENDING || old.state == INV_ASSIGNED)
 		return INV_E_TAKEN;
@@ -873,7 +1573,7 @@ reserve_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	copy_str(new.range, sizeof(new.range), c->r.name);
 	if (old.state != INV_AVAILABLE && strcmp(old.range, new.range) != 0)
 		return INV_E_DB; /* labels are kept right by inv_sync_ranges */
-	return transition(inv, txn, &old, &new);
+	return transition(inv, txn, &old, &new, OFF_UNKNOWN);
 }
 
 /* Teams gave it to someone else: pending -> reserved, one transaction. */
@@ -920,7 +1620,7 @@ unreserve_body(struct inventory *inv, DB_TXN *txn, void *arg)
 		return INV_E_CONFIG;
 	new = old;
 	new.state = INV_AVAILABLE;
-	return transition(inv, txn, &old, &new);
+	return transition(inv, txn, &old, &new, OFF_UNKNOWN);
 }
 
 int
@@ -967,7 +1667,7 @@ adopt_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	if (old.state != new.state)
 		new.since = op->now;
 	copy_str(new.user_id, sizeof(new.user_id), op->user_id);
-	if ((rc = transition(inv, txn, &old, &new)) != INV_OK)
+	if ((rc = transition(inv, txn, &old, &new, OFF_UNKNOWN)) != INV_OK)
 		return rc;
 	memset(&u, 0, sizeof(u));
 	copy_str(u.id, sizeof(u.id), op->user_id);
@@ -976,7 +1676,7 @@ adopt_body(struct inventory *inv, DB_TXN *txn, void *arg)
 	u.state = (uint8_t)op->state;
 	u.since = new.since;
 	op->out = new;
-	return user_put(inv, txn, &u);
+	return user_put(inv, txn, &u, 0);
 }
 
 /* A given number on a user, in the given state (adopt: assigned; claim: pending). */
@@ -1025,56 +1725,75 @@ inv_get_number(struct inventory *inv, const char *number, struct inv_number *out
 int
 inv_get_user(struct inventory *inv, const char *user_id, struct inv_user *out)
 {
-	return db_get_fixed(inv->users, NULL, user_id, strlen(user_id), out, sizeof(*out), 0);
+	return user_get(inv, NULL, user_id, out);
 }
 
+/* From memory: the counts are kept there, not in the range's record. */
 int
 inv_get_range(struct inventory *inv, const char *name, struct inv_range *out)
 {
-	return db_get_fixed(inv->ranges, NULL, name, strlen(name), out, sizeof(*out), 0);
+	struct rcache *c = rc_by_name(inv, name);
+
+	if (!c)
+		return INV_E_NOTFOUND;
+	*out = c->r;
+	return INV_OK;
 }
 
-/* Walk a database of fixed-size records in key order. */
+/*
+ * Walk a database in key order. A record that cannot be decoded is logged with
+ * its key and passed to bad (when given), then left out; cb stops the walk by
+ * returning non-zero.
+ */
+typedef int (*rec_decode)(const void *k, size_t kl, const void *d, size_t l, void *out);
+typedef int (*rec_cb)(const void *rec, void *arg);
+typedef void (*rec_bad)(const void *k, size_t kl, const void *d, size_t l, void *arg);
+
 static int
-foreach_fixed(DB *db, size_t size, int (*cb)(const void *rec, void *arg), void *arg)
+walk(DB *db, void *rec, rec_decode dec, rec_cb cb, rec_bad bad, void *arg)
 {
 	DBC *cur;
 	DBT key, data;
 	int ret, stop = 0;
-	void *buf = malloc(size);
 
-	if (!buf)
-		return INV_E_DB;
-	if ((ret = db->cursor(db, NULL, &cur, 0)) != 0) {
-		free(buf);
+	if ((ret = db->cursor(db, NULL, &cur, 0)) != 0)
 		return db_fail(db->dbenv, ret, "cursor");
-	}
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
 	while (!stop && (ret = cur->get(cur, &key, &data, DB_NEXT)) == 0) {
-		if (data.size != size)
-			continue;
-		memcpy(buf, data.data, size); /* records are not aligned in the page */
-		stop = cb(buf, arg);
+		if (dec(key.data, key.size, data.data, data.size, rec) == INV_OK)
+			stop = cb(rec, arg);
+		else if (bad)
+			bad(key.data, key.size, data.data, data.size, arg);
 	}
 	cur->close(cur);
-	free(buf);
 	if (ret != 0 && ret != DB_NOTFOUND)
 		return db_fail(db->dbenv, ret, "cursor");
 	return stop ? 1 : INV_OK;
+}
+
+static int
+dec_number_any(const void *k, size_t kl, const void *d, size_t l, void *out)
+{
+	return inv_decode_number(k, kl, d, l, out);
+}
+
+static int
+dec_user_any(const void *k, size_t kl, const void *d, size_t l, void *out)
+{
+	return inv_decode_user(k, kl, d, l, out);
+}
+
+static int
+dec_range_any(const void *k, size_t kl, const void *d, size_t l, void *out)
+{
+	return inv_decode_range(k, kl, d, l, out);
 }
 
 struct cb_wrap {
 	void *cb;
 	void *arg;
 };
-
-static int
-range_tramp(const void *rec, void *arg)
-{
-	struct cb_wrap *w = arg;
-	return ((inv_range_cb)w->cb)(rec, w->arg);
-}
 
 static int
 number_tramp(const void *rec, void *arg)
@@ -1093,22 +1812,31 @@ user_tramp(const void *rec, void *arg)
 int
 inv_foreach_range(struct inventory *inv, inv_range_cb cb, void *arg)
 {
-	struct cb_wrap w = { (void *)cb, arg };
-	return foreach_fixed(inv->ranges, sizeof(struct inv_range), range_tramp, &w);
+	for (size_t i = 0; i < inv->nrc; i++) {
+		struct inv_range r = inv->rc[i].r;
+
+		if (cb(&r, arg))
+			return 1;
+	}
+	return INV_OK;
 }
 
 int
 inv_foreach_number(struct inventory *inv, inv_number_cb cb, void *arg)
 {
 	struct cb_wrap w = { (void *)cb, arg };
-	return foreach_fixed(inv->numbers, sizeof(struct inv_number), number_tramp, &w);
+	struct inv_number n;
+
+	return walk(inv->numbers, &n, dec_number_any, number_tramp, NULL, &w);
 }
 
 int
 inv_foreach_user(struct inventory *inv, inv_user_cb cb, void *arg)
 {
 	struct cb_wrap w = { (void *)cb, arg };
-	return foreach_fixed(inv->users, sizeof(struct inv_user), user_tramp, &w);
+	struct inv_user u;
+
+	return walk(inv->users, &u, dec_user_any, user_tramp, NULL, &w);
 }
 
 /* ---- meta --------------------------------------------------------------- */
@@ -1257,8 +1985,17 @@ peek_body(struct inventory *inv, DB_TXN *txn, void *arg)
 
 	if (!c || c->r.removed)
 		return INV_E_NOTFOUND;
+	if (op->number[0]) { /* after this number */
+		struct e164 a;
+		char err[160];
+
+		if (e164_parse(op->number, &a, err, sizeof(err)) < 0
+		    || !e164_range_contains(&c->span, &a, &op->from))
+			return INV_E_NOTFOUND;
+		op->from++;
+	}
 	if ((rc = expire_in(inv, txn, op->now, &expired)) != INV_OK
-	    || (rc = occ_find(inv, txn, c, &off)) != INV_OK)
+	    || (rc = occ_find_from(c, op->from, &off)) != INV_OK)
 		return rc;
 	e164_range_number(&c->span, off, &n);
 	memset(&op->out, 0, sizeof(op->out));
@@ -1268,16 +2005,159 @@ peek_body(struct inventory *inv, DB_TXN *txn, void *arg)
 }
 
 int
-inv_peek(struct inventory *inv, const char *range, time_t now, struct inv_number *out)
+inv_peek_after(
+    struct inventory *inv, const char *range, time_t now, const char *after, struct inv_number *out)
 {
 	struct op op = { .range = range, .now = now };
-	int rc = run_txn(inv, peek_body, &op);
+	int rc;
+
+	copy_str(op.number, sizeof(op.number), after);
+	rc = run_txn(inv, peek_body, &op);
 
 	if (rc == INV_RETRY - 1) {
 		*out = op.out;
 		return INV_OK;
 	}
 	return rc;
+}
+
+int
+inv_peek(struct inventory *inv, const char *range, time_t now, struct inv_number *out)
+{
+	return inv_peek_after(inv, range, now, NULL, out);
+}
+
+/* ---- counts and occupancy from the records ------------------------------ */
+
+struct derive_ctx {
+	struct inventory *inv;
+	int rc;
+};
+
+static int
+derive_number(const void *rec, void *arg)
+{
+	const struct inv_number *n = rec;
+	struct derive_ctx *d = arg;
+	struct rcache *c = n->range[0] ? rc_by_name(d->inv, n->range) : NULL;
+	struct e164 num;
+	uint64_t off;
+	char err[160];
+
+	if (c)
+		c->r.count[n->state]++;
+	/* by where the number lies, whatever its label says (inv_verify tells) */
+	if (e164_parse(n->number, &num, err, sizeof(err)) < 0
+	    || !(c = rc_containing(d->inv, &num, &off)))
+		return 0;
+	if (occmap_room(&c->occ, (size_t)c->depth) < 0) {
+		d->rc = INV_E_DB;
+		return 1;
+	}
+	occ_mark(c, off, 1);
+	return 0;
+}
+
+/* A record that cannot be read (logged) is kept out of the pool all the same. */
+static void
+derive_bad(const void *k, size_t kl, const void *data, size_t len, void *arg)
+{
+	struct derive_ctx *d = arg;
+	char text[E164_STRLEN], err[160];
+	struct rcache *c;
+	struct e164 num;
+	uint64_t off;
+
+	(void)data;
+	(void)len;
+	if (dec_key(k, kl, text, sizeof(text)) || e164_parse(text, &num, err, sizeof(err)) < 0
+	    || !(c = rc_containing(d->inv, &num, &off)))
+		return;
+	if (occmap_room(&c->occ, (size_t)c->depth) == 0)
+		occ_mark(c, off, 1);
+}
+
+/* Counts and trees of every range from a scan of the number records. */
+static int
+derive(struct inventory *inv)
+{
+	struct derive_ctx d = { inv, INV_OK };
+	struct inv_number n;
+	int rc;
+
+	for (size_t i = 0; i < inv->nrc; i++) {
+		occmap_free(&inv->rc[i].occ);
+		memset(inv->rc[i].r.count, 0, sizeof(inv->rc[i].r.count));
+	}
+	inv->quar_next = INT64_MIN; /* the first allocation looks */
+	rc = walk(inv->numbers, &n, dec_number_any, derive_number, derive_bad, &d);
+	if (rc == 1)
+		rc = d.rc;
+	inv->stale = rc != INV_OK; /* half built: again before the next transaction */
+	return rc;
+}
+
+struct load_ctx {
+	struct rcache *rc;
+	size_t n;
+	int rc_err;
+};
+
+static int
+load_range(const void *rec, void *arg)
+{
+	struct load_ctx *l = arg;
+	struct rcache *g = realloc(l->rc, (l->n + 1) * sizeof(*l->rc));
+
+	if (!g) {
+		l->rc_err = INV_E_DB;
+		return 1;
+	}
+	l->rc = g;
+	if ((l->rc_err = rc_init(&l->rc[l->n], rec)) != INV_OK)
+		return 1;
+	l->n++;
+	return 0;
+}
+
+enum {
+	RC_KEEP,  /* ranges whose bounds and state are as they were keep counts and tree */
+	RC_DEFS,  /* definitions only: a rebuild follows */
+	RC_DERIVE /* counts and trees from the records */
+};
+
+/* The stored range definitions into memory. */
+static int
+rc_reload(struct inventory *inv, int mode)
+{
+	struct load_ctx l = { NULL, 0, INV_OK };
+	struct inv_range r;
+	int rc = walk(inv->ranges, &r, dec_range_any, load_range, NULL, &l), fresh = 0;
+
+	if (rc == 1)
+		rc = l.rc_err;
+	if (rc != INV_OK) {
+		rc_free(l.rc, l.n);
+		return rc;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		struct rcache *now = &l.rc[i], *was = rc_by_name(inv, now->r.name);
+
+		if (mode == RC_KEEP && was && strcmp(was->r.first, now->r.first) == 0
+		    && strcmp(was->r.last, now->r.last) == 0 && was->r.removed == now->r.removed) {
+			memcpy(now->r.count, was->r.count, sizeof(now->r.count));
+			now->occ = was->occ;
+			memset(&was->occ, 0, sizeof(was->occ));
+		} else {
+			fresh = 1;
+		}
+	}
+	rc_free(inv->rc, inv->nrc);
+	inv->rc = l.rc;
+	inv->nrc = l.n;
+	if (mode == RC_DERIVE || (mode == RC_KEEP && fresh))
+		return derive(inv);
+	return INV_OK;
 }
 
 /* ---- ranges from the config --------------------------------------------- */
@@ -1299,6 +2179,15 @@ next_index(struct inventory *inv)
 	return max + 1;
 }
 
+static int
+range_put(struct inventory *inv, DB_TXN *txn, const struct inv_range *r)
+{
+	unsigned char buf[REC_BUF];
+	size_t len = inv_encode_range(r, buf, sizeof(buf));
+
+	return db_put_fixed(inv->ranges, txn, r->name, strlen(r->name), buf, len);
+}
+
 /* Write the configured ranges' definitions; report whether any bounds changed. */
 static int
 sync_defs(struct inventory *inv, DB_TXN *txn, struct sync_ctx *x)
@@ -1306,19 +2195,14 @@ sync_defs(struct inventory *inv, DB_TXN *txn, struct sync_ctx *x)
 	int rc;
 
 	for (size_t i = 0; i < inv->nrc; i++) {
-		struct inv_range r;
-		int live = config_range_find(x->cfg, inv->rc[i].r.name) != NULL;
+		struct inv_range r = inv->rc[i].r;
+		int live = config_range_find(x->cfg, r.name) != NULL;
 
-		/* the stored record, not the cached copy: its counts move with every change */
-		if ((rc = db_get_fixed(inv->ranges, txn, inv->rc[i].r.name,
-			 strlen(inv->rc[i].r.name), &r, sizeof(r), 1))
-		    != INV_OK)
-			return rc;
 		if (r.removed == !live)
 			continue;
 		r.removed = (uint8_t)!live;
 		x->changed = 1;
-		if ((rc = db_put_fixed(inv->ranges, txn, r.name, strlen(r.name), &r, sizeof(r))))
+		if ((rc = range_put(inv, txn, &r)) != INV_OK)
 			return rc;
 	}
 	uint32_t next = next_index(inv);
@@ -1329,12 +2213,9 @@ sync_defs(struct inventory *inv, DB_TXN *txn, struct sync_ctx *x)
 		struct inv_range r;
 
 		memset(&r, 0, sizeof(r));
-		if (c
-		    && (rc = db_get_fixed(
-			    inv->ranges, txn, cr->name, strlen(cr->name), &r, sizeof(r), 1))
-			!= INV_OK)
-			return rc;
-		if (!c)
+		if (c)
+			r.index = c->r.index;
+		else
 			r.index = next++;
 		copy_str(r.name, sizeof(r.name), cr->name);
 		copy_str(r.provider, sizeof(r.provider), cr->provider);
@@ -1345,69 +2226,65 @@ sync_defs(struct inventory *inv, DB_TXN *txn, struct sync_ctx *x)
 		r.size = cr->span.size;
 		if (!c || strcmp(c->r.first, r.first) || strcmp(c->r.last, r.last))
 			x->changed = 1;
-		if ((rc = db_put_fixed(inv->ranges, txn, r.name, strlen(r.name), &r, sizeof(r))))
+		if ((rc = range_put(inv, txn, &r)) != INV_OK)
 			return rc;
 	}
 	return INV_OK;
 }
 
-/* Relabel every record by the ranges now configured; rebuild counts and occupancy. */
+/* The range a record belongs to now: the live one holding it, or a removed one keeping it. */
+static const char *
+label_for(struct inventory *inv, const struct inv_number *rec)
+{
+	struct rcache *c, *old = rec->range[0] ? rc_by_name(inv, rec->range) : NULL;
+	struct e164 num;
+	uint64_t off;
+	char err[160];
+
+	if (e164_parse(rec->number, &num, err, sizeof(err)) < 0)
+		return rec->range; /* not a number: left as it is */
+	if ((c = rc_containing(inv, &num, &off)))
+		return c->r.name;
+	if (old && old->r.removed)
+		return old->r.name; /* a removed range keeps its numbers */
+	return "";		    /* not in any range, live or kept */
+}
+
+/* Relabel every record by the ranges now configured (counts and trees follow). */
 static int
 rebuild(struct inventory *inv, DB_TXN *txn)
 {
-	u_int32_t n;
 	DBC *cur;
 	DBT key, data;
 	int ret, rc = INV_OK;
 
-	if ((ret = inv->occ->truncate(inv->occ, txn, &n, 0)) != 0)
-		return db_fail(inv->env, ret, "truncate");
-	for (size_t i = 0; i < inv->nrc; i++) {
-		struct inv_range *r = &inv->rc[i].r;
-		memset(r->count, 0, sizeof(r->count));
-	}
 	if ((ret = inv->numbers->cursor(inv->numbers, txn, &cur, 0)) != 0)
 		return db_fail(inv->env, ret, "cursor");
 	memset(&key, 0, sizeof(key));
 	memset(&data, 0, sizeof(data));
 	while ((ret = cur->get(cur, &key, &data, DB_NEXT | DB_RMW)) == 0) {
+		unsigned char buf[REC_BUF];
 		struct inv_number rec;
-		struct rcache *c, *old;
-		struct e164 num;
-		uint64_t off;
-		char err[160];
+		const char *label;
+		size_t len;
 
-		if (data.size != sizeof(rec))
+		if (inv_decode_number(key.data, key.size, data.data, data.size, &rec) != INV_OK)
 			continue;
-		memcpy(&rec, data.data, sizeof(rec));
-		if (e164_parse(rec.number, &num, err, sizeof(err)) < 0)
+		label = label_for(inv, &rec);
+		if (strcmp(rec.range, label) == 0)
 			continue;
-		old = rec.range[0] ? rc_by_name(inv, rec.range) : NULL;
-		if ((c = rc_containing(inv, &num, &off))) {
-			if ((rc = occ_mark(inv, txn, c, off, 1)) != INV_OK)
-				break;
-		} else if (!old || !old->r.removed) {
-			c = NULL; /* not in any range, live or kept */
-		} else {
-			c = old; /* a removed range keeps its numbers */
-		}
-		copy_str(rec.range, sizeof(rec.range), c ? c->r.name : "");
-		if (c)
-			c->r.count[rec.state]++;
-		dbt_init(&data, &rec, sizeof(rec));
+		copy_str(rec.range, sizeof(rec.range), label);
+		len = inv_encode_number(&rec, buf, sizeof(buf));
+		dbt_init(&data, buf, len);
 		if ((ret = cur->put(cur, &key, &data, DB_CURRENT)) != 0)
 			break;
+		inv->wrote = 1;
 	}
 	cur->close(cur);
 	if (rc != INV_OK)
 		return rc;
 	if (ret != 0 && ret != DB_NOTFOUND)
 		return db_fail(inv->env, ret, "rebuild");
-	for (size_t i = 0; i < inv->nrc; i++) {
-		struct inv_range *r = &inv->rc[i].r;
-		if ((rc = db_put_fixed(inv->ranges, txn, r->name, strlen(r->name), r, sizeof(*r))))
-			return rc;
-	}
 	return INV_OK;
 }
 
@@ -1500,12 +2377,14 @@ inv_sync_ranges(struct inventory *inv, const struct config *cfg, time_t now)
 	int rc = run_txn(inv, sync_defs_body, &x);
 
 	if (rc == INV_OK)
-		rc = rc_reload(inv);
+		rc = rc_reload(inv, x.changed ? RC_DEFS : RC_KEEP);
 	if (rc == INV_OK && x.changed) {
 		log_info("inventory", "range definitions changed: recounting numbers in use");
 		rc = run_txn(inv, rebuild_body, NULL);
+		/* rebuilt or not, memory follows the records as they now are */
+		int derived = rc_reload(inv, RC_DERIVE);
 		if (rc == INV_OK)
-			rc = rc_reload(inv);
+			rc = derived;
 	}
 	if (rc == INV_OK)
 		rc = sync_reservations(inv, cfg, now);
@@ -1604,18 +2483,25 @@ open_db(struct inventory *inv, DB **db, const char *file, int create, char *err,
  * records and database pages: ordinary write(2) calls, whose ENOSPC comes back as
  * an error from the call that needed the space.
  *
- *   cache       32 MB, never grown beyond (mapped: 40 MB with its hash tables)
- *   locks       100,000 locks and lock objects, 1,000 lockers (about 49 MB with
- *               the log and transaction regions): a range rebuild, the largest
- *               transaction, takes about 8 page locks per 100 numbers in use
+ *   cache       4 MB, never grown beyond (mapped: 5 MB with its hash tables);
+ *               pages beyond it are read from the files (the OS's page cache):
+ *               a resident set of a few tens of MB is what a gateway can spare
+ *   locks       up to 100,000 locks and lock objects, 1,000 lockers (about 37 MB
+ *               of file with the log and transaction regions): a range rebuild,
+ *               the largest transaction, takes about 8 page locks per 100 numbers
+ *               in use. Only 2,000 of each are made at the start, with 8,192 hash
+ *               buckets: the rest of the region is touched (and resident) only
+ *               when a transaction needs it
  *   log         256 KB buffer, 1 MB region (file names); log files stay at
  *               Berkeley DB's 10 MB and are written with write(2)
  *
- * About 92 MB in all (INV_REGION_BYTES is the bound checked before creation).
+ * About 45 MB in all (INV_REGION_BYTES is the bound checked before creation).
  */
-#define INV_CACHE_BYTES (32u * 1024 * 1024)
+#define INV_CACHE_BYTES (4u * 1024 * 1024)
 #define INV_LOCKS 100000
 #define INV_LOCKERS 1000
+#define INV_LOCKS_INIT 2000
+#define INV_LOCK_BUCKETS 8192
 #define INV_LOG_BUFFER (256u * 1024)
 #define INV_LOG_REGION (1024u * 1024)
 
@@ -1765,6 +2651,10 @@ open_env(struct inventory *inv, const char *path, int flags, int joined, char *e
 		inv->env->set_lk_max_locks(inv->env, INV_LOCKS);
 		inv->env->set_lk_max_objects(inv->env, INV_LOCKS);
 		inv->env->set_lk_max_lockers(inv->env, INV_LOCKERS);
+		/* what is made (and so in memory) at the start; more as transactions need */
+		inv->env->set_memory_init(inv->env, DB_MEM_LOCK, INV_LOCKS_INIT);
+		inv->env->set_memory_init(inv->env, DB_MEM_LOCKOBJECT, INV_LOCKS_INIT);
+		inv->env->set_lk_tablesize(inv->env, INV_LOCK_BUCKETS);
 		inv->env->set_cachesize(inv->env, 0, INV_CACHE_BYTES, 1);
 		inv->env->set_cache_max(inv->env, 0, INV_CACHE_BYTES);
 		inv->env->set_lg_bsize(inv->env, INV_LOG_BUFFER);
@@ -1785,6 +2675,239 @@ open_env(struct inventory *inv, const char *path, int flags, int joined, char *e
 		return INV_E_DB;
 	}
 	return joined ? INV_OK : reserve_regions(path, err, errlen);
+}
+
+/* ---- record format 1 to 2, once ----------------------------------------- */
+
+/* One database's records converted in batches: where the next batch starts. */
+struct conv {
+	DB *db;
+	int (*dec)(const void *k, size_t kl, const void *d, size_t l, void *out);
+	size_t (*enc)(const void *rec, unsigned char *buf, size_t len);
+	unsigned char *from; /* the last key done (NULL: from the start) */
+	size_t fromlen;
+	int done;
+	long converted, bad;
+	/* the running batch's, taken when it commits */
+	unsigned char *next;
+	size_t nextlen;
+	int batch_done;
+	long batch_converted, batch_bad;
+};
+
+static size_t
+enc_number_any(const void *rec, unsigned char *buf, size_t len)
+{
+	return inv_encode_number(rec, buf, len);
+}
+
+static size_t
+enc_user_any(const void *rec, unsigned char *buf, size_t len)
+{
+	return inv_encode_user(rec, buf, len);
+}
+
+static size_t
+enc_range_any(const void *rec, unsigned char *buf, size_t len)
+{
+	return inv_encode_range(rec, buf, len);
+}
+
+/* A format 1 record at the cursor rewritten in format 2; others are left alone. */
+static int
+convert_one(struct inventory *inv, struct conv *cv, DBC *cur, const DBT *key, const DBT *data)
+{
+	union {
+		struct inv_number n;
+		struct inv_user u;
+		struct inv_range r;
+	} rec;
+	unsigned char buf[REC_BUF];
+	DBT d;
+	size_t len;
+	int ret;
+
+	if (data->size && ((const unsigned char *)data->data)[0] == REC_MAGIC)
+		return INV_OK; /* format 2 already (a conversion cut short) */
+	if (cv->dec(key->data, key->size, data->data, data->size, &rec) != INV_OK) {
+		cv->batch_bad++; /* logged; left as it is for inv_verify to report */
+		return INV_OK;
+	}
+	len = cv->enc(&rec, buf, sizeof(buf));
+	dbt_init(&d, buf, len);
+	if ((ret = cur->put(cur, (DBT *)key, &d, DB_CURRENT)) != 0)
+		return db_fail(inv->env, ret, "conversion put");
+	inv->wrote = 1;
+	cv->batch_converted++;
+	return INV_OK;
+}
+
+static int
+convert_batch(struct inventory *inv, DB_TXN *txn, void *arg)
+{
+	struct conv *cv = arg;
+	DBC *cur;
+	DBT key, data;
+	int ret, rc = INV_OK, n = 0;
+	u_int32_t how = DB_FIRST;
+
+	free(cv->next);
+	cv->next = NULL;
+	cv->nextlen = 0;
+	cv->batch_done = 0;
+	cv->batch_converted = cv->batch_bad = 0;
+	if ((ret = cv->db->cursor(cv->db, txn, &cur, 0)) != 0)
+		return db_fail(inv->env, ret, "cursor");
+	memset(&key, 0, sizeof(key));
+	memset(&data, 0, sizeof(data));
+	if (cv->from) {
+		dbt_init(&key, cv->from, cv->fromlen);
+		how = DB_SET_RANGE;
+	}
+	for (ret = cur->get(cur, &key, &data, how | DB_RMW); ret == 0 && n < CONVERT_BATCH;
+	     ret = cur->get(cur, &key, &data, DB_NEXT | DB_RMW)) {
+		if (cv->from && key.size == cv->fromlen
+		    && memcmp(key.data, cv->from, key.size) == 0)
+			continue; /* done by the batch before */
+		n++;
+		free(cv->next);
+		if (!(cv->next = malloc(key.size ? key.size : 1))) {
+			rc = INV_E_DB;
+			break;
+		}
+		memcpy(cv->next, key.data, key.size);
+		cv->nextlen = key.size;
+		if ((rc = convert_one(inv, cv, cur, &key, &data)) != INV_OK)
+			break;
+	}
+	cur->close(cur);
+	if (rc != INV_OK)
+		return rc;
+	if (ret == DB_NOTFOUND)
+		cv->batch_done = 1;
+	else if (ret != 0)
+		return db_fail(inv->env, ret, "conversion cursor");
+	return INV_OK;
+}
+
+/* Every record of one database, a batch per transaction. */
+static int
+convert_db(struct inventory *inv, struct conv *cv)
+{
+	int rc = INV_OK;
+
+	while (rc == INV_OK && !cv->done) {
+		if ((rc = run_txn(inv, convert_batch, cv)) != INV_OK)
+			break;
+		free(cv->from);
+		cv->from = cv->next;
+		cv->fromlen = cv->nextlen;
+		cv->next = NULL;
+		cv->done = cv->batch_done || !cv->from;
+		cv->converted += cv->batch_converted;
+		cv->bad += cv->batch_bad;
+	}
+	free(cv->from);
+	free(cv->next);
+	cv->from = cv->next = NULL;
+	return rc;
+}
+
+/* The last step, in one transaction: range records, the stored tree goes, the mark. */
+static int
+convert_finish(struct inventory *inv, DB_TXN *txn, void *arg)
+{
+	struct conv *cv = arg;
+	int ret, rc;
+
+	free(cv->from); /* from the start, also when run again after a deadlock */
+	cv->from = NULL;
+	cv->converted = cv->bad = 0;
+	do {
+		if ((rc = convert_batch(inv, txn, cv)) != INV_OK)
+			return rc;
+		free(cv->from);
+		cv->from = cv->next;
+		cv->fromlen = cv->nextlen;
+		cv->next = NULL;
+		cv->converted += cv->batch_converted;
+		cv->bad += cv->batch_bad;
+	} while (!cv->batch_done && cv->from);
+	/* format 1 kept the occupancy tree on disk; format 2 builds it in memory */
+	ret = inv->env->dbremove(inv->env, txn, "occupancy.db", NULL, 0);
+	if (ret != 0 && ret != ENOENT)
+		return db_fail(inv->env, ret, "remove occupancy.db");
+	return db_put_fixed(
+	    inv->meta, txn, FORMAT_KEY, strlen(FORMAT_KEY), FORMAT_NOW, strlen(FORMAT_NOW));
+}
+
+static double
+seconds_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * An inventory without the format mark is new, or was written by numprov before
+ * record format 2: its records are rewritten, in batches (a crash in between is
+ * safe: both formats are read, and the next start goes on), then the mark.
+ */
+static int
+convert_format(struct inventory *inv, const char *path, char *err, size_t errlen)
+{
+	struct conv numbers = { .db = inv->numbers, .dec = dec_number_any, .enc = enc_number_any };
+	struct conv users = { .db = inv->users, .dec = dec_user_any, .enc = enc_user_any };
+	struct conv ranges = { .db = inv->ranges, .dec = dec_range_any, .enc = enc_range_any };
+	double t0 = seconds_now();
+	int rc;
+
+	rc = convert_db(inv, &numbers);
+	if (rc == INV_OK)
+		rc = convert_db(inv, &users);
+	if (rc == INV_OK)
+		rc = run_txn(inv, convert_finish, &ranges);
+	free(ranges.from);
+	free(ranges.next);
+	if (rc != INV_OK) {
+		snprintf(err, errlen,
+		    "cannot convert the inventory in %s to record format %s (see the log)", path,
+		    FORMAT_NOW);
+		return rc;
+	}
+	if (numbers.converted + users.converted + ranges.converted > 0)
+		log_notice("inventory",
+		    "converted the inventory in %s to record format %s: %ld numbers, %ld users, "
+		    "%ld ranges in %.1f s%s; numprov before this version cannot read it",
+		    path, FORMAT_NOW, numbers.converted, users.converted, ranges.converted,
+		    seconds_now() - t0,
+		    numbers.bad + users.bad + ranges.bad ? " (records that could not be read "
+							   "are left as they were)"
+							 : "");
+	return INV_OK;
+}
+
+/* The mark of record format 2, or the conversion that writes it. */
+static int
+check_format(struct inventory *inv, const char *path, int ro, char *err, size_t errlen)
+{
+	char fmt[16];
+	int rc = inv_meta_get(inv, FORMAT_KEY, fmt, sizeof(fmt));
+
+	if (rc == INV_OK && strcmp(fmt, FORMAT_NOW) == 0)
+		return INV_OK;
+	if (rc == INV_OK || rc == INV_E_DB) {
+		snprintf(err, errlen,
+		    "the inventory in %s is in a record format this numprov does not know "
+		    "(written by a later version?)",
+		    path);
+		return INV_E_DB;
+	}
+	if (rc != INV_E_NOTFOUND || ro)
+		return rc == INV_E_NOTFOUND ? INV_OK : rc; /* a reader reads format 1 as it is */
+	return convert_format(inv, path, err, errlen);
 }
 
 static int
@@ -1815,13 +2938,14 @@ open_all(struct inventory *inv, const char *path, int flags, char *err, size_t e
 	if ((rc = open_db(inv, &inv->numbers, "numbers.db", !ro, err, errlen))
 	    || (rc = open_db(inv, &inv->users, "users.db", !ro, err, errlen))
 	    || (rc = open_db(inv, &inv->ranges, "ranges.db", !ro, err, errlen))
-	    || (rc = open_db(inv, &inv->occ, "occupancy.db", !ro, err, errlen))
 	    || (rc = open_db(inv, &inv->quar, "quarantine.db", !ro, err, errlen))
 	    || (rc = open_db(inv, &inv->meta, "meta.db", !ro, err, errlen))
 	    || (rc = open_db(inv, &inv->dir, "directory.db", !ro, err, errlen)))
 		return rc;
-	if ((rc = rc_reload(inv)) != INV_OK)
-		snprintf(err, errlen, "cannot read the ranges in %s", path);
+	if ((rc = check_format(inv, path, ro, err, errlen)) != INV_OK)
+		return rc;
+	if ((rc = rc_reload(inv, RC_DERIVE)) != INV_OK)
+		snprintf(err, errlen, "cannot read the inventory in %s (see the log)", path);
 	return rc;
 }
 
@@ -1836,6 +2960,7 @@ inv_open(const char *path, int flags, struct inventory **out, char *err, size_t 
 		return INV_E_DB;
 	}
 	inv->lockfd = -1;
+	inv->quar_next = INT64_MIN;
 	rc = open_all(inv, path, flags, err, errlen);
 	if (rc != INV_OK) {
 		inv_close(inv);
@@ -1858,11 +2983,11 @@ inv_checkpoint(struct inventory *inv)
 void
 inv_close(struct inventory *inv)
 {
-	DB **dbs[] = { &inv->numbers, &inv->users, &inv->ranges, &inv->occ, &inv->quar, &inv->meta,
-		&inv->dir };
-
 	if (!inv)
 		return;
+	DB **dbs[]
+	    = { &inv->numbers, &inv->users, &inv->ranges, &inv->quar, &inv->meta, &inv->dir };
+
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
 		if (*dbs[i])
 			(*dbs[i])->close(*dbs[i], 0);
@@ -1873,7 +2998,8 @@ inv_close(struct inventory *inv)
 	}
 	if (inv->lockfd >= 0)
 		close(inv->lockfd);
-	free(inv->rc);
+	rc_free(inv->rc, inv->nrc);
+	free(inv->undo);
 	free(inv);
 }
 
@@ -1906,29 +3032,74 @@ verify_note(struct verify_ctx *v, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int
-verify_number(const struct inv_number *n, void *arg)
+static void
+verify_bad(const void *k, size_t kl, const void *data, size_t len, void *arg, const char *what)
 {
 	struct verify_ctx *v = arg;
-	struct rcache *c = n->range[0] ? rc_by_name(v->inv, n->range) : NULL;
+	char kt[96];
+
+	(void)data;
+	verify_note(v, "%s record %s (%zu bytes) cannot be read", what,
+	    key_text(k, kl, kt, sizeof(kt)), len);
+}
+
+static void
+verify_bad_number(const void *k, size_t kl, const void *data, size_t len, void *arg)
+{
+	verify_bad(k, kl, data, len, arg, "number");
+}
+
+static void
+verify_bad_user(const void *k, size_t kl, const void *data, size_t len, void *arg)
+{
+	verify_bad(k, kl, data, len, arg, "user");
+}
+
+/* A quarantined number has its entry in the index by end time. */
+static int
+quar_indexed(struct inventory *inv, const struct inv_number *n)
+{
+	struct quar_key qk;
+	DBT key, data;
+
+	quar_key(&qk, n->until, n->number);
+	dbt_init(&key, qk.b, qk.len);
+	memset(&data, 0, sizeof(data));
+	data.flags = DB_DBT_PARTIAL; /* presence only */
+	return inv->quar->get(inv->quar, NULL, &key, &data, 0) == 0;
+}
+
+static int
+verify_number(const void *rec, void *arg)
+{
+	const struct inv_number *n = rec;
+	struct verify_ctx *v = arg;
+	struct rcache *c = n->range[0] ? rc_by_name(v->inv, n->range) : NULL, *in;
 	struct inv_user u;
 	struct e164 num;
 	uint64_t off;
 	char err[160];
 
-	if (n->state == INV_AVAILABLE || n->state >= INV__STATES)
-		verify_note(v, "%s: bad state %d", n->number, n->state);
 	if (n->range[0] && !c)
 		verify_note(v, "%s: labelled with unknown range %s", n->number, n->range);
-	if (c && n->state < INV__STATES)
+	if (c)
 		v->count[c - v->inv->rc][n->state]++;
-	if (c && !c->r.removed) {
-		if (e164_parse(n->number, &num, err, sizeof(err)) < 0
-		    || !e164_range_contains(&c->span, &num, &off))
-			verify_note(v, "%s: labelled %s but outside it", n->number, c->r.name);
+	if (e164_parse(n->number, &num, err, sizeof(err)) < 0) {
+		verify_note(v, "%s: not a number", n->number);
+	} else if ((in = rc_containing(v->inv, &num, &off))) {
+		if (in != c)
+			verify_note(v, "%s: in range %s but labelled '%s'", n->number, in->r.name,
+			    n->range);
+		if (!occ_used(in, off))
+			verify_note(
+			    v, "%s: %s but marked free", n->number, inv_state_name(n->state));
 		else
-			v->bits[c - v->inv->rc]++;
+			v->bits[in - v->inv->rc]++;
+	} else if (c && !c->r.removed) {
+		verify_note(v, "%s: labelled %s but outside it", n->number, c->r.name);
 	}
+	if (n->state == INV_QUARANTINED && !quar_indexed(v->inv, n))
+		verify_note(v, "%s: quarantined, missing from the quarantine index", n->number);
 	if (n->state != INV_PENDING && n->state != INV_ASSIGNED)
 		return 0;
 	if (inv_get_user(v->inv, n->user_id, &u) != INV_OK)
@@ -1944,8 +3115,9 @@ verify_number(const struct inv_number *n, void *arg)
 }
 
 static int
-verify_user(const struct inv_user *u, void *arg)
+verify_user(const void *rec, void *arg)
 {
+	const struct inv_user *u = rec;
 	struct verify_ctx *v = arg;
 	struct inv_number n;
 
@@ -1958,32 +3130,61 @@ verify_user(const struct inv_user *u, void *arg)
 	return 0;
 }
 
-/* Leaf bits set in a range's occupancy tree. */
-static int
-occ_leaf_bits(struct inventory *inv, const struct rcache *c, uint64_t *total)
+/*
+ * The tree's own shape: no bit beyond the range, every bit above level 0 set
+ * exactly when the node below is full. Returns the bits set at level 0.
+ */
+static uint64_t
+verify_tree(struct verify_ctx *v, const struct rcache *c)
 {
-	struct occ_key k;
-	DBC *cur;
-	DBT key, data;
-	int ret;
+	const struct occmap *m = &c->occ;
+	uint64_t leaf_bits = 0;
 
-	*total = 0;
-	occ_key(&k, c->r.index, 0, 0);
-	if ((ret = inv->occ->cursor(inv->occ, NULL, &cur, 0)) != 0)
-		return db_fail(inv->env, ret, "cursor");
-	dbt_init(&key, k.b, sizeof(k.b));
-	memset(&data, 0, sizeof(data));
-	for (ret = cur->get(cur, &key, &data, DB_SET_RANGE); ret == 0;
-	     ret = cur->get(cur, &key, &data, DB_NEXT)) {
-		uint64_t m;
+	for (size_t i = 0; i < m->cap; i++) {
+		int level;
+		uint64_t node, valid, mask;
 
-		if (key.size != sizeof(k.b) || memcmp(key.data, k.b, 5) != 0)
-			break;
-		memcpy(&m, data.data, sizeof(m));
-		*total += (uint64_t)__builtin_popcountll(m);
+		if (m->key[i] == OCC_EMPTY || !(mask = m->val[i]))
+			continue;
+		level = (int)(m->key[i] >> 56);
+		node = m->key[i] & (((uint64_t)1 << 56) - 1);
+		if (level >= c->depth || node >= (c->entries[level] + 63) / 64) {
+			verify_note(v, "range %s: occupancy node %d/%llu out of the tree",
+			    c->r.name, level, (unsigned long long)node);
+			continue;
+		}
+		valid = occ_valid(c, level, node);
+		if (mask & ~valid)
+			verify_note(v,
+			    "range %s: occupancy node %d/%llu marks numbers beyond the "
+			    "range",
+			    c->r.name, level, (unsigned long long)node);
+		if (level == 0)
+			leaf_bits += (uint64_t)__builtin_popcountll(mask & valid);
+		if (level + 1 < c->depth) {
+			uint64_t up = occmap_get(m, occ_node_key(level + 1, node / 64));
+			int full = (mask & valid) == valid, marked = (int)(up >> (node % 64)) & 1;
+
+			if (full != marked)
+				verify_note(v,
+				    "range %s: occupancy node %d/%llu is %s, its parent "
+				    "says %s",
+				    c->r.name, level, (unsigned long long)node,
+				    full ? "full" : "not full", marked ? "full" : "not full");
+		}
+		for (uint64_t b = mask & valid; level > 0 && b; b &= b - 1) {
+			uint64_t child = node * 64 + (uint64_t)__builtin_ctzll(b);
+			uint64_t cm = occmap_get(m, occ_node_key(level - 1, child));
+			uint64_t cv = occ_valid(c, level - 1, child);
+
+			if ((cm & cv) != cv)
+				verify_note(v,
+				    "range %s: occupancy node %d/%llu marked full, "
+				    "it is not",
+				    c->r.name, level - 1, (unsigned long long)child);
+		}
 	}
-	cur->close(cur);
-	return (ret == 0 || ret == DB_NOTFOUND) ? INV_OK : db_fail(inv->env, ret, "cursor");
+	return leaf_bits;
 }
 
 static void
@@ -1991,24 +3192,31 @@ verify_ranges(struct verify_ctx *v)
 {
 	for (size_t i = 0; i < v->inv->nrc; i++) {
 		struct rcache *c = &v->inv->rc[i];
+		unsigned char buf[REC_BUF];
 		struct inv_range stored;
+		size_t len;
 		uint64_t bits;
 
-		if (inv_get_range(v->inv, c->r.name, &stored) != INV_OK) {
+		if (db_get_rec(v->inv->ranges, NULL, c->r.name, strlen(c->r.name), buf, sizeof(buf),
+			&len, 0)
+			!= INV_OK
+		    || inv_decode_range(c->r.name, strlen(c->r.name), buf, len, &stored)
+			!= INV_OK) {
 			verify_note(v, "range %s: no record", c->r.name);
 			continue;
 		}
+		if (strcmp(stored.first, c->r.first) || strcmp(stored.last, c->r.last)
+		    || stored.removed != c->r.removed || stored.index != c->r.index)
+			verify_note(v, "range %s: record and memory differ", c->r.name);
 		for (int s = INV_RESERVED; s < INV__STATES; s++)
-			if (stored.count[s] != v->count[i][s])
+			if (c->r.count[s] != v->count[i][s])
 				verify_note(v, "range %s: %s count %llu, scan finds %llu",
-				    c->r.name, inv_state_name(s),
-				    (unsigned long long)stored.count[s],
+				    c->r.name, inv_state_name(s), (unsigned long long)c->r.count[s],
 				    (unsigned long long)v->count[i][s]);
+		bits = verify_tree(v, c);
 		if (c->r.removed)
 			continue;
-		if (occ_leaf_bits(v->inv, c, &bits) != INV_OK)
-			verify_note(v, "range %s: cannot read occupancy", c->r.name);
-		else if (bits != v->bits[i])
+		if (bits != v->bits[i])
 			verify_note(v, "range %s: %llu numbers marked in use, %llu records",
 			    c->r.name, (unsigned long long)bits, (unsigned long long)v->bits[i]);
 	}
@@ -2018,6 +3226,8 @@ int
 inv_verify(struct inventory *inv, char *report, size_t len)
 {
 	struct verify_ctx v = { inv, report, len, 0, NULL, NULL };
+	struct inv_number n;
+	struct inv_user u;
 	int rc;
 
 	report[0] = '\0';
@@ -2028,9 +3238,9 @@ inv_verify(struct inventory *inv, char *report, size_t len)
 		free(v.bits);
 		return -1;
 	}
-	rc = inv_foreach_number(inv, verify_number, &v);
+	rc = walk(inv->numbers, &n, dec_number_any, verify_number, verify_bad_number, &v);
 	if (rc == INV_OK)
-		rc = inv_foreach_user(inv, verify_user, &v);
+		rc = walk(inv->users, &u, dec_user_any, verify_user, verify_bad_user, &v);
 	if (rc == INV_OK)
 		verify_ranges(&v);
 	free(v.count);

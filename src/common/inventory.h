@@ -3,13 +3,18 @@
  * database.path. Every state change is one transaction.
  *
  * Only numbers that are not available have a record, so storage grows with
- * the numbers in use, not with range size. Each range also has an occupancy
- * tree (64-way bitmaps of "not available", absent nodes being all free) that
- * finds the lowest free number in O(log64 n) reads at any fill level.
+ * the numbers in use, not with range size. Records are stored in an explicit
+ * encoding (record format 2, inventory.c), not as the structs below. Each
+ * range also has an occupancy tree (64-way bitmaps of "not available", absent
+ * nodes being all free) that finds the lowest free number in O(log64 n) steps
+ * at any fill level; the tree and the per-range counts are built from the
+ * number records when the inventory is opened and kept in memory, in step with
+ * every committed transaction, so they cannot disagree with the records.
  */
 #ifndef NUMPROV_INVENTORY_H
 #define NUMPROV_INVENTORY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -86,12 +91,12 @@ enum {
  * Region memory is allocated in full when the environment is created, so that a
  * full disk is an error from the write that needs the space (INV_E_DB, logged as
  * "no space left on device"), never a SIGBUS inside Berkeley DB. The fixed sizes:
- * a 32 MB cache, 100,000 locks and lock objects, 1,000 lockers, a 256 KB log
- * buffer and a 1 MB log region: about 92 MB of region files (INV_REGION_BYTES
+ * a 4 MB cache, up to 100,000 locks and lock objects, 1,000 lockers, a 256 KB
+ * log buffer and a 1 MB log region: about 45 MB of region files (INV_REGION_BYTES
  * bounds them), allocated on the disk by inv_open, which refuses to create the
- * environment with less than that free.
+ * environment with less than that free. Only what is used is in memory.
  */
-#define INV_REGION_BYTES (96L * 1024 * 1024)
+#define INV_REGION_BYTES (52L * 1024 * 1024)
 
 /* Open (creating if needed) with recovery; refuses a second instance (INV_E_LOCKED). */
 int inv_open(const char *path, int flags, struct inventory **out, char *err, size_t errlen);
@@ -180,6 +185,14 @@ int inv_dir_foreach(struct inventory *inv, inv_dir_cb cb, void *arg);
 
 /* The number inv_allocate would hand out now, without taking it (dry-run, plan). */
 int inv_peek(struct inventory *inv, const char *range, time_t now, struct inv_number *out);
+/*
+ * The same, above `after` (a number of the range; NULL or "": from its start):
+ * the numbers allocations one after another would give, for a plan of several
+ * users. INV_E_FULL when none is free above it, INV_E_NOTFOUND when `after` is
+ * not a number of the range.
+ */
+int inv_peek_after(struct inventory *inv, const char *range, time_t now, const char *after,
+    struct inv_number *out);
 
 /* Small named values: the delta link, counters. */
 int inv_meta_get(struct inventory *inv, const char *key, char *buf, size_t len);
@@ -195,5 +208,24 @@ int inv_verify(struct inventory *inv, char *report, size_t len);
 
 /* Write a checkpoint and drop log files no longer needed. */
 int inv_checkpoint(struct inventory *inv);
+
+/*
+ * Stored records (record format 2, and format 1 of numprov before it, which was
+ * the structs themselves). The key (number, user id, range name) is not part of
+ * the encoding. Encoders return the length written, 0 when len is too small
+ * (INV_REC_MAX always suffices). Decoders take the bytes as found on the disk:
+ * INV_E_DB, with a log line naming the key, for anything truncated, garbled or
+ * out of range; a range's counts are not stored and decode as 0.
+ */
+#define INV_REC_MAX 512
+size_t inv_encode_number(const struct inv_number *n, unsigned char *buf, size_t len);
+size_t inv_encode_user(const struct inv_user *u, unsigned char *buf, size_t len);
+size_t inv_encode_range(const struct inv_range *r, unsigned char *buf, size_t len);
+int inv_decode_number(
+    const void *key, size_t klen, const void *data, size_t len, struct inv_number *out);
+int inv_decode_user(
+    const void *key, size_t klen, const void *data, size_t len, struct inv_user *out);
+int inv_decode_range(
+    const void *key, size_t klen, const void *data, size_t len, struct inv_range *out);
 
 #endif

@@ -157,7 +157,7 @@ def test_hot_backup_restore_then_full_sync_relearns_from_teams(sim, ctld, tmp_pa
     dest = run_backup(script)  # numprovd running
     assert d.proc.poll() is None
     files = sorted(os.listdir(dest))
-    assert {"numbers.db", "users.db", "ranges.db", "occupancy.db", "quarantine.db",
+    assert {"numbers.db", "users.db", "ranges.db", "quarantine.db",
             "meta.db", "directory.db"} <= set(files), files
     assert any(f.startswith("log.") for f in files), files
     assert not any(f.startswith("__db.") for f in files), "region files in a backup"

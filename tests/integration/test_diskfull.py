@@ -22,7 +22,7 @@ from conftest import Numprovd, add_user, gtl
 
 HERE = pathlib.Path(__file__).resolve().parent
 SCRIPT = HERE / "diskfull_ns.sh"
-SIZE = "128m"  # the region files take ~92 MB of it, allocated when numprovd opens them
+SIZE = "128m"  # the region files take ~45 MB of it, allocated when numprovd opens them
 JOINERS = [f"joiner{i}" for i in range(6)]
 
 

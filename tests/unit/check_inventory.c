@@ -467,10 +467,13 @@ START_TEST(big_range_stores_only_what_is_used)
 	}
 	ck_assert_str_eq(n.number, "+441230000009");
 	ck_assert_int_eq(inv_checkpoint(inv), INV_OK);
+	/* the occupancy tree is built in memory from the records, never stored */
 	snprintf(path, sizeof(path), "%s/occupancy.db", dir);
+	ck_assert_int_ne(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/numbers.db", dir);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_le(st.st_size, 16384);
-	snprintf(path, sizeof(path), "%s/numbers.db", dir);
+	snprintf(path, sizeof(path), "%s/users.db", dir);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_le(st.st_size, 16384);
 	assert_consistent();
@@ -498,6 +501,57 @@ START_TEST(fills_every_size_exactly)
 	ck_assert_int_eq(inv_allocate(inv, "f", "extra", "extra", T0, NULL), INV_E_FULL);
 	ck_assert_int_eq(inv_release(inv, "u0", 0, T0, NULL), INV_OK);
 	alloc_ok("f", "extra", "+441230000000");
+	assert_consistent();
+}
+END_TEST
+
+/* A plan of several users: the numbers allocations one after another would give. */
+START_TEST(peek_after_gives_the_next_free_numbers)
+{
+	static const int after[] = { -1, 0, 62, 63, 64, 126, 127, 199, 200, 254, 255, 256, 300, 319,
+		320, 4030, 4031, 4032, 4095, 4096 };
+	static char taken[4097];
+	struct inv_number n;
+	char number[32];
+
+	alloc_ok("a", "u1", "+441235000001");
+	ck_assert_int_eq(inv_peek_after(inv, "a", T0, NULL, &n), INV_OK);
+	ck_assert_str_eq(n.number, "+441235000002");
+	ck_assert_int_eq(inv_peek_after(inv, "a", T0, "+441235000002", &n), INV_OK);
+	ck_assert_str_eq(n.number, "+441235000003");
+	ck_assert_int_eq(inv_reserve(inv, "+441235000004", T0), INV_OK);
+	ck_assert_int_eq(inv_peek_after(inv, "a", T0, "+441235000003", &n), INV_OK);
+	ck_assert_str_eq(n.number, "+441235000005");
+	ck_assert_int_eq(inv_peek_after(inv, "a", T0, "+441235000199", &n), INV_E_FULL);
+	ck_assert_int_eq(inv_peek_after(inv, "a", T0, "+441235001000", &n), INV_E_NOTFOUND);
+	alloc_ok("a", "u2", "+441235000002"); /* nothing was taken */
+
+	/* three levels: whole leaves and a whole level-1 entry taken, compared with a scan */
+	resync(DR("f", "+441230000000", "+441230004096", ""));
+	memset(taken, 0, sizeof(taken));
+	for (int i = 0; i <= 4096; i++) {
+		if (!(i <= 200 || (i >= 256 && i < 320) || i >= 4032))
+			continue;
+		snprintf(number, sizeof(number), "+4412300%05d", i);
+		ck_assert_int_eq(inv_reserve(inv, number, T0), INV_OK);
+		taken[i] = 1;
+	}
+	for (size_t k = 0; k < sizeof(after) / sizeof(after[0]); k++) {
+		int want = after[k] + 1, rc;
+
+		while (want <= 4096 && taken[want])
+			want++;
+		snprintf(number, sizeof(number), "+4412300%05d", after[k]);
+		rc = inv_peek_after(inv, "f", T0, after[k] < 0 ? NULL : number, &n);
+		if (want > 4096) {
+			ck_assert_msg(rc == INV_E_FULL, "after %d: %d", after[k], rc);
+			continue;
+		}
+		snprintf(number, sizeof(number), "+4412300%05d", want);
+		ck_assert_msg(rc == INV_OK && strcmp(n.number, number) == 0,
+		    "after %d: %s, want %s", after[k], rc == INV_OK ? n.number : inv_strerror(rc),
+		    number);
+	}
 	assert_consistent();
 }
 END_TEST
@@ -745,6 +799,522 @@ START_TEST(panic_exits_and_the_next_start_recovers)
 }
 END_TEST
 
+/* ---- stored records: format 1 (the structs themselves) and format 2 ------ */
+
+/*
+ * The records as numprov before record format 2 wrote them: the C structs of
+ * inventory.h at the time, byte for byte (x86-64 layout, padding zeroed).
+ */
+struct old_number {
+	char number[32];
+	uint8_t state;
+	uint8_t flags;
+	int64_t since;
+	int64_t until;
+	char user_id[64];
+	char range[64];
+};
+
+struct old_user {
+	char id[64];
+	char upn[256];
+	char number[32];
+	uint8_t state;
+	int64_t since;
+};
+
+struct old_range {
+	char name[64];
+	uint32_t index;
+	uint8_t type;
+	uint8_t removed;
+	char provider[64];
+	char first[32], last[32];
+	uint64_t size;
+	uint64_t count[5];
+};
+
+static DB_ENV *raw_env;
+
+/* The database files as a plain Berkeley DB environment, the inventory closed. */
+static void
+raw_open(void)
+{
+	ck_assert_int_eq(db_env_create(&raw_env, 0), 0);
+	ck_assert_int_eq(
+	    raw_env->open(raw_env, dir,
+		DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER,
+		0600),
+	    0);
+}
+
+static void
+raw_put(const char *file, const void *k, size_t klen, const void *d, size_t dlen)
+{
+	DB *db;
+	DBT key, data;
+
+	ck_assert_int_eq(db_create(&db, raw_env, 0), 0);
+	ck_assert_int_eq(
+	    db->open(db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_AUTO_COMMIT, 0600), 0);
+	memset(&key, 0, sizeof(key));
+	memset(&data, 0, sizeof(data));
+	key.data = (void *)k;
+	key.size = (u_int32_t)klen;
+	data.data = (void *)d;
+	data.size = (u_int32_t)dlen;
+	ck_assert_int_eq(db->put(db, NULL, &key, &data, 0), 0);
+	db->close(db, 0);
+}
+
+static void
+raw_close(void)
+{
+	raw_env->close(raw_env, 0);
+	raw_env = NULL;
+}
+
+struct old_holding {
+	const char *number, *user, *range;
+	int state, flags;
+	int64_t since, until;
+};
+
+static char long_upn[256];
+
+/* What the old inventory below holds. */
+static const struct old_holding old_holdings[] = {
+	{ "+441235000000", "", "a", INV_RESERVED, INV_NF_CONFIG, T0 - 9 * DAY, 0 },
+	{ "+441235000001", "u1", "a", INV_ASSIGNED, 0, T0 - 8 * DAY, 0 },
+	{ "+441235000002", "u2", "a", INV_PENDING, 0, T0 - 7 * DAY, 0 },
+	{ "+441235000003", "u3", "a", INV_QUARANTINED, 0, T0 - 6 * DAY, T0 + 10 * DAY },
+	{ "+441235000007", "", "a", INV_RESERVED, 0, T0 - 5 * DAY, 0 },
+	{ "+441235001000", "u4", "b", INV_ASSIGNED, 0, T0 - 4 * DAY, 0 },
+	{ "+441235999000;ext=100", "u5", "x", INV_PENDING, 0, T0 - 3 * DAY, 0 },
+	{ "+441236000050", "u6", "gone", INV_ASSIGNED, 0, T0 - 2 * DAY, 0 },
+	{ "+3312345678", "u7", "", INV_ASSIGNED, 0, T0 - 1 * DAY, 0 },
+};
+#define N_OLD (sizeof(old_holdings) / sizeof(old_holdings[0]))
+
+static const char *
+old_upn(const char *user)
+{
+	static char upn[64];
+
+	if (strcmp(user, "u1") == 0)
+		return long_upn; /* the longest a format 1 record could hold */
+	snprintf(upn, sizeof(upn), "%s@contoso.example", user);
+	return upn;
+}
+
+static void
+put_old_range(const char *name, uint32_t index, int removed, const char *first, const char *last,
+    uint64_t size)
+{
+	struct old_range r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	r.index = index;
+	r.type = RT_DIRECT_ROUTING;
+	r.removed = (uint8_t)removed;
+	snprintf(r.provider, sizeof(r.provider), "Gamma");
+	snprintf(r.first, sizeof(r.first), "%s", first);
+	snprintf(r.last, sizeof(r.last), "%s", last);
+	r.size = size;
+	for (size_t i = 0; i < N_OLD; i++)
+		if (strcmp(old_holdings[i].range, name) == 0)
+			r.count[old_holdings[i].state]++;
+	raw_put("ranges.db", r.name, strlen(r.name), &r, sizeof(r));
+}
+
+/* An old occupancy leaf, as the old code keyed it: (index, level, node) big endian. */
+static void
+put_old_leaf(uint32_t index, uint64_t mask)
+{
+	unsigned char k[13] = { 0 };
+
+	k[0] = (unsigned char)(index >> 24);
+	k[1] = (unsigned char)(index >> 16);
+	k[2] = (unsigned char)(index >> 8);
+	k[3] = (unsigned char)index;
+	raw_put("occupancy.db", k, sizeof(k), &mask, sizeof(mask));
+}
+
+/*
+ * An inventory as numprov before record format 2 left it; with `mixed`, as a
+ * conversion cut short left it: every other record already in format 2.
+ */
+static void
+build_old_inventory(int mixed)
+{
+	char cmd[128];
+
+	inv_close(inv);
+	inv = NULL;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/*", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	memset(long_upn, 'p', sizeof(long_upn) - 1);
+	memcpy(long_upn + sizeof(long_upn) - 13, "@contoso.uk", 11);
+	raw_open();
+	put_old_range("a", 1, 0, "+441235000000", "+441235000199", 200);
+	put_old_range("b", 2, 0, "+441235001000", "+441235001063", 64);
+	put_old_range("x", 3, 0, "+441235999000;ext=100", "+441235999000;ext=199", 100);
+	put_old_range("gone", 4, 1, "+441236000000", "+441236000099", 100);
+	put_old_leaf(1, 0x8f);
+	put_old_leaf(2, 0x1);
+	put_old_leaf(3, 0x1);
+	for (size_t i = 0; i < N_OLD; i++) {
+		const struct old_holding *h = &old_holdings[i];
+		struct old_number n;
+		struct old_user u;
+		unsigned char buf[INV_REC_MAX];
+		size_t len;
+
+		memset(&n, 0, sizeof(n));
+		snprintf(n.number, sizeof(n.number), "%s", h->number);
+		n.state = (uint8_t)h->state;
+		n.flags = (uint8_t)h->flags;
+		n.since = h->since;
+		n.until = h->until;
+		snprintf(n.user_id, sizeof(n.user_id), "%s", h->user);
+		snprintf(n.range, sizeof(n.range), "%s", h->range);
+		if (mixed && i % 2) {
+			struct inv_number nn;
+
+			memset(&nn, 0, sizeof(nn));
+			memcpy(nn.number, n.number, sizeof(nn.number));
+			nn.state = n.state;
+			nn.flags = n.flags;
+			nn.since = n.since;
+			nn.until = n.until;
+			memcpy(nn.user_id, n.user_id, sizeof(n.user_id));
+			memcpy(nn.range, n.range, sizeof(n.range));
+			len = inv_encode_number(&nn, buf, sizeof(buf));
+			ck_assert_uint_gt(len, 0);
+			raw_put("numbers.db", h->number, strlen(h->number), buf, len);
+		} else {
+			raw_put("numbers.db", h->number, strlen(h->number), &n, sizeof(n));
+		}
+		if (h->state == INV_QUARANTINED) {
+			unsigned char qk[8 + 32];
+			size_t nl = strlen(h->number);
+
+			for (int b = 0; b < 8; b++)
+				qk[b] = (unsigned char)((uint64_t)h->until >> (56 - 8 * b));
+			memcpy(qk + 8, h->number, nl);
+			raw_put("quarantine.db", qk, 8 + nl, "", 1);
+		}
+		if (h->state != INV_PENDING && h->state != INV_ASSIGNED)
+			continue;
+		memset(&u, 0, sizeof(u));
+		snprintf(u.id, sizeof(u.id), "%s", h->user);
+		snprintf(u.upn, sizeof(u.upn), "%s", old_upn(h->user));
+		snprintf(u.number, sizeof(u.number), "%s", h->number);
+		u.state = (uint8_t)h->state;
+		u.since = h->since;
+		if (mixed && !(i % 2)) {
+			struct inv_user nu;
+
+			memset(&nu, 0, sizeof(nu));
+			memcpy(nu.id, u.id, sizeof(u.id));
+			memcpy(nu.upn, u.upn, sizeof(u.upn));
+			memcpy(nu.number, u.number, sizeof(u.number));
+			nu.state = u.state;
+			nu.since = u.since;
+			len = inv_encode_user(&nu, buf, sizeof(buf));
+			raw_put("users.db", h->user, strlen(h->user), buf, len);
+		} else {
+			raw_put("users.db", h->user, strlen(h->user), &u, sizeof(u));
+		}
+	}
+	raw_put("meta.db", "delta_link", 10, "https://graph/x?token=7", 23);
+	raw_put("directory.db", "u1", 2, "{\"v\":1}", 7);
+	raw_close();
+}
+
+static int
+count_in(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Every number, user, range and count of the old inventory, as it was. */
+static void
+assert_old_inventory_survived(void)
+{
+	struct inv_range r;
+	char buf[256];
+	void *rec;
+	size_t len;
+
+	for (size_t i = 0; i < N_OLD; i++) {
+		const struct old_holding *h = &old_holdings[i];
+		struct inv_number n;
+		struct inv_user u;
+
+		ck_assert_int_eq(inv_get_number(inv, h->number, &n), INV_OK);
+		ck_assert_str_eq(n.number, h->number);
+		ck_assert_int_eq(n.state, h->state);
+		ck_assert_int_eq(n.flags, h->flags);
+		ck_assert_int_eq(n.since, h->since);
+		ck_assert_int_eq(n.until, h->until);
+		ck_assert_str_eq(n.user_id, h->user);
+		ck_assert_str_eq(n.range, h->range);
+		if (h->state != INV_PENDING && h->state != INV_ASSIGNED)
+			continue;
+		ck_assert_int_eq(inv_get_user(inv, h->user, &u), INV_OK);
+		ck_assert_str_eq(u.number, h->number);
+		ck_assert_int_eq(u.state, h->state);
+		ck_assert_int_eq(u.since, h->since);
+		ck_assert_str_eq(u.upn, old_upn(h->user));
+	}
+	r = range("a");
+	ck_assert_uint_eq(r.index, 1);
+	ck_assert_uint_eq(r.size, 200);
+	ck_assert_uint_eq(r.count[INV_RESERVED], 2);
+	ck_assert_uint_eq(r.count[INV_ASSIGNED], 1);
+	ck_assert_uint_eq(r.count[INV_PENDING], 1);
+	ck_assert_uint_eq(r.count[INV_QUARANTINED], 1);
+	ck_assert_uint_eq(range("b").index, 2);
+	ck_assert_uint_eq(range("b").count[INV_ASSIGNED], 1);
+	ck_assert_uint_eq(range("x").index, 3);
+	ck_assert_uint_eq(range("x").count[INV_PENDING], 1);
+	r = range("gone");
+	ck_assert_uint_eq(r.index, 4);
+	ck_assert_str_eq(r.provider, "Gamma");
+	ck_assert_str_eq(r.first, "+441236000000");
+	ck_assert_uint_eq(r.removed, 1);
+	ck_assert_uint_eq(r.count[INV_ASSIGNED], 1);
+	ck_assert_int_eq(inv_meta_get(inv, "delta_link", buf, sizeof(buf)), INV_OK);
+	ck_assert_str_eq(buf, "https://graph/x?token=7");
+	ck_assert_int_eq(inv_dir_get(inv, "u1", &rec, &len), INV_OK);
+	ck_assert_uint_eq(len, 7);
+	free(rec);
+	assert_consistent();
+}
+
+/* Converted: format 1's stored occupancy tree is gone. */
+static void
+assert_converted(void)
+{
+	char path[128];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/occupancy.db", dir);
+	ck_assert_int_ne(stat(path, &st), 0);
+}
+
+START_TEST(format1_inventory_is_converted_once)
+{
+	struct inv_number n;
+
+	build_old_inventory(0);
+	logged[0] = '\0';
+	log_register(capture_log);
+	open_with(ranges_abc);
+	ck_assert_msg(count_in(logged, "converted the inventory in") == 1, "%s", logged);
+	ck_assert_msg(strstr(logged, "9 numbers, 6 users, 4 ranges"), "%s", logged);
+	assert_old_inventory_survived();
+	assert_converted();
+	/* the lowest free number after 0-3 and 7 */
+	alloc_ok("a", "n1", "+441235000004");
+	alloc_ok("b", "n2", "+441235001001");
+	ck_assert_int_eq(inv_allocate(inv, "a", "u1", "u1", T0, &n), INV_E_USER_HAS);
+	ck_assert_str_eq(n.number, "+441235000001");
+	/* once: the next start finds format 2 */
+	inv_close(inv);
+	logged[0] = '\0';
+	open_with(ranges_abc);
+	ck_assert_msg(count_in(logged, "converted") == 0, "%s", logged);
+	ck_assert_int_eq(inv_fail(inv, "+441235000004", "n1"), INV_OK);
+	ck_assert_int_eq(inv_fail(inv, "+441235001001", "n2"), INV_OK);
+	assert_old_inventory_survived();
+	/* the quarantine carried over ends when it should */
+	ck_assert_int_eq(inv_expire(inv, T0 + 10 * DAY - 1), 0);
+	ck_assert_int_eq(inv_expire(inv, T0 + 10 * DAY), 1);
+	ck_assert_uint_eq(range("a").count[INV_QUARANTINED], 0);
+	alloc_ok("a", "n3", "+441235000003");
+	assert_consistent();
+	log_register(NULL);
+}
+END_TEST
+
+/* Killed half way through the conversion: both formats are read, the next start goes on. */
+START_TEST(format1_conversion_cut_short_goes_on)
+{
+	struct inventory *reader;
+
+	build_old_inventory(1);
+	/* a reader (numprovctl with numprovd stopped) reads the mix and converts nothing */
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_READONLY, &reader, err, sizeof(err)), INV_OK);
+	inv = reader;
+	assert_old_inventory_survived();
+	inv_close(reader);
+	inv = NULL;
+	logged[0] = '\0';
+	log_register(capture_log);
+	open_with(ranges_abc);
+	ck_assert_msg(count_in(logged, "converted the inventory in") == 1, "%s", logged);
+	assert_old_inventory_survived();
+	assert_converted();
+	log_register(NULL);
+}
+END_TEST
+
+START_TEST(later_record_format_is_refused)
+{
+	inv_close(inv);
+	inv = NULL;
+	raw_open();
+	raw_put("meta.db", "inventory.record-format", 23, "3", 1);
+	raw_close();
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)), INV_E_DB);
+	ck_assert_msg(strstr(err, "record format"), "%s", err);
+	inv = NULL;
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_READONLY, &inv, err, sizeof(err)), INV_E_DB);
+	inv = NULL;
+}
+END_TEST
+
+/* Bytes on the disk are outside input: refused with the key named, never a crash. */
+START_TEST(garbled_records_are_refused_by_key)
+{
+	static const unsigned char truncated[] = { 0x00, 0x02, INV_PENDING, 0 };
+	static const unsigned char junk[] = { 'A', 'B', 'C', 'D', 'E' };
+	static const unsigned char badversion[]
+	    = { 0x00, 0x09, INV_ASSIGNED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, '+', '1' };
+	struct inv_number n;
+	struct inv_user u;
+	char report[4096];
+
+	alloc_ok("a", "u1", "+441235000001");
+	inv_close(inv);
+	inv = NULL;
+	raw_open();
+	raw_put("numbers.db", "+441235000002", 13, truncated, sizeof(truncated));
+	raw_put("numbers.db", "+441235000003", 13, junk, sizeof(junk));
+	raw_put("users.db", "u9", 2, badversion, sizeof(badversion));
+	raw_put("users.db", "u\x01x", 3, truncated, sizeof(truncated));
+	raw_close();
+	logged[0] = '\0';
+	log_register(capture_log);
+	open_with(ranges_abc);
+	ck_assert_msg(
+	    strstr(logged, "number record +441235000002 cannot be read: truncated"), "%s", logged);
+	ck_assert_msg(strstr(logged, "number record +441235000003 cannot be read"), "%s", logged);
+	ck_assert_int_eq(inv_get_number(inv, "+441235000002", &n), INV_E_DB);
+	ck_assert_int_eq(inv_get_number(inv, "+441235000003", &n), INV_E_DB);
+	ck_assert_int_eq(inv_get_user(inv, "u9", &u), INV_E_DB);
+	ck_assert_msg(
+	    strstr(logged, "user record u9 cannot be read: record format version"), "%s", logged);
+	ck_assert_int_eq(inv_get_user(inv, "u\x01x", &u), INV_E_DB);
+	ck_assert_msg(strstr(logged, "user record u\\x01x cannot be read"), "%s", logged);
+	ck_assert_int_eq(inv_get_user(inv, "u1", &u), INV_OK);
+	/* what cannot be read stays out of the pool, and inv_verify names it */
+	alloc_ok("a", "u2", "+441235000004");
+	ck_assert_int_ge(inv_verify(inv, report, sizeof(report)), 4);
+	ck_assert_msg(strstr(report, "number record +441235000002"), "%s", report);
+	ck_assert_msg(strstr(report, "user record u9"), "%s", report);
+	log_register(NULL);
+}
+END_TEST
+
+START_TEST(record_codec_round_trip_and_truncation)
+{
+	struct inv_number n, back;
+	struct inv_user u, uback;
+	struct inv_range r, rback;
+	unsigned char buf[INV_REC_MAX];
+	size_t len;
+
+	log_register(capture_log); /* the refusals below are logged, not printed */
+	memset(&n, 0, sizeof(n));
+	strcpy(n.number, "+441235000042");
+	n.state = INV_QUARANTINED;
+	n.flags = INV_NF_CONFIG;
+	n.since = -5;
+	n.until = INT64_MAX;
+	memset(n.user_id, 'i', sizeof(n.user_id) - 1);
+	memset(n.range, 'r', sizeof(n.range) - 1);
+	len = inv_encode_number(&n, buf, sizeof(buf));
+	ck_assert_uint_gt(len, 0);
+	ck_assert_uint_eq(inv_encode_number(&n, buf, len - 1), 0);
+	len = inv_encode_number(&n, buf, sizeof(buf));
+	ck_assert_int_eq(inv_decode_number(n.number, strlen(n.number), buf, len, &back), INV_OK);
+	ck_assert_int_eq(memcmp(&n, &back, sizeof(n)), 0);
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_eq(
+		    inv_decode_number(n.number, strlen(n.number), buf, cut, &back), INV_E_DB);
+	buf[len] = 0;
+	ck_assert_int_eq(
+	    inv_decode_number(n.number, strlen(n.number), buf, len + 1, &back), INV_E_DB);
+	ck_assert_int_eq(inv_decode_number(n.number, 0, buf, len, &back), INV_E_DB);
+	ck_assert_int_eq(inv_decode_number("+1\0002", 4, buf, len, &back), INV_E_DB);
+
+	memset(&u, 0, sizeof(u));
+	strcpy(u.id, "5f3e0000-1111-2222-3333-444455556666");
+	memset(u.upn, 'p', sizeof(u.upn) - 1);
+	strcpy(u.number, "+441235999000;ext=100");
+	u.state = INV_ASSIGNED;
+	u.since = T0;
+	len = inv_encode_user(&u, buf, sizeof(buf));
+	ck_assert_int_eq(inv_decode_user(u.id, strlen(u.id), buf, len, &uback), INV_OK);
+	ck_assert_int_eq(memcmp(&u, &uback, sizeof(u)), 0);
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_eq(inv_decode_user(u.id, strlen(u.id), buf, cut, &uback), INV_E_DB);
+	buf[2] = INV_RESERVED; /* a user holds a pending or assigned number, nothing else */
+	ck_assert_int_eq(inv_decode_user(u.id, strlen(u.id), buf, len, &uback), INV_E_DB);
+
+	memset(&r, 0, sizeof(r));
+	strcpy(r.name, "abingdon-office-1");
+	r.index = 7;
+	r.type = RT_OPERATOR_CONNECT;
+	r.removed = 1;
+	strcpy(r.provider, "Gamma");
+	strcpy(r.first, "+441235000000");
+	strcpy(r.last, "+441235000999");
+	r.size = 1000;
+	len = inv_encode_range(&r, buf, sizeof(buf));
+	ck_assert_int_eq(inv_decode_range(r.name, strlen(r.name), buf, len, &rback), INV_OK);
+	ck_assert_int_eq(memcmp(&r, &rback, sizeof(r)), 0);
+	for (size_t cut = 0; cut < len; cut++)
+		ck_assert_int_eq(
+		    inv_decode_range(r.name, strlen(r.name), buf, cut, &rback), INV_E_DB);
+	log_register(NULL);
+}
+END_TEST
+
+/* Counts and the tree live in memory: an aborted transaction leaves them as the records. */
+START_TEST(aborted_transactions_leave_memory_as_the_records)
+{
+	struct inv_number n;
+
+	alloc_ok("b", "u1", "+441235001000");
+	alloc_ok("b", "u2", "+441235001001");
+	ck_assert_int_eq(inv_release(inv, "u1", 1, T0, NULL), INV_OK);
+	/* the quarantine has ended: allocation would take it back, but the user has a number */
+	ck_assert_int_eq(inv_allocate(inv, "b", "u2", "u2", T0 + 2 * DAY, &n), INV_E_USER_HAS);
+	ck_assert_uint_eq(range("b").count[INV_QUARANTINED], 1);
+	assert_consistent();
+	/* a peek takes it back too, and throws it all away */
+	ck_assert_int_eq(inv_peek(inv, "b", T0 + 2 * DAY, &n), INV_OK);
+	ck_assert_str_eq(n.number, "+441235001000");
+	ck_assert_uint_eq(range("b").count[INV_QUARANTINED], 1);
+	assert_consistent();
+	alloc_ok("b", "u3", "+441235001002");
+	ck_assert_int_eq(inv_allocate(inv, "b", "u4", "u4", T0 + 2 * DAY, &n), INV_OK);
+	ck_assert_str_eq(n.number, "+441235001000");
+	ck_assert_uint_eq(range("b").count[INV_QUARANTINED], 0);
+	ck_assert_uint_eq(range("b").count[INV_PENDING], 3);
+	assert_consistent();
+}
+END_TEST
+
 static Suite *
 inventory_suite(void)
 {
@@ -774,6 +1344,13 @@ inventory_suite(void)
 	tcase_add_test(tc, changed_bounds_recount);
 	tcase_add_test(tc, big_range_stores_only_what_is_used);
 	tcase_add_loop_test(tc, fills_every_size_exactly, 0, 7);
+	tcase_add_test(tc, peek_after_gives_the_next_free_numbers);
+	tcase_add_test(tc, format1_inventory_is_converted_once);
+	tcase_add_test(tc, format1_conversion_cut_short_goes_on);
+	tcase_add_test(tc, later_record_format_is_refused);
+	tcase_add_test(tc, garbled_records_are_refused_by_key);
+	tcase_add_test(tc, record_codec_round_trip_and_truncation);
+	tcase_add_test(tc, aborted_transactions_leave_memory_as_the_records);
 	tcase_add_test(tc, region_files_are_allocated);
 	tcase_add_exit_test(tc, panic_goes_to_the_handler, 0);
 	tcase_add_test(tc, panic_exits_and_the_next_start_recovers);
