@@ -55,7 +55,8 @@ struct round {
 	   users a round has to number */
 	struct due_item *todo;
 	size_t n_todo, next_todo;
-	int changes; /* changes of this round in flight */
+	int changes;	      /* changes of this round in flight */
+	struct idmap planned; /* dry-run: range -> the last number this round's plan gave */
 };
 
 struct prov {
@@ -765,14 +766,36 @@ ranges_full(struct round *r, struct user *u, int old)
 	due_now(p, u->id, 0); /* retried next round */
 }
 
+/*
+ * A preview's number (dry-run rounds, numprovctl plan): the lowest free number of
+ * the range above the last one this preview gave (planned: range -> that number),
+ * as allocations one after another would give them; take records it. Without
+ * planned, the lowest free number.
+ */
+static int
+peek_planned(struct prov *p, struct idmap *planned, const char *range, time_t now,
+    struct inv_number *out, int take)
+{
+	struct idmap_entry *e = planned ? idmap_get(planned, range) : NULL;
+	int rc = inv_peek_after(p->inv, range, now, e ? e->s : NULL, out);
+
+	if (rc == INV_OK && take && planned && idmap_put(planned, range, 0, out->number) < 0) {
+		log_warnx("provision", "out of memory planning range %s", range);
+		return INV_E_DB;
+	}
+	return rc;
+}
+
 /* True when no candidate range has a free number (nothing is taken). */
 static int
 all_full(struct round *r, const struct decision *d)
 {
 	struct inv_number num;
+	struct idmap *planned = r->cfg->sync.mode == SYNC_DRY_RUN ? &r->planned : NULL;
 
 	for (size_t i = 0; i < d->n_cand; i++)
-		if (inv_peek(r->p->inv, d->cand[i]->name, time(NULL), &num) != INV_E_FULL)
+		if (peek_planned(r->p, planned, d->cand[i]->name, time(NULL), &num, 0)
+		    != INV_E_FULL)
 			return 0;
 	return d->n_cand > 0;
 }
@@ -788,7 +811,7 @@ start_assign(struct round *r, struct user *u, const struct decision *d)
 	for (size_t i = 0; i < d->n_cand; i++) {
 		struct inv_number num;
 		int rc = r->cfg->sync.mode == SYNC_DRY_RUN
-		    ? inv_peek(p->inv, d->cand[i]->name, now, &num)
+		    ? peek_planned(p, &r->planned, d->cand[i]->name, now, &num, 1)
 		    : inv_allocate(p->inv, d->cand[i]->name, u->id, u->upn, now, &num);
 		struct change *c;
 
@@ -1246,6 +1269,7 @@ round_end(struct round *r)
 	free(r->todo);
 	idset_clear(&r->seen);
 	idmap_clear(&r->teams_by_user);
+	idmap_clear(&r->planned);
 	config_free(r->cfg);
 	free(r);
 	if (p->draining) {
@@ -2048,8 +2072,12 @@ resolve_user(struct prov *p, const char *key, struct user *u)
 	return user_load(p, f.id, u) == 0 ? 0 : -1;
 }
 
+#define PLAN_CANDIDATES "candidate_ranges" /* numprovctl plan: numbered once sorted */
+
+/* plan: the candidate ranges are listed, numbered later (plan_numbers); else the
+   number the user would get now */
 static cJSON *
-decision_json(const struct decision *d, struct prov *p)
+decision_json(const struct decision *d, struct prov *p, int plan)
 {
 	cJSON *o = cJSON_CreateObject();
 
@@ -2061,7 +2089,11 @@ decision_json(const struct decision *d, struct prov *p)
 		cJSON_AddStringToObject(o, "number", d->number);
 	if (d->act == ACT_WAIT)
 		cJSON_AddNumberToObject(o, "until", (double)d->until);
-	if (d->act == ACT_ASSIGN || d->act == ACT_CHECK)
+	if ((d->act == ACT_ASSIGN || d->act == ACT_CHECK) && plan) {
+		cJSON *c = cJSON_AddArrayToObject(o, PLAN_CANDIDATES);
+		for (size_t i = 0; c && i < d->n_cand; i++)
+			cJSON_AddItemToArray(c, cJSON_CreateString(d->cand[i]->name));
+	} else if (d->act == ACT_ASSIGN || d->act == ACT_CHECK)
 		for (size_t i = 0; i < d->n_cand; i++) {
 			struct inv_number num;
 			if (inv_peek(p->inv, d->cand[i]->name, time(NULL), &num) == INV_OK) {
@@ -2113,7 +2145,7 @@ prov_explain_user(struct prov *p, const char *key)
 		cJSON_AddItemToArray(ranges, o);
 	}
 	decide(p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
-	dj = decision_json(&d, p);
+	dj = decision_json(&d, p, 0);
 	cJSON_AddItemToObject(out, "decision", dj);
 	if (cJSON_GetObjectItem(dj, "would_get")) {
 		cJSON_AddStringToObject(
@@ -2148,13 +2180,9 @@ users_cb(const char *id, const void *rec, size_t len, void *arg)
 		struct decision d;
 		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
 		if (d.act != ACT_NOTHING && d.act != ACT_WAIT) {
-			o = decision_json(&d, c->p);
+			o = decision_json(&d, c->p, 1);
 			cJSON_AddStringToObject(o, "user", u.upn);
 			cJSON_AddStringToObject(o, "id", id);
-			if (!cJSON_GetObjectItem(o, "number")
-			    && cJSON_GetObjectItem(o, "would_get"))
-				cJSON_AddStringToObject(
-				    o, "number", cJSON_GetObjectItem(o, "would_get")->valuestring);
 			cJSON_AddItemToArray(c->arr, o);
 		}
 		user_clear(&u);
@@ -2239,9 +2267,33 @@ cJSON *
 prov_plan(struct prov *p)
 {
 	struct users_ctx c = { p, NULL, cJSON_CreateArray(), 1 };
+	struct idmap planned = { 0 };
+	time_t now = time(NULL);
+	cJSON *out, *o;
 
 	inv_dir_foreach(p->inv, users_cb, &c);
-	return sorted(c.arr);
+	out = sorted(c.arr);
+	/* numbered down the list, each range's next number to the next of its users, as
+	   assignments one after another would number them */
+	cJSON_ArrayForEach(o, out)
+	{
+		cJSON *cand = cJSON_DetachItemFromObjectCaseSensitive(o, PLAN_CANDIDATES), *r;
+		cJSON_ArrayForEach(r, cand)
+		{
+			struct inv_number num;
+			if (!cJSON_IsString(r)
+			    || peek_planned(p, &planned, r->valuestring, now, &num, 1) != INV_OK)
+				continue;
+			cJSON_AddStringToObject(o, "would_get", num.number);
+			cJSON_AddStringToObject(o, "range", r->valuestring);
+			if (!cJSON_GetObjectItem(o, "number"))
+				cJSON_AddStringToObject(o, "number", num.number);
+			break;
+		}
+		cJSON_Delete(cand);
+	}
+	idmap_clear(&planned);
+	return out;
 }
 
 /* ---- administrators' changes -------------------------------------------- */

@@ -380,9 +380,9 @@ def user_json(d, who):
 class Ctld(Numprovd):
     """The shared numprovd on CTL_RANGES, Teams finishing each change at the first poll."""
 
-    def __init__(self, sim, tmp, sock=None):
+    def __init__(self, sim, tmp, sock=None, **kw):
         sim.ctl.settings(op_polls=0)
-        super().__init__(sim, tmp, ranges=CTL_RANGES)
+        super().__init__(sim, tmp, **{"ranges": CTL_RANGES, **kw})
         if sock:
             self.sock = sock
             self.conf.write_text(self.conf.read_text().replace(f'socket = "{tmp}/control.sock"',

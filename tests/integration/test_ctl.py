@@ -484,3 +484,19 @@ def test_crafted_arguments_cannot_forge_log_lines(sim, ctld):
         assert not re.match(r"\s*event=", line), f"a log line starts with event=: {line!r}"
         assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", line), repr(line)
     assert d.proc.poll() is None
+
+
+def test_plan_gives_each_user_of_a_range_a_number_of_their_own(sim, ctld):
+    """The plan numbers users as assignments one after another would: down the list (by
+    user), each range's next free number to its next user, never one number twice."""
+    from conftest import add_user
+    for i in (2, 0, 1):
+        add_user(sim, f"planned{i}", city="Bulk")
+    d = ctld(mode="dry-run", ranges=CTL_RANGES + """,
+  { name = "bulk"; type = "direct-routing"; provider = "Gamma";
+    first = "+441134960000"; last = "+441134960999"; match = "city = 'Bulk'"; }""")
+    plan = [p for p in d.json("plan") if p.get("range") == "bulk"]
+    assert [(p["user"], p["number"]) for p in plan] == [
+        (f"planned{i}@{gtl.DOMAIN}", f"+44113496000{i}") for i in range(3)], plan
+    numbers = [p["number"] for p in d.json("plan") if p.get("number")]
+    assert len(numbers) == len(set(numbers)), numbers

@@ -367,3 +367,22 @@ def test_a_large_round_numbers_users_in_turn_not_all_at_the_end(sim, numprovd):
     assert len(checks) >= 300 and len(assigns) >= 300  # and the fixture's own users
     # the first assignments went out long before the last users were looked at
     assert assigns[0] < sorted(checks)[199], (assigns[0], sorted(checks)[199])
+
+
+def test_b15_dry_run_plans_each_user_a_number_of_their_own(sim, numprovd):
+    """A dry-run round plans what an enforce round would give: users of one range get
+    the range's lowest free numbers one after another, never the same number twice."""
+    from conftest import RANGES
+    new = {add_user(sim, f"plan{i}", city="Bulk") for i in range(3)}
+    d = numprovd(mode="dry-run", ranges=RANGES + BULK)
+    d.wait_syncs(1)
+    planned = [e for e in d.events("assign") if e.get("dry_run") == "yes"]
+    by_range = {}
+    for e in planned:
+        by_range.setdefault(e["range"], []).append(e["number"])
+    assert all(len(n) == len(set(n)) for n in by_range.values()), by_range
+    assert {e["id"] for e in planned if e["range"] == "bulk"} == new
+    assert sorted(by_range["bulk"]) == ["+441134960000", "+441134960001", "+441134960002"]
+    assert len(by_range["london"]) >= 2, by_range  # alice and dave share london
+    assert not [q for q in sim.ctl.log()["requests"] if q["method"] == "POST"
+                and "oauth2" not in q["path"]]
