@@ -679,7 +679,7 @@ static void
 set_defaults(struct config *c)
 {
 	c->sync.mode = SYNC_ENFORCE;
-	c->sync.interval = 300;
+	c->sync.interval = 60; /* bench/README.md, bench/latency.py: why a minute */
 	c->sync.full_interval = 86400;
 	c->sync.parallel = 8;
 	c->sync.retry_min = 60;

@@ -96,7 +96,7 @@ START_TEST(defaults_apply)
 	struct config *c = load(TENANT);
 
 	ck_assert_msg(c != NULL, "%s", err);
-	ck_assert_int_eq(c->sync.interval, 300);
+	ck_assert_int_eq(c->sync.interval, 60);
 	ck_assert_int_eq(c->sync.full_interval, 86400);
 	ck_assert_int_eq(c->sync.parallel, 8);
 	ck_assert_int_eq(c->sync.retry_min, 60);
