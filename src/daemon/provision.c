@@ -55,8 +55,9 @@ struct round {
 	   users a round has to number */
 	struct due_item *todo;
 	size_t n_todo, next_todo;
-	int changes;	      /* changes of this round in flight */
-	struct idmap planned; /* dry-run: range -> the last number this round's plan gave */
+	int changes;	       /* changes of this round in flight */
+	struct idmap planned;  /* dry-run: range -> the last number this round's plan gave */
+	struct idmap dry_full; /* dry-run: ranges the plan found full (said once a round) */
 };
 
 struct prov {
@@ -312,10 +313,13 @@ exhausted(struct prov *p, const struct cfg_range *r, int full)
 	if (was == full)
 		return;
 	if (p->cfg->sync.mode == SYNC_DRY_RUN) {
-		if (full) {
+		struct idmap *said = p->round ? &p->round->dry_full : NULL;
+		if (full && !(said && idmap_get(said, r->name))) {
 			struct np_event e
 			    = { .kind = NPE_EXHAUSTED, .range = r->name, .dry_run = 1 };
 			np_event_emit(&e);
+			if (said && idmap_put(said, r->name, 0, NULL) < 0)
+				log_warnx("provision", "out of memory");
 		}
 		return;
 	}
@@ -1270,6 +1274,7 @@ round_end(struct round *r)
 	idset_clear(&r->seen);
 	idmap_clear(&r->teams_by_user);
 	idmap_clear(&r->planned);
+	idmap_clear(&r->dry_full);
 	config_free(r->cfg);
 	free(r);
 	if (p->draining) {

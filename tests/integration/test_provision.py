@@ -386,3 +386,17 @@ def test_b15_dry_run_plans_each_user_a_number_of_their_own(sim, numprovd):
     assert len(by_range["london"]) >= 2, by_range  # alice and dave share london
     assert not [q for q in sim.ctl.log()["requests"] if q["method"] == "POST"
                 and "oauth2" not in q["path"]]
+
+
+def test_b15_dry_run_says_once_a_round_that_its_plan_fills_a_range(sim, numprovd):
+    from conftest import RANGES
+    for i in range(4):
+        add_user(sim, f"tight{i}", city="Tight")
+    d = numprovd(mode="dry-run", ranges=RANGES + """,
+  { name = "tight"; type = "direct-routing"; provider = "Gamma";
+    first = "+441134970000"; last = "+441134970001"; match = "city = 'Tight'"; }""")
+    d.wait_syncs(1)
+    planned = [e for e in d.events("assign") if e.get("range") == "tight"]
+    assert sorted(e["number"] for e in planned) == ["+441134970000", "+441134970001"]
+    full = [e for e in d.events("exhausted") if e.get("range") == "tight"]
+    assert len(full) == 1 and full[0].get("dry_run") == "yes", full
