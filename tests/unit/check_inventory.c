@@ -1315,6 +1315,272 @@ START_TEST(aborted_transactions_leave_memory_as_the_records)
 }
 END_TEST
 
+/* ---- memory and records must never disagree unnoticed -------------------- */
+
+/*
+ * A change made behind the inventory's back, through another handle on the
+ * running environment (as a second process would): put (len > 0) or delete.
+ */
+static void
+joined_write(const char *file, const char *k, const void *d, size_t len)
+{
+	DB_ENV *env;
+	DB *db;
+	DBT key, data;
+
+	ck_assert_int_eq(db_env_create(&env, 0), 0);
+	ck_assert_int_eq(
+	    env->open(env, dir, DB_INIT_TXN | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL, 0), 0);
+	ck_assert_int_eq(db_create(&db, env, 0), 0);
+	ck_assert_int_eq(db->open(db, NULL, file, NULL, DB_BTREE, DB_AUTO_COMMIT, 0), 0);
+	memset(&key, 0, sizeof(key));
+	memset(&data, 0, sizeof(data));
+	key.data = (void *)k;
+	key.size = (u_int32_t)strlen(k);
+	data.data = (void *)d;
+	data.size = (u_int32_t)len;
+	ck_assert_int_eq(len ? db->put(db, NULL, &key, &data, 0) : db->del(db, NULL, &key, 0), 0);
+	db->close(db, 0);
+	env->close(env, 0);
+}
+
+/* A stored range whose bounds are no numbers: the range list cannot be loaded. */
+static void
+put_unloadable_range(void)
+{
+	struct inv_range r;
+	unsigned char buf[INV_REC_MAX];
+	size_t len;
+
+	memset(&r, 0, sizeof(r));
+	strcpy(r.name, "zz-unloadable");
+	r.index = 99;
+	strcpy(r.first, "not-a-number");
+	strcpy(r.last, "not-a-number");
+	r.size = 1;
+	len = inv_encode_range(&r, buf, sizeof(buf));
+	ck_assert_uint_gt(len, 0);
+	joined_write("ranges.db", r.name, buf, len);
+}
+
+static int breaks_reload;
+
+/* Once the new bounds are stored: memory cannot be rebuilt from the records. */
+static void
+break_reload(int prio, const char *token, const char *msg)
+{
+	capture_log(prio, token, msg);
+	if (breaks_reload && strstr(msg, "recounting numbers in use")) {
+		breaks_reload = 0;
+		put_unloadable_range();
+	}
+}
+
+/*
+ * New range bounds are stored but the trees cannot be built (in numprovd: out of
+ * memory, the SIGHUP reload refused, the daemon running on): no change may act
+ * on trees of the old bounds or of none, where every number looks free and
+ * another user's would be handed out. Every change is refused until memory can
+ * be built again; then all is as the records say.
+ */
+START_TEST(failed_reload_refuses_changes_until_rebuilt)
+{
+	struct config *c;
+	struct inv_number n;
+	struct inv_user u;
+
+	alloc_ok("a", "u0", "+441235000001");
+	alloc_ok("a", "u1", "+441235000002");
+	ck_assert_int_eq(inv_release(inv, "u1", 30, T0, NULL), INV_OK);
+	alloc_ok("b", "u2", "+441235001000");
+	logged[0] = '\0';
+	log_register(break_reload);
+	breaks_reload = 1;
+	c = config_with(DR("a", "+441235000000", "+441235000198",
+	    "reserved = [ \"+441235000000\" ];") ",\n" DR("b", "+441235001000", "+441235001063",
+	    "") ",\n" DR("x", "+441235999000;ext=100", "+441235999000;ext=199", ""));
+	ck_assert_int_eq(inv_sync_ranges(inv, c, T0), INV_E_DB);
+	/* every change is refused, in every range; nothing is written */
+	ck_assert_int_eq(inv_allocate(inv, "a", "newcomer", "newcomer", T0, &n), INV_E_DB);
+	ck_assert_msg(strstr(logged, "changes are refused"), "%s", logged);
+	ck_assert_int_eq(inv_allocate(inv, "b", "newcomer", "newcomer", T0, &n), INV_E_DB);
+	ck_assert_int_eq(inv_claim(inv, "+441235000005", "newcomer", "n", T0), INV_E_DB);
+	ck_assert_int_eq(inv_reserve(inv, "+441235000006", T0), INV_E_DB);
+	ck_assert_int_eq(inv_release(inv, "u0", 0, T0, NULL), INV_E_DB);
+	ck_assert_int_eq(inv_expire(inv, T0 + 31 * DAY), -1);
+	ck_assert_int_eq(inv_get_user(inv, "newcomer", &u), INV_E_NOTFOUND);
+	ck_assert_int_eq(inv_get_number(inv, "+441235000001", &n), INV_OK);
+	ck_assert_str_eq(n.user_id, "u0");
+	ck_assert_int_eq(inv_get_number(inv, "+441235000006", &n), INV_OK);
+	ck_assert_int_eq(n.state, INV_AVAILABLE);
+	/* said once, not at every refusal */
+	ck_assert_int_eq(count_in(logged, "cannot be rebuilt"), 1);
+	/* what stopped it goes: memory is built again, the reload goes through */
+	joined_write("ranges.db", "zz-unloadable", NULL, 0);
+	alloc_ok("a", "newcomer", "+441235000003");
+	ck_assert_msg(strstr(logged, "changes are accepted again"), "%s", logged);
+	ck_assert_int_eq(inv_sync_ranges(inv, c, T0), INV_OK);
+	config_free(c);
+	ck_assert_uint_eq(range("a").size, 199);
+	ck_assert_uint_eq(range("a").count[INV_PENDING], 2);
+	ck_assert_uint_eq(range("a").count[INV_QUARANTINED], 1);
+	ck_assert_uint_eq(range("b").count[INV_PENDING], 1);
+	alloc_ok("a", "u3", "+441235000004");
+	assert_consistent();
+	log_register(NULL);
+}
+END_TEST
+
+/*
+ * A number memory has as available but which has a record (memory wrong, however
+ * that came about) is never written over: the change is refused and memory is
+ * built again from the records, after which the next free number is given.
+ */
+START_TEST(a_record_is_never_written_over_as_new)
+{
+	struct inv_number n, ghost;
+	struct inv_user gu;
+	unsigned char buf[INV_REC_MAX];
+	size_t len;
+
+	alloc_ok("a", "u1", "+441235000001");
+	memset(&ghost, 0, sizeof(ghost));
+	strcpy(ghost.number, "+441235000002");
+	ghost.state = INV_PENDING;
+	ghost.since = T0;
+	strcpy(ghost.user_id, "ghost");
+	strcpy(ghost.range, "a");
+	len = inv_encode_number(&ghost, buf, sizeof(buf));
+	joined_write("numbers.db", ghost.number, buf, len);
+	memset(&gu, 0, sizeof(gu));
+	strcpy(gu.id, "ghost");
+	strcpy(gu.upn, "ghost");
+	strcpy(gu.number, ghost.number);
+	gu.state = INV_PENDING;
+	gu.since = T0;
+	len = inv_encode_user(&gu, buf, sizeof(buf));
+	joined_write("users.db", gu.id, buf, len);
+
+	logged[0] = '\0';
+	log_register(capture_log);
+	ck_assert_int_eq(inv_allocate(inv, "a", "u2", "u2", T0, &n), INV_E_DB);
+	ck_assert_msg(strstr(logged, "+441235000002 already has a record"), "%s", logged);
+	ck_assert_int_eq(inv_get_number(inv, "+441235000002", &n), INV_OK);
+	ck_assert_str_eq(n.user_id, "ghost");
+	ck_assert_int_eq(inv_get_user(inv, "u2", &gu), INV_E_NOTFOUND);
+	/* memory is built again: the record is seen, the next number given */
+	alloc_ok("a", "u2", "+441235000003");
+	ck_assert_uint_eq(range("a").count[INV_PENDING], 3);
+	assert_consistent();
+	log_register(NULL);
+}
+END_TEST
+
+#define SPLIT_BEFORE DR("big", "+441236000000", "+441236000099", "")
+#define SPLIT_AFTER                                                                                \
+	DR("big", "+441236000000", "+441236000049", "")                                            \
+	",\n" DR("big2", "+441236000050", "+441236000099", "")
+
+static void
+die_at_recount(int prio, const char *token, const char *msg)
+{
+	(void)prio;
+	(void)token;
+	if (strstr(msg, "recounting numbers in use"))
+		_exit(42); /* the new bounds are stored, the records not relabelled */
+}
+
+/*
+ * Killed between inv_sync_ranges' two transactions (new bounds stored, the
+ * records still labelled by the old ones): the next start relabels them, though
+ * the stored bounds now equal the config's. Counts are right, inv_verify finds
+ * nothing, and the numbers can be failed and released.
+ */
+START_TEST(crash_between_bounds_and_relabel_is_mended)
+{
+	struct config *c;
+	struct inv_number n;
+	struct inventory *reader;
+	char user[16];
+	pid_t pid;
+	int status;
+
+	inv_close(inv);
+	inv = NULL;
+	open_with(SPLIT_BEFORE);
+	for (int i = 0; i < 70; i++) {
+		snprintf(user, sizeof(user), "u%02d", i);
+		ck_assert_int_eq(inv_allocate(inv, "big", user, user, T0, &n), INV_OK);
+	}
+	inv_close(inv);
+	inv = NULL;
+	c = config_with(SPLIT_AFTER);
+	if ((pid = fork()) == 0) {
+		if (inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)) != INV_OK)
+			_exit(2);
+		log_register(die_at_recount);
+		(void)!inv_sync_ranges(inv, c, T0);
+		_exit(3); /* never got to the relabelling */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42, "status %#x", status);
+
+	/* a reader with numprovd stopped counts what is stored, and changes nothing */
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_READONLY, &reader, err, sizeof(err)), INV_OK);
+	inv_close(reader);
+
+	logged[0] = '\0';
+	log_register(capture_log);
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)), INV_OK);
+	assert_consistent();
+	ck_assert_msg(strstr(logged, "20 number records relabelled"), "%s", logged);
+	ck_assert_int_eq(inv_sync_ranges(inv, c, T0), INV_OK);
+	config_free(c);
+	ck_assert_uint_eq(range("big").count[INV_PENDING], 50);
+	ck_assert_uint_eq(range("big2").count[INV_PENDING], 20);
+	ck_assert_int_eq(inv_get_number(inv, "+441236000060", &n), INV_OK);
+	ck_assert_str_eq(n.range, "big2");
+	ck_assert_int_eq(inv_fail(inv, "+441236000060", "u60"), INV_OK);
+	ck_assert_int_eq(inv_release(inv, "u61", 0, T0, NULL), INV_OK);
+	ck_assert_int_eq(inv_release(inv, "u62", 3, T0, NULL), INV_OK);
+	ck_assert_uint_eq(range("big2").count[INV_PENDING], 17);
+	ck_assert_uint_eq(range("big2").count[INV_QUARANTINED], 1);
+	alloc_ok("big2", "v1", "+441236000060");
+	assert_consistent();
+	/* and once only */
+	inv_close(inv);
+	logged[0] = '\0';
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_NOSYNC, &inv, err, sizeof(err)), INV_OK);
+	ck_assert_msg(!strstr(logged, "relabelled"), "%s", logged);
+	assert_consistent();
+	log_register(NULL);
+}
+END_TEST
+
+/* A reader beside numprovd (joined) counts in one read transaction: as the owner does. */
+START_TEST(joined_reader_counts_as_the_owner)
+{
+	struct inventory *reader;
+	struct inv_range r;
+	char report[4096];
+
+	alloc_ok("a", "u1", "+441235000001");
+	alloc_ok("a", "u2", "+441235000002");
+	ck_assert_int_eq(inv_confirm(inv, "+441235000001", "u1", T0), INV_OK);
+	ck_assert_int_eq(inv_release(inv, "u2", 5, T0, NULL), INV_OK);
+	ck_assert_int_eq(inv_open(dir, INV_OPEN_READONLY, &reader, err, sizeof(err)), INV_OK);
+	ck_assert_int_eq(inv_get_range(reader, "a", &r), INV_OK);
+	ck_assert_uint_eq(r.count[INV_ASSIGNED], 1);
+	ck_assert_uint_eq(r.count[INV_QUARANTINED], 1);
+	ck_assert_uint_eq(r.count[INV_RESERVED], 1);
+	ck_assert_int_eq(inv_verify(reader, report, sizeof(report)), 0);
+	inv_close(reader);
+	/* the owner goes on writing: the reader's locks are gone with its transaction */
+	alloc_ok("a", "u3", "+441235000003");
+	assert_consistent();
+}
+END_TEST
+
 static Suite *
 inventory_suite(void)
 {
@@ -1351,6 +1617,10 @@ inventory_suite(void)
 	tcase_add_test(tc, garbled_records_are_refused_by_key);
 	tcase_add_test(tc, record_codec_round_trip_and_truncation);
 	tcase_add_test(tc, aborted_transactions_leave_memory_as_the_records);
+	tcase_add_test(tc, failed_reload_refuses_changes_until_rebuilt);
+	tcase_add_test(tc, a_record_is_never_written_over_as_new);
+	tcase_add_test(tc, crash_between_bounds_and_relabel_is_mended);
+	tcase_add_test(tc, joined_reader_counts_as_the_owner);
 	tcase_add_test(tc, region_files_are_allocated);
 	tcase_add_exit_test(tc, panic_goes_to_the_handler, 0);
 	tcase_add_test(tc, panic_exits_and_the_next_start_recovers);
