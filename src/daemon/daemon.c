@@ -227,7 +227,10 @@ reload(struct daemon *d)
 	    || strcmp(cfg->tenant.client_id, d->cfg->tenant.client_id))
 		log_warnx("main", "tenant settings changed; they take effect at the next restart");
 	if ((rc = inv_sync_ranges(d->inv, cfg, time(NULL))) != INV_OK) {
-		log_err("main", "reload refused: cannot apply the ranges: %s", inv_strerror(rc));
+		log_err("main",
+		    "reload refused: cannot apply the ranges: %s (the inventory may hold the new "
+		    "ranges already: fix the cause and reload again)",
+		    inv_strerror(rc));
 		config_free(cfg);
 		notify("READY=1");
 		return;

@@ -303,7 +303,7 @@ ev_assign(struct prov *p, struct round *r, const struct config *cfg, const char 
 
 /* Exhaustion is logged once per change of state; the flag lives in the inventory. */
 static void
-exhausted(struct prov *p, const struct cfg_range *r, int full)
+exhausted(struct prov *p, struct round *round, const struct cfg_range *r, int full)
 {
 	char key[96], seen[8] = "";
 	int was;
@@ -312,8 +312,9 @@ exhausted(struct prov *p, const struct cfg_range *r, int full)
 	was = inv_meta_get(p->inv, key, seen, sizeof(seen)) == INV_OK && seen[0] == '1';
 	if (was == full)
 		return;
-	if (p->cfg->sync.mode == SYNC_DRY_RUN) {
-		struct idmap *said = p->round ? &p->round->dry_full : NULL;
+	/* the round's own mode: a reload meanwhile changes the next round, not this one */
+	if ((round ? round->cfg : p->cfg)->sync.mode == SYNC_DRY_RUN) {
+		struct idmap *said = round ? &round->dry_full : NULL;
 		if (full && !(said && idmap_get(said, r->name))) {
 			struct np_event e
 			    = { .kind = NPE_EXHAUSTED, .range = r->name, .dry_run = 1 };
@@ -820,7 +821,7 @@ start_assign(struct round *r, struct user *u, const struct decision *d)
 		struct change *c;
 
 		if (rc == INV_E_FULL) {
-			exhausted(p, d->cand[i], 1);
+			exhausted(p, r, d->cand[i], 1);
 			continue;
 		}
 		if (rc != INV_OK) {
@@ -829,7 +830,7 @@ start_assign(struct round *r, struct user *u, const struct decision *d)
 			due_now(p, u->id, now);
 			return;
 		}
-		exhausted(p, d->cand[i], 0);
+		exhausted(p, r, d->cand[i], 0);
 		if (r->cfg->sync.mode == SYNC_DRY_RUN) {
 			ev_assign(p, r, r->cfg, u->upn, u->id, num.number, d->cand[i]->name, NULL,
 			    NULL, 1);
@@ -1062,7 +1063,7 @@ act_on(struct round *r, struct user *u, const char *teams)
 		/* no room anywhere: no need to ask Teams yet (no Graph call for a waiting user) */
 		if (d.reason == RSN_NEW && all_full(r, &d)) {
 			for (size_t i = 0; i < d.n_cand; i++)
-				exhausted(p, d.cand[i], 1);
+				exhausted(p, r, d.cand[i], 1);
 			ranges_full(r, u, u->state);
 		} else {
 			start_check(r, u);
@@ -1336,21 +1337,34 @@ decide_more(struct round *r)
 {
 	struct prov *p = r->p;
 
+	if (r->next_todo < r->n_todo && p->cfg != r->cfg && !p->draining) {
+		/* reloaded while the round was deciding: the rest is decided by a round under
+		   the new configuration (mode, rules, ranges), which starts when this one ends;
+		   they are still due */
+		log_info("provision",
+		    "the configuration was reloaded: %zu users left to decide go to a round "
+		    "under the new one, which starts when this one's changes finish",
+		    r->n_todo - r->next_todo);
+		for (; r->next_todo < r->n_todo; r->next_todo++)
+			free(r->todo[r->next_todo].id);
+		p->again = 1;
+	}
 	while (r->next_todo < r->n_todo && r->changes < change_cap(r)) {
 		struct due_item *it = &r->todo[r->next_todo++];
 		struct user u;
 		int rc;
 		/* a manual change may have taken the user meanwhile: due next round */
-		if (!idmap_get(&p->due, it->id) || idmap_get(&p->busy, it->id)) {
+		if (!idmap_get(&p->due, it->id) || idmap_get(&p->busy, it->id) || p->draining) {
 			free(it->id);
 			continue;
 		}
 		rc = user_load(p, it->id, &u);
-		r->decided++;
-		if (rc == 0 && !p->draining)
+		if (rc == 0) {
+			r->decided++;
 			act_on(r, &u, teams_of(r, it->id));
-		else if (rc > 0)
+		} else if (rc > 0) {
 			idmap_del(&p->due, it->id); /* no record: nothing to decide */
+		}
 		user_clear(&u);
 		free(it->id);
 	}
@@ -2268,27 +2282,70 @@ prov_users(struct prov *p, const char *filter)
 	return sorted(c.arr);
 }
 
+struct plan_item {
+	cJSON *o;
+	uint64_t seq;
+	size_t pos;
+};
+
+static int
+by_due_order(const void *a, const void *b)
+{
+	const struct plan_item *x = a, *y = b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
 cJSON *
 prov_plan(struct prov *p)
 {
 	struct users_ctx c = { p, NULL, cJSON_CreateArray(), 1 };
 	struct idmap planned = { 0 };
 	time_t now = time(NULL);
+	struct plan_item *order;
 	cJSON *out, *o;
+	int n, i;
 
 	inv_dir_foreach(p->inv, users_cb, &c);
 	out = sorted(c.arr);
-	/* numbered down the list, each range's next number to the next of its users, as
-	   assignments one after another would number them */
+	n = cJSON_GetArraySize(out);
+	order = n > 0 ? calloc((size_t)n, sizeof(*order)) : NULL;
+	i = 0;
 	cJSON_ArrayForEach(o, out)
 	{
-		cJSON *cand = cJSON_DetachItemFromObjectCaseSensitive(o, PLAN_CANDIDATES), *r;
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+		struct idmap_entry *e
+		    = cJSON_IsString(id) ? idmap_get(&p->due, id->valuestring) : NULL;
+		if (!order)
+			break;
+		order[i].o = o;
+		order[i].seq = e ? e->seq : UINT64_MAX; /* not due: after those that are */
+		order[i].pos = (size_t)i;
+		i++;
+	}
+	/* numbered in the order a round decides users (the order they became due), each
+	   range's next free number to its next user, as assignments one after another
+	   would number them; an estimate: who gets which depends on Teams' answers */
+	if (order)
+		qsort(order, (size_t)i, sizeof(*order), by_due_order);
+	for (int k = 0; order && k < i; k++) {
+		cJSON *cand = cJSON_DetachItemFromObjectCaseSensitive(order[k].o, PLAN_CANDIDATES);
+		cJSON *r;
+		o = order[k].o;
 		cJSON_ArrayForEach(r, cand)
 		{
 			struct inv_number num;
-			if (!cJSON_IsString(r)
-			    || peek_planned(p, &planned, r->valuestring, now, &num, 1) != INV_OK)
+			int rc = cJSON_IsString(r)
+			    ? peek_planned(p, &planned, r->valuestring, now, &num, 1)
+			    : INV_E_NOTFOUND;
+			if (rc == INV_E_FULL)
 				continue;
+			if (rc != INV_OK) {
+				cJSON_AddStringToObject(o, "error", inv_strerror(rc));
+				break;
+			}
 			cJSON_AddStringToObject(o, "would_get", num.number);
 			cJSON_AddStringToObject(o, "range", r->valuestring);
 			if (!cJSON_GetObjectItem(o, "number"))
@@ -2297,6 +2354,11 @@ prov_plan(struct prov *p)
 		}
 		cJSON_Delete(cand);
 	}
+	if (!order && n > 0) { /* out of memory: no numbers rather than wrong ones */
+		cJSON_ArrayForEach(o, out)
+		    cJSON_DeleteItemFromObjectCaseSensitive(o, PLAN_CANDIDATES);
+	}
+	free(order);
 	idmap_clear(&planned);
 	return out;
 }

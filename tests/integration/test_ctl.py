@@ -487,8 +487,9 @@ def test_crafted_arguments_cannot_forge_log_lines(sim, ctld):
 
 
 def test_plan_gives_each_user_of_a_range_a_number_of_their_own(sim, ctld):
-    """The plan numbers users as assignments one after another would: down the list (by
-    user), each range's next free number to its next user, never one number twice."""
+    """The plan numbers users as assignments one after another would: each range's next
+    free number to its next user (in the order a round decides them), never one number
+    twice."""
     from conftest import add_user
     for i in (2, 0, 1):
         add_user(sim, f"planned{i}", city="Bulk")
@@ -496,7 +497,7 @@ def test_plan_gives_each_user_of_a_range_a_number_of_their_own(sim, ctld):
   { name = "bulk"; type = "direct-routing"; provider = "Gamma";
     first = "+441134960000"; last = "+441134960999"; match = "city = 'Bulk'"; }""")
     plan = [p for p in d.json("plan") if p.get("range") == "bulk"]
-    assert [(p["user"], p["number"]) for p in plan] == [
-        (f"planned{i}@{gtl.DOMAIN}", f"+44113496000{i}") for i in range(3)], plan
+    assert sorted(p["user"] for p in plan) == [f"planned{i}@{gtl.DOMAIN}" for i in range(3)]
+    assert sorted(p["number"] for p in plan) == [f"+44113496000{i}" for i in range(3)], plan
     numbers = [p["number"] for p in d.json("plan") if p.get("number")]
     assert len(numbers) == len(set(numbers)), numbers

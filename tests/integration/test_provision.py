@@ -400,3 +400,51 @@ def test_b15_dry_run_says_once_a_round_that_its_plan_fills_a_range(sim, numprovd
     assert sorted(e["number"] for e in planned) == ["+441134970000", "+441134970001"]
     full = [e for e in d.events("exhausted") if e.get("range") == "tight"]
     assert len(full) == 1 and full[0].get("dry_run") == "yes", full
+
+
+def test_b15_reload_to_off_stops_a_round_that_is_still_deciding(sim, numprovd):
+    """400 joiners, a round deciding them in turn; sync.mode set to "off" and SIGHUP: the
+    changes already started finish (at most 16 x sync.parallel), nobody else gets a
+    number, and the round under the new mode starts when the old one ends."""
+    from conftest import RANGES
+    sim.ctl.settings(op_polls=0)
+    for i in range(400):
+        add_user(sim, f"bulk{i}", city="Bulk")
+    sim.ctl.fault("latency", match="assignNumber", ms=150)
+    d = numprovd(ranges=RANGES + BULK)
+    d.wait_event("assign", count=5, timeout=60)
+    d.conf.write_text(d.conf.read_text().replace('mode = "enforce"', 'mode = "off"'))
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 20
+    while time.time() < deadline and not any("configuration reloaded" in l for l in d.lines):
+        time.sleep(0.01)
+    at_reload = len([e for e in d.events("assign") if e.get("range") == "bulk"])
+    d.wait_syncs(2, timeout=120)
+    assigned = [e for e in d.events("assign") if e.get("range") == "bulk"]
+    assert len(assigned) - at_reload <= 16 * 8, (at_reload, len(assigned))
+    assert len(assigned) < 400
+    assert any("users left to decide go to a round under the new one" in l for l in d.lines)
+    time.sleep(1)
+    assert len([e for e in d.events("assign") if e.get("range") == "bulk"]) == len(assigned)
+    holders = {n["target"] for n in sim.ctl.truth()["numbers"].values() if n.get("target")}
+    assert len([u for u in holders if u.startswith("00000000-0000-4000")]) <= len(assigned)
+
+
+def test_b15_a_dry_run_round_reloaded_to_enforce_raises_no_real_alarm(sim, numprovd):
+    """A dry-run round still deciding when the mode becomes enforce: what it found full in
+    its plan (numbers it only planned) is said as a dry run, never as a real exhaustion."""
+    from conftest import RANGES
+    for i in range(300):
+        add_user(sim, f"bulk{i}", city="Bulk")
+    for i in range(4):
+        add_user(sim, f"tight{i}", city="Tight")
+    sim.ctl.fault("latency", match="numberAssignments", ms=400)
+    d = numprovd(mode="dry-run", ranges=RANGES + BULK + """,
+  { name = "tight"; type = "direct-routing"; provider = "Gamma";
+    first = "+441134970000"; last = "+441134970001"; match = "city = 'Tight'"; }""")
+    d.wait_event("assign", count=3, timeout=60)
+    d.conf.write_text(d.conf.read_text().replace('mode = "dry-run"', 'mode = "enforce"'))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_syncs(1, timeout=120)
+    full = [e for e in d.events("exhausted") if e.get("range") == "tight"]
+    assert all(e.get("dry_run") == "yes" for e in full), full
