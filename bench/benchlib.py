@@ -82,6 +82,27 @@ def cpu_s(pid, or_nan=False):
     return (int(fields[11]) + int(fields[12])) / CLK
 
 
+def sched_ns(pid):
+    """Time on CPU of the process's live threads, ns (finer than the clock ticks of stat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def status_kb(pid, key):
+    """A figure of /proc/PID/status in kB (VmRSS, VmHWM, RssAnon, ...); 0 if absent."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def sys_busy():
     """(busy, total) jiffies of all CPUs."""
     with open("/proc/stat") as f:

@@ -4,7 +4,7 @@
   /usr/bin/python3 bench/latency.py --build DIR [--interval S] [--joiners N]
       [--duration S] [--users N] [--json FILE] ...
 
-Runs numprovd with its default sync.interval (300 s; the configuration then names no
+Runs numprovd with its default sync.interval (60 s; the configuration then names no
 interval at all, so the daemon's built-in default is what is measured) or with
 --interval S, against its own Graph simulator on 127.0.0.1 (its own CA from
 tests/graphsim/mkcerts.sh, tests/graphsim/graphsim.py --port 0):
@@ -70,7 +70,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import (GRAPHSIM, MCOEV, SECRET, TEAMS1, BenchError, LogTail, check_conf,
+from benchlib import (sched_ns, status_kb, GRAPHSIM, MCOEV, SECRET, TEAMS1, BenchError, LogTail, check_conf,
                       cleanup, cpu_s, note, plan, range_conf, sku_e5, start_graphsim,
                       start_numprovd, stop, tenant, user, user_ids)
 sys.path.insert(0, str(GRAPHSIM))
@@ -82,29 +82,8 @@ CLIENT_ID = "b3c00000-1111-4222-8333-4444555577aa"
 SITES = [("London", "Office 1", "+441200"), ("Manchester", "Office 2", "+441201"),
          ("Leeds", "Office 3", "+441202"), ("Bristol", "Office 4", "+441203")]
 RANGE_FIRST, RANGE_SIZE = 500000, 1000
-DEFAULT_INTERVAL = 300          # numprovd's built-in sync.interval (design.md B12)
+DEFAULT_INTERVAL = 60           # numprovd's built-in sync.interval (config.c; 300 before a0fc770)
 START_TIMEOUT = 300             # simulator start + numprovd's initial full sync
-
-
-# ---- /proc ---------------------------------------------------------------------------------
-def sched_ns(pid):
-    """Time on CPU of the process's live threads, ns (finer than the ticks of stat)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total
-
-
-def status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 # ---- the tenant ----------------------------------------------------------------------------
@@ -647,7 +626,6 @@ def report(res):
         print(f"  licence moment: control call bracket {min(br):.1f}-{max(br):.1f} ms wide; "
               f"assignNumber POSTs per joiner: {sorted({r['assign_posts'] for r in rows})}; "
               f"refused (failed operations) per joiner: {sorted({r['refused'] for r in rows})}")
-    L = s["latency"]
     print(f"\nlatency licence -> number (n = {s['n']} of {s['joiners']} joiners"
           f"{', ' + str(s['missing']) + ' without a number' if s['missing'] else ''}):")
     print("| | p50 | p95 | max | min | mean |")
@@ -691,7 +669,7 @@ def main(argv=None):
     p.add_argument("--build", default=os.environ.get("NUMPROV_BUILD", "/tmp/bbench"),
                    help="build directory holding numprovd")
     p.add_argument("--interval", type=int,
-                   help="sync.interval, s (default: not set, numprovd's own default 300)")
+                   help="sync.interval, s (default: not set, numprovd's own default 60)")
     p.add_argument("--joiners", type=int, default=60, help="users who get Teams Phone")
     p.add_argument("--duration", type=float, default=1800,
                    help="joiners arrive uniformly over this many seconds")

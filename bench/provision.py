@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import (CLK, GRAPHSIM, MCOEV, TEAMS1, BenchError, LogTail, check_conf, cleanup,
+from benchlib import (sched_ns, status_kb, CLK, GRAPHSIM, MCOEV, TEAMS1, BenchError, LogTail, check_conf, cleanup,
                       cpu_s, note, numprovd_conf, plan, range_conf, sku_e5, start_graphsim,
                       start_numprovd, stop, sys_busy, tenant, user, user_ids)
 sys.path.insert(0, str(GRAPHSIM))
@@ -56,27 +56,7 @@ def left():
     return DEADLINE[0] - time.monotonic()
 
 
-# ---- /proc ---------------------------------------------------------------------------------
-def sched_ns(pid):
-    """Time on CPU of the live threads, ns (finer than the clock ticks of stat)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total
-
-
-def status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
+# ---- /proc ----------------------------------------------------------------------------------
 def rss_parts(pid):
     """Where the resident memory is: heap and stacks (anon), mapped files (the Berkeley DB
     region files are mapped files), shared memory; kB."""
