@@ -98,7 +98,7 @@ def list_numbers(sim, req):
     skip = int_param(req, "$skip", 0, 0, 10 ** 9)
     text = req.query.get("$filter")
     conds = parse_filter(text) if text else []
-    hits = _select(sim.tenant.numbers, conds)
+    hits = _select(sim.tenant, conds)
     body = {"@odata.context": f"{req.base_url}/{req.version}/$metadata#{ROOT}/numberAssignments",
             "value": [dict(r) for r in hits[skip:skip + top]]}
     if sim.settings["numbers_next_link"] and skip + top < len(hits):
@@ -109,20 +109,18 @@ def list_numbers(sim, req):
     return json_response(200, body)
 
 
-def _select(numbers, conds):
+def _select(tenant, conds):
     """The records that match, in number order. One equality on the number or on the
     user (the reads numprovd makes before each assignment) is answered without trying
     every record, so the simulator's time per request does not grow with the tenant."""
+    numbers = tenant.numbers
     if len(conds) == 1 and conds[0][1] is not None:
         field, value = conds[0]
         if field == "telephoneNumber":
             hit = numbers.get(value)
             return [hit] if hit is not None and hit["telephoneNumber"] == value else []
         if field == "assignmentTargetId":
-            v = value.lower()
-            hits = [r for r in numbers.values()
-                    if r["assignmentTargetId"] is not None and r["assignmentTargetId"].lower() == v]
-            return sorted(hits, key=lambda r: _sort_key(r["telephoneNumber"]))
+            return sorted(tenant.targeted(value), key=lambda r: _sort_key(r["telephoneNumber"]))
     return [numbers[t] for t in sorted(numbers, key=_sort_key) if _matches(numbers[t], conds)]
 
 
@@ -242,6 +240,7 @@ def _hold(sim, tel, target, ntype, category, location):
     if record["assignmentTargetId"] == target and record["activationState"] == "activated":
         return           # the same assignment again: nothing to do
     inventory.assign(record, target, category, location, pending=True)
+    sim.tenant.index_target(record)
 
 
 # --- unassignNumber ----------------------------------------------------------------------

@@ -88,6 +88,7 @@ class Tenant:
         self.skus = fixture.get("skus", [])
         self.users = {}
         self.numbers = {}
+        self.by_target = {}           # lower-cased target -> numbers it was given (a hint)
         self.operations = {}
         self.open_operations = {}     # not yet completed
         self.locations = {loc["id"]: loc for loc in fixture.get("locations", [])}
@@ -178,12 +179,37 @@ class Tenant:
         record = inventory.make_number(fields)
         self.numbers[record["telephoneNumber"]] = record
         target = record["assignmentTargetId"]
+        self.index_target(record)
         if target in self.users:
             self.users[target].ev_enabled = True
         return record
 
+    def index_target(self, record):
+        """Remember that record's number went to its target. Every place that gives a
+        number a target calls this (add_number, numbers._hold); taking it away or deleting
+        the number leaves a stale entry, which the look-ups below check and skip."""
+        if record["assignmentTargetId"]:
+            self.by_target.setdefault(record["assignmentTargetId"].lower(), set()).add(
+                record["telephoneNumber"])
+
+    def targeted(self, uid):
+        """The numbers whose target is uid, ignoring case (not in any order)."""
+        key = uid.lower()
+        tels = self.by_target.get(key, ())
+        hits = [self.numbers[t] for t in tels if t in self.numbers
+                and (self.numbers[t]["assignmentTargetId"] or "").lower() == key]
+        if len(hits) != len(tels):
+            if hits:
+                self.by_target[key] = {n["telephoneNumber"] for n in hits}
+            else:
+                self.by_target.pop(key, None)
+        return hits
+
     def held_by(self, uid):
-        return [n for n in self.numbers.values() if n["assignmentTargetId"] == uid]
+        hits = [n for n in self.targeted(uid) if n["assignmentTargetId"] == uid]
+        if len(hits) > 1:   # in the order of the inventory, as a scan gives them
+            hits = [n for n in self.numbers.values() if n["assignmentTargetId"] == uid]
+        return hits
 
     def policy(self, ptype, ref):
         """A policy by name or id; TenantError(404) if the fixture has none."""
