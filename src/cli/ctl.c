@@ -384,8 +384,11 @@ print_plan(const cJSON *arr)
 	    "%-9s  %-*s  %-24s  %-*s  %s\n", "ACTION", w, "USER", "NUMBER", wr, "RANGE", "REASON");
 	cJSON_ArrayForEach(p, arr)
 	{
-		printf("%-9s  %-*s  %-24s  %-*s  %s\n", jstr(p, "action"), w, jstr(p, "user"),
-		    jstr(p, "number"), wr, jstr(p, "range"), jstr(p, "reason"));
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "error");
+		printf("%-9s  %-*s  %-24s  %-*s  %s%s%s\n", jstr(p, "action"), w, jstr(p, "user"),
+		    jstr(p, "number"), wr, jstr(p, "range"), jstr(p, "reason"),
+		    cJSON_IsString(e) ? "; the inventory cannot say which number: " : "",
+		    cJSON_IsString(e) ? e->valuestring : "");
 	}
 }
 

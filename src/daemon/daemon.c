@@ -258,10 +258,13 @@ reload(struct daemon *d)
 	    "main", "configuration reloaded from %s (%zu ranges)", d->conf_file, cfg->n_ranges);
 	log_ranges(d);
 	if (mode_changed) {
-		/* dry-run to enforce: what plan showed is done now, not at the next interval */
-		log_notice("main", "sync.mode is now %s: a sync starts now",
+		/* dry-run to enforce: what plan showed is done now, not at the next interval.
+		   A full one: users decided under off or dry-run (or left by a round the
+		   change stopped) are decided again under the new mode, not at the next full
+		   sync */
+		log_notice("main", "sync.mode is now %s: a full sync starts now",
 		    config_sync_mode_name(cfg->sync.mode));
-		prov_trigger(d->prov, 0);
+		prov_trigger(d->prov, 1);
 	}
 	notify("READY=1");
 }
@@ -285,7 +288,7 @@ on_signal(int sig, void *arg)
 	}
 	if (sig == SIGUSR1) {
 		log_notice("main", "SIGUSR1: sync now");
-		prov_trigger(d->prov, 0);
+		prov_trigger(d->prov, 1);
 		return;
 	}
 	if (d->stopping++) {

@@ -34,7 +34,8 @@ struct due_item {
 
 /*
  * One sync round. It holds a reference to the configuration it started with,
- * so a reload while it runs changes nothing under it (docs/architecture.md).
+ * so a reload while it runs changes nothing under it (docs/architecture.md),
+ * but for sync.mode: a round still deciding stops when the mode changes.
  */
 struct round {
 	struct prov *p;
@@ -1337,13 +1338,14 @@ decide_more(struct round *r)
 {
 	struct prov *p = r->p;
 
-	if (r->next_todo < r->n_todo && p->cfg != r->cfg && !p->draining) {
-		/* reloaded while the round was deciding: the rest is decided by a round under
-		   the new configuration (mode, rules, ranges), which starts when this one ends;
-		   they are still due */
+	if (r->next_todo < r->n_todo && p->cfg->sync.mode != r->cfg->sync.mode && !p->draining) {
+		/* sync.mode changed while the round was deciding (off is the operator's
+		   brake): the rest is decided by the round under the new mode that the reload
+		   asked for, which starts when this one ends; they are still due. Any other
+		   change waits for the next round, as for a round that is not deciding. */
 		log_info("provision",
-		    "the configuration was reloaded: %zu users left to decide go to a round "
-		    "under the new one, which starts when this one's changes finish",
+		    "sync.mode changed: %zu users left to decide go to the round under the new "
+		    "mode, which starts when this one's changes finish",
 		    r->n_todo - r->next_todo);
 		for (; r->next_todo < r->n_todo; r->next_todo++)
 			free(r->todo[r->next_todo].id);

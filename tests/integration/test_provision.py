@@ -242,7 +242,7 @@ def test_b15_reload_from_dry_run_to_enforce_syncs_at_once(sim, numprovd):
     given = sorted((e["user"], e["range"]) for e in d.events("assign")
                    if e.get("dry_run") != "yes")
     assert given == plan
-    assert any("sync.mode is now enforce: a sync starts now" in l for l in d.lines)
+    assert any("sync.mode is now enforce: a full sync starts now" in l for l in d.lines)
     assert holder(sim, done[0]["number"]) == IDS["alice"]
     # a reload that leaves the mode as it is starts nothing
     d.proc.send_signal(signal.SIGHUP)
@@ -423,11 +423,20 @@ def test_b15_reload_to_off_stops_a_round_that_is_still_deciding(sim, numprovd):
     assigned = [e for e in d.events("assign") if e.get("range") == "bulk"]
     assert len(assigned) - at_reload <= 16 * 8, (at_reload, len(assigned))
     assert len(assigned) < 400
-    assert any("users left to decide go to a round under the new one" in l for l in d.lines)
+    assert any("users left to decide go to the round under the new mode" in l
+               for l in d.lines)
     time.sleep(1)
     assert len([e for e in d.events("assign") if e.get("range") == "bulk"]) == len(assigned)
     holders = {n["target"] for n in sim.ctl.truth()["numbers"].values() if n.get("target")}
     assert len([u for u in holders if u.startswith("00000000-0000-4000")]) <= len(assigned)
+    # back to enforce: the users the brake left (decided under off meanwhile) are numbered
+    # at once by the full sync a change of mode starts, not at the next daily one
+    sim.ctl.clear_faults()
+    d.conf.write_text(d.conf.read_text().replace('mode = "off"', 'mode = "enforce"'))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_event("assign", count=400 + len(d.events("assign")) - len(assigned), timeout=120)
+    got = {e["id"] for e in d.events("assign") if e.get("range") == "bulk"}
+    assert len(got) == 400
 
 
 def test_b15_a_dry_run_round_reloaded_to_enforce_raises_no_real_alarm(sim, numprovd):
