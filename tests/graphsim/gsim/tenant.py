@@ -188,7 +188,7 @@ class Tenant:
         """Remember that record's number went to its target. Every place that gives a
         number a target calls this (add_number, numbers._hold); taking it away or deleting
         the number leaves a stale entry, which the look-ups below check and skip."""
-        if record["assignmentTargetId"]:
+        if isinstance(record["assignmentTargetId"], str) and record["assignmentTargetId"]:
             self.by_target.setdefault(record["assignmentTargetId"].lower(), set()).add(
                 record["telephoneNumber"])
 
