@@ -288,7 +288,7 @@ on_signal(int sig, void *arg)
 	}
 	if (sig == SIGUSR1) {
 		log_notice("main", "SIGUSR1: sync now");
-		prov_trigger(d->prov, 1);
+		prov_trigger(d->prov, 0); /* as numprovctl sync: a delta round (--full is not) */
 		return;
 	}
 	if (d->stopping++) {

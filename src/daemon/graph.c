@@ -22,6 +22,7 @@
 #include "utf8.h"
 
 #define BODY_MAX (64u << 20) /* a response larger than this is cut off: no page is that big */
+#define LOCATION_MAX 4095    /* bytes of a Location header kept */
 #define TOKEN_MARGIN 300     /* renew a token this long before it expires, or at half its life */
 
 struct graph;
@@ -45,7 +46,8 @@ struct greq {
 	struct greq *wire_next;	  /* in the list of exchanges on the wire */
 	char *resp;
 	size_t resp_len, resp_cap;
-	char location[4096], retry_after[64], request_id[64], crid[37];
+	char *location; /* the Location header (most answers have none: no room kept) */
+	char retry_after[64], request_id[64], crid[37];
 	char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -83,8 +85,8 @@ struct graph {
 	long long teams_hold_until;
 	struct event *hold_timer;
 	unsigned queued_other; /* requests in the queue that no throttle holds */
-	/* requests waiting for a slot or a token */
-	struct greq *queue, *queue_tail;
+	/* requests waiting for a slot or a token: [0] first, then [1] (GRAPH_LATER) */
+	struct greq *queue[2], *queue_tail[2];
 	struct greq *parked; /* waiting on their retry timers */
 	struct greq *wire;   /* exchanges in libcurl's hands */
 	int pending, stopped;
@@ -172,6 +174,56 @@ graph_parse_error(
 	return 0;
 }
 
+/* A token goes into an Authorization header: printable ASCII, no space, no line break. */
+static int
+token_chars_ok(const char *s)
+{
+	for (; *s; s++)
+		if (*s < '!' || *s > '~')
+			return 0;
+	return 1;
+}
+
+int
+graph_parse_token(const char *body, size_t len, char **token, long *life)
+{
+	cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
+	double secs;
+
+	*token = NULL;
+	if (cJSON_IsString(tok) && tok->valuestring[0]) {
+		if (token_chars_ok(tok->valuestring))
+			*token = strdup(tok->valuestring);
+		/* the copy in the tree is wiped before cJSON frees it */
+		OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));
+	}
+	if (!*token) {
+		cJSON_Delete(root);
+		return -1;
+	}
+	/*
+	 * expires_in is a number in v2.0, a string in some older answers. The value is
+	 * compared as a double and cast only once within range: a double beyond long's
+	 * range (1e300, or what strtol saturates to) must never be cast.
+	 */
+	if (cJSON_IsNumber(exp))
+		secs = exp->valuedouble;
+	else if (cJSON_IsString(exp))
+		secs = (double)strtol(exp->valuestring, NULL, 10);
+	else
+		secs = 3599;
+	if (!(secs >= 1)) /* zero, negative, below a second, or not a number */
+		*life = 60;
+	else if (secs > GRAPH_TOKEN_LIFE_MAX)
+		*life = GRAPH_TOKEN_LIFE_MAX;
+	else
+		*life = (long)secs;
+	cJSON_Delete(root);
+	return 0;
+}
+
 /* ---- libcurl on the loop (loop.c) --------------------------------------- */
 
 static void check_done(struct graph *g);
@@ -208,22 +260,36 @@ on_body(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* Keep the value of header `name` if this line is it. */
-static void
-take_header(const char *line, size_t len, const char *name, char *dst, size_t dstlen)
+/* The value of header `name` if this line is it (*vlen bytes, not terminated), or NULL. */
+static const char *
+header_value(const char *line, size_t len, const char *name, size_t *vlen)
 {
-	size_t n = strlen(name), v;
+	size_t n = strlen(name);
 
 	if (len <= n + 1 || strncasecmp(line, name, n) != 0 || line[n] != ':')
-		return;
+		return NULL;
 	line += n + 1;
 	len -= n + 1;
 	while (len && (*line == ' ' || *line == '\t'))
 		line++, len--;
 	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
 		len--;
-	v = len < dstlen - 1 ? len : dstlen - 1;
-	memcpy(dst, line, v);
+	*vlen = len;
+	return line;
+}
+
+/* Keep the value of header `name` if this line is it. */
+static void
+take_header(const char *line, size_t len, const char *name, char *dst, size_t dstlen)
+{
+	size_t v;
+	const char *val = header_value(line, len, name, &v);
+
+	if (!val)
+		return;
+	if (v > dstlen - 1)
+		v = dstlen - 1;
+	memcpy(dst, val, v);
 	dst[v] = '\0';
 }
 
@@ -232,8 +298,17 @@ on_header(char *data, size_t size, size_t n, void *arg)
 {
 	struct greq *r = arg;
 	size_t len = size * n;
+	const char *loc;
+	size_t vlen;
 
-	take_header(data, len, "Location", r->location, sizeof(r->location));
+	if ((loc = header_value(data, len, "Location", &vlen))) {
+		/* an operation's address, cut as before at LOCATION_MAX (a cut one fails its
+		   poll: the change stays unsettled, never taken as done) */
+		free(r->location);
+		r->location = vlen ? strndup(loc, vlen < LOCATION_MAX ? vlen : LOCATION_MAX) : NULL;
+		if (vlen && !r->location)
+			return 0; /* out of memory: the exchange fails (a POST's is checked) */
+	}
 	take_header(data, len, "Retry-After", r->retry_after, sizeof(r->retry_after));
 	take_header(data, len, "request-id", r->request_id, sizeof(r->request_id));
 	return len;
@@ -317,7 +392,9 @@ start_easy(struct greq *r)
 		return -1;
 	r->easy = e;
 	r->resp_len = 0;
-	r->location[0] = r->retry_after[0] = r->request_id[0] = r->curl_err[0] = '\0';
+	free(r->location);
+	r->location = NULL;
+	r->retry_after[0] = r->request_id[0] = r->curl_err[0] = '\0';
 	auth_uuid(r->crid);
 	r->attempts++;
 	add_header(r, "client-request-id", r->crid);
@@ -362,17 +439,16 @@ start_easy(struct greq *r)
 		curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
 	/*
 	 * Connections stay open in the multi handle's cache and are reused, and a
-	 * new one resumes its TLS session from the share: no full handshake per
-	 * request. But libcurl sends a request again by itself when a reused
-	 * connection dies before any byte of the answer, and the server may have
-	 * acted on the first copy: a GRAPH_POST_ONCE (assignNumber, unassignNumber)
-	 * goes on a new connection (its handshake resumed when a session is kept), where
-	 * libcurl never does that; a lost answer reaches its caller, which checks
-	 * Teams before sending it again. The connection then joins the cache.
+	 * new one resumes its TLS session from the share: no handshake per request.
+	 * libcurl sends a request again by itself when a reused connection dies
+	 * before any byte of the answer, though the server may have acted on the
+	 * first copy. For a GRAPH_POST_ONCE (assignNumber, unassignNumber) that is
+	 * harmless: the same assignment again changes nothing, and a no Teams may
+	 * give such a copy is believed only once numberAssignments agrees (teams.c,
+	 * refusal_check). An answer lost otherwise reaches the caller as ambiguous,
+	 * which checks Teams before sending it again.
 	 */
 	curl_easy_setopt(e, CURLOPT_SHARE, g->share);
-	if (r->flags & GRAPH_POST_ONCE)
-		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	if (r->is_token)
 		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
 		 * copied into nghttp2's frame buffers, which libcurl's wiping free
@@ -425,6 +501,7 @@ req_free(struct greq *r)
 	free(r->url);
 	free(r->body);
 	free(r->resp);
+	free(r->location);
 	free(r);
 }
 
@@ -442,7 +519,7 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 	res.attempts = r->attempts;
 	res.body = r->resp ? r->resp : "";
 	res.len = r->resp_len;
-	res.location = r->location[0] ? r->location : NULL;
+	res.location = r->location;
 	memcpy(res.client_request_id, r->crid, sizeof(res.client_request_id));
 	snprintf(res.request_id, sizeof(res.request_id), "%s", r->request_id);
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {
@@ -472,14 +549,16 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 static void
 enqueue(struct graph *g, struct greq *r)
 {
+	int q = (r->flags & GRAPH_LATER) != 0;
+
 	if (!r->teams)
 		g->queued_other++;
 	r->next = NULL;
-	if (g->queue_tail)
-		g->queue_tail->next = r;
+	if (g->queue_tail[q])
+		g->queue_tail[q]->next = r;
 	else
-		g->queue = r;
-	g->queue_tail = r;
+		g->queue[q] = r;
+	g->queue_tail[q] = r;
 }
 
 static void
@@ -669,9 +748,14 @@ settle(struct greq *r, CURLcode cc, long status)
 static void
 fail_queue(struct graph *g, long status, const char *code, const char *msg)
 {
-	struct greq *q = g->queue;
+	struct greq *q = g->queue[0];
 
-	g->queue = g->queue_tail = NULL;
+	/* both queues, in their order */
+	if (g->queue_tail[0])
+		g->queue_tail[0]->next = g->queue[1];
+	else
+		q = g->queue[1];
+	g->queue[0] = g->queue_tail[0] = g->queue[1] = g->queue_tail[1] = NULL;
 	g->queued_other = 0;
 	while (q) {
 		struct greq *next = q->next;
@@ -699,30 +783,18 @@ fail_queue(struct graph *g, long status, const char *code, const char *msg)
 static int
 token_accept(struct graph *g, const struct greq *r)
 {
-	cJSON *root = cJSON_ParseWithLength(r->resp ? r->resp : "", r->resp_len);
-	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
+	char *token;
 	long life;
 
-	if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
-		cJSON_Delete(root);
+	if (graph_parse_token(r->resp ? r->resp : "", r->resp_len, &token, &life) < 0)
 		return -1;
-	}
-	/* expires_in is a number in v2.0, a string in some older answers */
-	life = cJSON_IsNumber(exp) ? (long)exp->valuedouble
-	    : cJSON_IsString(exp)  ? atol(exp->valuestring)
-				   : 3599;
 	free_secret(g->token);
-	g->token = strdup(tok->valuestring);
-	OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));
-	if (life <= 0)
-		life = 60;
+	g->token = token;
 	g->token_expiry = time(NULL) + life;
 	/* a short-lived token is renewed at half its life, not refetched for every request */
 	g->token_renew = g->token_expiry - (life > 2 * TOKEN_MARGIN ? TOKEN_MARGIN : life / 2);
 	g->token_gen++;
-	cJSON_Delete(root);
-	return g->token ? 0 : -1;
+	return 0;
 }
 
 static void
@@ -864,41 +936,49 @@ teams_admin(const struct greq *r)
 	return r->teams;
 }
 
+/* Start what the queues hold while there are free slots: the first queue, then
+   GRAPH_LATER's (new work waits until the work begun has gone out). */
 static void
 dispatch(struct graph *g)
 {
-	struct greq **pp = &g->queue, *prev = NULL, *failed = NULL;
+	struct greq *failed = NULL;
 	int held = g->teams_hold_until && now_ms() < g->teams_hold_until;
 
-	while (*pp && g->stats.in_flight < g->parallel) {
-		struct greq *r = *pp;
+	for (int q = 0; q < 2; q++) {
+		struct greq **pp = &g->queue[q], *prev = NULL;
 
-		if (!token_fresh(g)) {
-			if (g->stopped)
-				fail_queue(g, 0, "stopping", "numprovd is stopping");
-			else if (!g->token_fetching)
-				fetch_token(g);
-			break;
-		}
-		if (held && r->teams) { /* waits in its place for the hold to end */
-			if (!g->queued_other)
-				break; /* only held ones left: no need to walk them all */
-			prev = r;
-			pp = &r->next;
-			continue;
-		}
-		*pp = r->next;
-		if (g->queue_tail == r)
-			g->queue_tail = prev;
-		if (!r->teams)
-			g->queued_other--;
-		if (start_easy(r) < 0) {
-			/* answered after the walk: a callback may submit, and so dispatch */
-			end_easy(r);
-			r->next = failed;
-			failed = r;
+		while (*pp && g->stats.in_flight < g->parallel) {
+			struct greq *r = *pp;
+
+			if (!token_fresh(g)) {
+				if (g->stopped)
+					fail_queue(g, 0, "stopping", "numprovd is stopping");
+				else if (!g->token_fetching)
+					fetch_token(g);
+				goto walked;
+			}
+			if (held && r->teams) { /* waits in its place for the hold to end */
+				/* only held ones left: no need to walk them all */
+				if (!g->queued_other)
+					goto walked;
+				prev = r;
+				pp = &r->next;
+				continue;
+			}
+			*pp = r->next;
+			if (g->queue_tail[q] == r)
+				g->queue_tail[q] = prev;
+			if (!r->teams)
+				g->queued_other--;
+			if (start_easy(r) < 0) {
+				/* answered after the walk: a callback may submit (dispatch) */
+				end_easy(r);
+				r->next = failed;
+				failed = r;
+			}
 		}
 	}
+walked:
 	while (failed) {
 		struct greq *r = failed;
 		failed = r->next;
@@ -995,6 +1075,12 @@ int
 graph_get(struct graph *g, const char *url, graph_cb cb, void *arg)
 {
 	return submit(g, "GET", url, NULL, 0, cb, arg);
+}
+
+int
+graph_get_flags(struct graph *g, const char *url, unsigned flags, graph_cb cb, void *arg)
+{
+	return submit(g, "GET", url, NULL, flags, cb, arg);
 }
 
 int
@@ -1299,11 +1385,12 @@ graph_free(struct graph *g)
 	if (!g)
 		return;
 	/* at exit: what is still queued, parked or on the wire is dropped unanswered */
-	while (g->queue) {
-		struct greq *next = g->queue->next;
-		req_free(g->queue);
-		g->queue = next;
-	}
+	for (int q = 0; q < 2; q++)
+		while (g->queue[q]) {
+			struct greq *next = g->queue[q]->next;
+			req_free(g->queue[q]);
+			g->queue[q] = next;
+		}
 	while (g->parked) {
 		struct greq *next = g->parked->parked_next;
 		req_free(g->parked);

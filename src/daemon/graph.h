@@ -22,9 +22,16 @@ struct graph;
  * A POST whose answer, once lost after it may have arrived, must not be
  * retried here (assignNumber): the caller checks Teams before sending it
  * again. libcurl's own resend on a reused connection found dead before any
- * answer is harmless: the same assignment of the same number twice is one.
+ * answer is harmless: the same assignment of the same number twice is one,
+ * and a no to the copy is checked against numberAssignments (teams.c).
  */
 #define GRAPH_POST_ONCE 0x1
+/*
+ * New work (the first request of deciding a user): waits until every request
+ * queued without it has gone out, so the work begun (an assignment, its
+ * operation's polls) finishes before more is begun.
+ */
+#define GRAPH_LATER 0x2
 
 struct graph_result {
 	long status;   /* HTTP status of the last attempt; 0 when no response came */
@@ -72,6 +79,7 @@ struct event_base *graph_base(const struct graph *g);
 
 /* url: absolute (nextLink, deltaLink, Location) or a path under graph_url ("/v1.0/..."). */
 int graph_get(struct graph *g, const char *url, graph_cb cb, void *arg);
+int graph_get_flags(struct graph *g, const char *url, unsigned flags, graph_cb cb, void *arg);
 int graph_post(
     struct graph *g, const char *url, const char *json, unsigned flags, graph_cb cb, void *arg);
 
@@ -90,6 +98,16 @@ void graph_get_stats(const struct graph *g, struct graph_stats *out);
 /* Graph's error body {"error":{"code","message"}} or the token endpoint's; 0 when found. */
 int graph_parse_error(
     const char *body, size_t len, char *code, size_t codelen, char *msg, size_t msglen);
+
+/*
+ * The token endpoint's answer: 0 with *token, the access token (malloc'd; wipe it before
+ * freeing it), and *life, its lifetime in seconds from expires_in (a number or a string):
+ * 3599 when missing, 60 when not above zero, never above GRAPH_TOKEN_LIFE_MAX. -1 and
+ * *token NULL when there is no access token fit for an Authorization header (missing,
+ * empty, or with a space, a control character or a byte beyond ASCII in it).
+ */
+#define GRAPH_TOKEN_LIFE_MAX 86400
+int graph_parse_token(const char *body, size_t len, char **token, long *life);
 
 /* Retry-After: delta-seconds or an HTTP date; seconds from now, or -1. */
 long graph_parse_retry_after(const char *value, long now);

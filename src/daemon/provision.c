@@ -348,8 +348,7 @@ struct change {
 	prov_reply reply;
 	void *reply_arg;
 	int step;
-	char why[768];
-	struct change *next_free;
+	char *why; /* an administrator's change: why it failed (why_set), or NULL */
 };
 
 /* Users with Teams changes in flight, counted: the cycle leaves them alone meanwhile. */
@@ -387,6 +386,24 @@ change_new(struct prov *p, struct round *r, const char *id)
 	return c;
 }
 
+/* c->why, formatted (kept with c: most changes never need one). */
+static const char *why_set(struct change *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static const char *
+why_set(struct change *c, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	free(c->why);
+	c->why = s;
+	return s ? s : "out of memory";
+}
+
 static void
 change_done(struct change *c)
 {
@@ -395,6 +412,7 @@ change_done(struct change *c)
 
 	busy_add(p, c->id, -1);
 	config_free(c->cfg);
+	free(c->why);
 	free(c);
 	if (r) {
 		r->changes--;
@@ -878,6 +896,10 @@ checked_user(const struct teams_result *t, const struct teams_number *v, size_t 
 		due_now(p, c->id, time(NULL));
 	} else if (p->draining) {
 		/* stopping: nothing new is started; the user is decided after the restart */
+	} else if (p->cfg->sync.mode != r->cfg->sync.mode) {
+		/* sync.mode changed while the check was queued or on the wire (off is the
+		   operator's brake): nothing is done; the user stays due for the round under
+		   the new mode, which the reload asked for */
 	} else if (user_load(p, c->id, &u) == 0) {
 		/* any number Teams shows on them (the filter is theirs) counts as held */
 		const char *held = n > 0 ? v[0].number : "";
@@ -900,7 +922,8 @@ ask_user_numbers(struct round *r, struct user *u, user_numbers_cb cb)
 	snprintf(c->upn, sizeof(c->upn), "%s", u->upn);
 	snprintf(c->number, sizeof(c->number), "%s", u->change_new);
 	snprintf(c->old_number, sizeof(c->old_number), "%s", u->change_old);
-	if (teams_user_numbers(r->p->graph, u->id, cb, c) < 0) {
+	/* new work: it waits for the work begun (assignments, polls) to go out first */
+	if (teams_user_numbers_flags(r->p->graph, u->id, GRAPH_LATER, cb, c) < 0) {
 		round_error(r, "cannot ask Teams for the numbers of %s", u->upn);
 		due_now(r->p, u->id, time(NULL));
 		change_done(c);
@@ -1321,13 +1344,16 @@ by_seq(const void *a, const void *b)
 
 /*
  * Changes of one round in flight at most: enough to keep sync.parallel requests
- * on the wire while others wait for their operation, few enough that a round
- * deciding 100,000 users holds a few hundred of them (each with its requests).
+ * on the wire while most of them wait for their operation's first poll (half a
+ * second, against tens of milliseconds per request: 16 per request slot left
+ * the slots idle a tenth of the time in bench/provision.py), few enough that a
+ * round deciding 100,000 users holds a bounded number of them, each about a
+ * kilobyte while it waits (no room is kept for answers it has not had).
  */
 static int
 change_cap(const struct round *r)
 {
-	int cap = 16 * r->cfg->sync.parallel;
+	int cap = 48 * r->cfg->sync.parallel;
 	return cap < 64 ? 64 : cap;
 }
 
@@ -2496,17 +2522,16 @@ manual_new_assigned(const struct teams_result *t, void *arg)
 	if (!t->refused) {
 		/* unknown whether Teams did it: the journal stays, the next round settles it */
 		due_now(p, c->id, 0);
-		snprintf(c->why, sizeof(c->why),
-		    "Teams did not confirm %s in time (%s); the next "
-		    "sync settles it",
-		    c->number, t->detail[0] ? t->detail : t->error);
-		manual_fail(c, c->why);
+		manual_fail(c,
+		    why_set(c,
+			"Teams did not confirm %s in time (%s); the next "
+			"sync settles it",
+			c->number, t->detail[0] ? t->detail : t->error));
 		return;
 	}
 	/* refused: the old number goes back on the user, once Teams shows they hold none */
-	snprintf(c->why, sizeof(c->why), "%s", t->detail[0] ? t->detail : t->error);
 	log_warnx("provision", "assign %s to %s refused by Teams (%s): restoring %s", c->number,
-	    c->upn, c->why, c->old_number);
+	    c->upn, why_set(c, "%s", t->detail[0] ? t->detail : t->error), c->old_number);
 	if (teams_user_numbers(p->graph, c->id, manual_restore_checked, c) < 0)
 		manual_restore_checked(&(struct teams_result) { .error = "internal" }, NULL, 0, c);
 }
@@ -2549,7 +2574,7 @@ manual_restored(const struct teams_result *t, void *arg)
 	idmap_del(&p->inflight, c->old_number);
 	if (t->ok && journal_drop(p, c->id) == INV_OK) {
 		snprintf(msg, sizeof(msg), "Teams refused %s: %s (the user keeps %s)", c->number,
-		    c->why, c->old_number);
+		    c->why ? c->why : "?", c->old_number);
 	} else {
 		/* the journal stays: the next round settles it from Teams */
 		log_err("provision",
@@ -2560,7 +2585,8 @@ manual_restored(const struct teams_result *t, void *arg)
 		snprintf(msg, sizeof(msg),
 		    "Teams refused %s: %s; restoring %s did not complete (%s): "
 		    "the next sync settles it",
-		    c->number, c->why, c->old_number, t->detail[0] ? t->detail : t->error);
+		    c->number, c->why ? c->why : "?", c->old_number,
+		    t->detail[0] ? t->detail : t->error);
 	}
 	manual_fail(c, msg);
 }
@@ -2689,11 +2715,11 @@ manual_checked(const struct teams_result *t, const struct teams_number *v, size_
 		return;
 	}
 	if (other && !c->policy_only) { /* policy_only carries --force here */
-		snprintf(c->why, sizeof(c->why),
-		    "%s holds %s in Teams, which numprov has not "
-		    "recorded; an assignment could replace it: refused (--force to replace it)",
-		    c->upn, other);
-		manual_fail(c, c->why);
+		manual_fail(c,
+		    why_set(c,
+			"%s holds %s in Teams, which numprov has not "
+			"recorded; an assignment could replace it: refused (--force to replace it)",
+			c->upn, other));
 		return;
 	}
 	manual_go(c);

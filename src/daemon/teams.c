@@ -341,12 +341,15 @@ struct change {
 	long wait_ms;
 	struct event *timer;
 	char crid[37];
+	struct teams_result *refusal; /* Teams' no, held until numberAssignments confirms it */
 };
 
 static void change_sent(const struct graph_result *r, void *arg);
 static void change_polled(const struct graph_result *r, void *arg);
 static void change_checked(const struct graph_result *r, void *arg);
 static int check_number(struct change *c);
+static void refusal_check(
+    struct change *c, int refused, long status, const char *err, const char *detail);
 
 static void
 change_end(struct change *c, int ok, long status, const char *err, const char *detail)
@@ -368,6 +371,7 @@ change_end(struct change *c, int ok, long status, const char *err, const char *d
 	c->cb(&t, c->arg);
 	if (c->timer)
 		event_free(c->timer);
+	free(c->refusal);
 	free(c->body);
 	free(c->op_url);
 	free(c);
@@ -428,13 +432,77 @@ change_polled(const struct graph_result *r, void *arg)
 		change_end(c, 1, r->status, NULL, detail);
 		break;
 	case TOP_FAILED:
-		c->refused = !c->resent; /* a second copy may fail where the first went through */
-		change_end(c, 0, r->status, "failed", detail[0] ? detail : "the operation failed");
+		/* a second copy may fail where the first went through */
+		refusal_check(c, !c->resent, r->status, "failed",
+		    detail[0] ? detail : "the operation failed");
 		break;
 	case TOP_RUNNING:
 	case TOP_UNKNOWN:
 		poll_later(c);
 		break;
+	}
+}
+
+/*
+ * Teams said no, to the POST or in its operation. The connection the POST went on
+ * may have been a kept one that died before the answer, and libcurl then sends
+ * the request again by itself: the no may answer that second copy while the
+ * first went through. So a refused assignment is believed only when
+ * numberAssignments does not show it made (one GET, on refusals only). An
+ * unassignment needs no check: the only no a copy can get after the first went
+ * through is "is not assigned", which the caller takes for done.
+ */
+static void
+refusal_check(struct change *c, int refused, long status, const char *err, const char *detail)
+{
+	struct teams_result *t;
+
+	if (!c->assign) {
+		c->refused = refused;
+		change_end(c, 0, status, err, detail);
+		return;
+	}
+	if (!(t = calloc(1, sizeof(*t)))) {
+		change_end(c, 0, status, "memory", "out of memory checking a refusal");
+		return;
+	}
+	t->refused = refused;
+	t->status = status;
+	snprintf(t->error, sizeof(t->error), "%s", err ? err : "");
+	snprintf(t->detail, sizeof(t->detail), "%s", detail ? detail : "");
+	free(c->refusal);
+	c->refusal = t;
+	c->checking = 0;
+	if (check_number(c) < 0)
+		change_end(c, 0, status, graph_stopped(c->g) ? "stopping" : "internal",
+		    "cannot check a refusal");
+}
+
+static void
+refusal_checked(struct change *c, int n, int done, int pending, const struct graph_result *r)
+{
+	struct teams_result t = *c->refusal;
+
+	if (n < 0) {
+		/* unknown whether the first copy went through: unsettled, never refused */
+		log_warnx("teams",
+		    "assignNumber %s: Teams said no (%s) and numberAssignments "
+		    "cannot be read (%ld %s): left unsettled",
+		    c->number, t.detail, r->status, r->error_code);
+		change_end(c, 0, t.status, t.error, t.detail);
+	} else if (done) {
+		log_notice("teams",
+		    "assignNumber %s: Teams said no (%s) but numberAssignments "
+		    "shows %s holding it: a copy went through",
+		    c->number, t.detail, c->user);
+		change_end(c, 1, r->status, NULL, "confirmed by numberAssignments");
+	} else if (pending) {
+		/* a copy was accepted and is being carried out: wait for it */
+		c->checking = 1;
+		poll_later(c);
+	} else {
+		c->refused = t.refused;
+		change_end(c, 0, t.status, t.error, t.detail);
 	}
 }
 
@@ -458,6 +526,10 @@ change_checked(const struct graph_result *r, void *arg)
 		}
 	}
 	free(v);
+	if (c->refusal && !c->checking) {
+		refusal_checked(c, n, done, pending, r);
+		return;
+	}
 	if (n < 0) {
 		change_end(c, 0, r->status, r->error_code[0] ? r->error_code : "check",
 		    "cannot check whether the request went through");
@@ -515,9 +587,12 @@ change_sent(const struct graph_result *r, void *arg)
 		change_end(c, 1, r->status, NULL, NULL);
 		return;
 	}
-	/* a 4xx answer to the POST (not a timeout or throttling) refuses it outright */
-	c->refused = !c->resent && r->status >= 400 && r->status < 500 && r->status != 408
-	    && r->status != 429;
+	/* a 4xx answer to the POST (not a timeout or throttling) refuses it, once
+	   numberAssignments agrees */
+	if (r->status >= 400 && r->status < 500 && r->status != 408 && r->status != 429) {
+		refusal_check(c, !c->resent, r->status, r->error_code, r->error_message);
+		return;
+	}
 	change_end(c, 0, r->status, r->error_code, r->error_message);
 }
 
@@ -750,6 +825,13 @@ valid_object_id(const char *id, size_t max)
 int
 teams_user_numbers(struct graph *g, const char *user_id, user_numbers_cb cb, void *arg)
 {
+	return teams_user_numbers_flags(g, user_id, 0, cb, arg);
+}
+
+int
+teams_user_numbers_flags(
+    struct graph *g, const char *user_id, unsigned gflags, user_numbers_cb cb, void *arg)
+{
 	struct user_numbers *u;
 	char url[256];
 
@@ -766,7 +848,7 @@ teams_user_numbers(struct graph *g, const char *user_id, user_numbers_cb cb, voi
 	/* the id holds only unreserved characters: it goes into the URL as it is */
 	snprintf(
 	    url, sizeof(url), NUMBERS_PATH "?$filter=assignmentTargetId%%20eq%%20'%s'", u->user);
-	if (graph_get(g, url, user_numbers_got, u) < 0) {
+	if (graph_get_flags(g, url, gflags, user_numbers_got, u) < 0) {
 		free(u);
 		return -1;
 	}

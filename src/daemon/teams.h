@@ -83,6 +83,9 @@ int teams_find_number(struct graph *g, const char *number, number_cb cb, void *a
 typedef void (*user_numbers_cb)(
     const struct teams_result *r, const struct teams_number *numbers, size_t n, void *arg);
 int teams_user_numbers(struct graph *g, const char *user_id, user_numbers_cb cb, void *arg);
+/* The same with graph flags: GRAPH_LATER for a round's first look at a user. */
+int teams_user_numbers_flags(
+    struct graph *g, const char *user_id, unsigned gflags, user_numbers_cb cb, void *arg);
 
 /* Operation of an assign/unassign: {"status", "numbers":[{"status","statusDetail"}]}. */
 enum teams_op_status { TOP_RUNNING, TOP_SUCCEEDED, TOP_FAILED, TOP_UNKNOWN };

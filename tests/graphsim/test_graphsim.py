@@ -624,6 +624,44 @@ def test_assign_existing_replace_only_when_accepted_and_of_the_category(graph, s
     assert lookup(graph, "+442071230001")["assignmentStatus"] == "unassigned"
 
 
+# --- assignNumber of the number the user already holds (assign_repeat) --------------------
+@pytest.mark.parametrize("pending", [False, True])
+def test_assign_repeat_accept_refuse_reject(graph, sim, pending):
+    """Erin holds +441235000001 (activated), or a number still assignmentPending: a
+    second assignNumber of it is accepted (default), fails, or is answered 400; it
+    never changes what she holds."""
+    tel = "+441235000001"
+    if pending:
+        tel = "+442080000008"
+        sim.ctl.settings(assign_existing="replace")
+        assert assign(graph, tel, IDS["erin"]).status == 202  # not polled: pending
+    before = sim.ctl.truth()
+    assert sim.ctl.settings()["assign_repeat"] == "accept"
+    assert outcome(graph, assign(graph, tel, IDS["erin"]))[0] == "succeeded"
+    sim.ctl.settings(assign_repeat="refuse")
+    assert outcome(graph, assign(graph, tel, IDS["erin"])) == \
+        ("failed", f"Telephone Number '{tel}' is already assigned to user '{IDS['erin']}'")
+    sim.ctl.settings(assign_repeat="reject")
+    reply = assign(graph, tel, IDS["erin"])
+    assert reply.status == 400
+    assert reply.json()["error"]["message"] == \
+        f"Telephone Number '{tel}' is already assigned to user '{IDS['erin']}'"
+    assert sim.ctl.truth()["users"] == before["users"]
+    assert sim.ctl.truth()["numbers"][tel]["target"] == IDS["erin"]
+    # another user's number is refused as before, whatever the setting
+    assert outcome(graph, assign(graph, tel, IDS["alice"]))[0] == "failed"
+
+
+def test_assign_repeat_setting_checks_and_reset(sim):
+    for bad in ("Refuse", "", 1, None):
+        with pytest.raises(SimError) as err:
+            sim.ctl.settings(assign_repeat=bad)
+        assert err.value.status == 400
+    sim.ctl.settings(assign_repeat="reject")
+    sim.ctl.reset()
+    assert sim.ctl.settings()["assign_repeat"] == "accept"
+
+
 def test_assign_existing_setting_checks_and_reset(sim):
     for bad in ("Replace", "", 1, True, None):
         with pytest.raises(SimError) as err:

@@ -183,6 +183,10 @@ def test_b13_urgent_sync_starts_within_a_second(sim, numprovd):
     ev = d.wait_event("assign", user=f"urgent@{gtl.DOMAIN}", timeout=15)[0]
     assert holder(sim, ev["number"]) == uid
     d.wait_syncs(2)
+    # as numprovctl sync: a delta round from the stored link, not a full sync
+    assert d.events("sync")[1]["full"] == "no", d.events("sync")
+    assert any("deltatoken" in q["path"] for q in sim.ctl.log()["requests"]
+               if "/users/delta" in q["path"] and q["time"] >= t0)
     add_user(sim, "urgent2", city="York")
     t0 = time.time()
     r = d.ctl("sync")
@@ -404,8 +408,9 @@ def test_b15_dry_run_says_once_a_round_that_its_plan_fills_a_range(sim, numprovd
 
 def test_b15_reload_to_off_stops_a_round_that_is_still_deciding(sim, numprovd):
     """400 joiners, a round deciding them in turn; sync.mode set to "off" and SIGHUP: the
-    changes already started finish (at most 16 x sync.parallel), nobody else gets a
-    number, and the round under the new mode starts when the old one ends."""
+    changes already past their check (an assignment sent) finish, nobody else gets a
+    number (a check answered after the reload acts on nothing), and the round under the
+    new mode starts when the old one ends."""
     from conftest import RANGES
     sim.ctl.settings(op_polls=0)
     for i in range(400):

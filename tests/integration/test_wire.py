@@ -37,14 +37,13 @@ def test_connections_are_reused_and_tls_sessions_resumed(sim, numprovd):
     conns = {}
     for q in reqs:
         conns.setdefault(q["conn"], []).append(q)
-    # every assignNumber opens its own connection (libcurl never resends a request on
-    # a new one by itself), which then serves other requests
-    assert len({q["conn"] for q in assigns}) == len(assigns)
-    assert all(conns[q["conn"]][0] is q for q in assigns)
-    # everything else reuses connections: at most sync.parallel (8) + the token's opened
-    others = [c for c, qs in conns.items() if not qs[0]["path"].endswith("/assignNumber")]
-    assert len(others) <= 8 + 1, {c: len(conns[c]) for c in others}
+    # every request reuses connections, assignNumber too (a no Teams gives a copy
+    # libcurl sent again by itself is checked: test_graph.py): at most sync.parallel
+    # (8) and the token's are opened, for over a hundred requests
+    assert len(conns) <= 8 + 1, {c: len(conns[c]) for c in conns}
     assert len(reqs) > 2 * len(assigns)
+    assert len({q["conn"] for q in assigns}) < len(assigns) / 4
+    assert any(conns[q["conn"]][0] is not q for q in assigns)
     # new connections resume the TLS session kept in the share (without the share none
     # can: each request has a new easy handle). How many do varies with timing (tickets
     # arrive after the handshake), so the test asks for resumption, not a share of it.

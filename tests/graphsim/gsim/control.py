@@ -13,7 +13,8 @@ from .util import json_response, new_id, parse_iso
 SETTING_TYPES = {"page_size": int, "op_polls": int, "op_complete_seconds": float,
                  "token_lifetime": int, "delta_token_lifetime": float,
                  "licence_delay": float, "numbers_next_link": bool,
-                 "assign_existing": ("refuse", "replace")}
+                 "assign_existing": ("refuse", "replace"),
+                 "assign_repeat": ("accept", "refuse", "reject")}
 USER_ACTIONS = {
     "disable": lambda sim, uid, body: sim.tenant.change_user(uid, {"accountEnabled": False}),
     "enable": lambda sim, uid, body: sim.tenant.change_user(uid, {"accountEnabled": True}),

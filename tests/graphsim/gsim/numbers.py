@@ -11,6 +11,12 @@ Setting assign_existing decides what assignNumber does for a user who already ho
 another number: "refuse" (the operation fails) or "replace" (the user's number of the
 same assignmentCategory is unassigned when the new one is accepted).
 
+Setting assign_repeat decides what a second assignNumber of the number a user already
+holds (pending or activated) gets; Microsoft does not document it: "accept" (default,
+a 202 whose operation succeeds, nothing changes), "refuse" (the operation fails) or
+"reject" (a synchronous 400). A client whose first copy went through must not take
+either no for "not assigned".
+
 The operation faults op_unsettled and op_lost (faults.py) make an operation that never
 completes: the change is carried out at once, or never."""
 import json
@@ -171,7 +177,13 @@ def assign_number(sim, req):
         raise bad_request(f"The value '{category}' is not valid for assignmentCategory.")
     location = body.get("locationId") or None
     fault = req.op_fault
+    record = sim.tenant.numbers.get(tel)
+    repeat = record is not None and record["assignmentTargetId"] == target
+    if repeat and sim.settings["assign_repeat"] == "reject":
+        raise bad_request(f"Telephone Number '{tel}' is already assigned to user '{target}'")
     refusal = _assign_refusal(sim, tel, target, ntype, location)
+    if refusal is None and repeat and sim.settings["assign_repeat"] == "refuse":
+        refusal = f"Telephone Number '{tel}' is already assigned to user '{target}'"
     op = _new_operation(sim, "assign", tel, refusal, fault, req)
     if refusal is None and not _lost(fault):
         if sim.settings["assign_existing"] == "replace":

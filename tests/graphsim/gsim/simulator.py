@@ -23,6 +23,7 @@ DEFAULT_SETTINGS = {
     "licence_delay": 0,                 # seconds before Teams sees a newly assigned plan
     "numbers_next_link": False,         # numberAssignments emits @odata.nextLink
     "assign_existing": "refuse",        # assignNumber to a user holding a number: refuse|replace
+    "assign_repeat": "accept",          # assignNumber of the number the user holds: accept|refuse|reject
 }
 EMPTY_FIXTURE = {"tenant": {"id": "00000000-0000-0000-0000-000000000000",
                             "domain": "empty.onmicrosoft.com"}, "app": {}}
