@@ -583,8 +583,12 @@ change_sent(const struct graph_result *r, void *arg)
 		poll_later(c);
 		return;
 	}
-	if (r->status >= 200 && r->status < 300) { /* done at once, no operation to follow */
-		change_end(c, 1, r->status, NULL, NULL);
+	if (r->status >= 200 && r->status < 300) {
+		/* Teams answers 202 with an operation to follow. Any other success (no
+		   Location, a body that is not Teams') proves nothing: numberAssignments
+		   tells whether it was done, before anything is believed or sent again */
+		if (check_number(c) < 0)
+			change_end(c, 0, 0, "internal", "cannot check the request");
 		return;
 	}
 	/* a 4xx answer to the POST (not a timeout or throttling) refuses it, once

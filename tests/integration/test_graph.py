@@ -482,6 +482,25 @@ def test_assign_that_went_through_is_never_taken_for_refused(sim, tmp_path, kind
     assert sim.ctl.truth()["numbers"]["+441235000080"]["target"] == IDS["alice"]
 
 
+@pytest.mark.parametrize("applied", [False, True])
+def test_a_success_without_an_operation_is_checked_not_believed(sim, tmp_path, applied):
+    """A 200 with a body that is not Teams' (no operation to follow) answers an
+    assignNumber Teams did not carry out (or did): numprovd checks numberAssignments
+    before it believes anything, and sends it again only when it was not done. Before,
+    any 2xx was taken for done, and the inventory recorded an assignment Teams never
+    made (found by tests/reliability/soak.py)."""
+    conf = sim.config(tmp_path / "c.conf")
+    sim.ctl.settings(op_complete_seconds=1)
+    sim.ctl.fault("malformed", match="assignNumber", apply=applied)
+    r, out, st = gcli(conf, "assign", IDS["alice"], "+441235000082", "directRouting")
+    assert out[0]["ok"], (out, r.stderr)
+    checks = graph_requests(sim, "numberAssignments?")
+    assert checks and "%2B441235000082" in checks[0]["path"]
+    assert len(graph_requests(sim, "assignNumber")) == (1 if applied else 2)
+    assert out[0]["resent"] == (0 if applied else 1)
+    assert sim.ctl.truth()["numbers"]["+441235000082"]["target"] == IDS["alice"]
+
+
 @pytest.mark.parametrize("kind", ["reset", "cut"])
 def test_assign_that_was_lost_is_sent_again_after_checking(sim, tmp_path, kind):
     """Nothing happened in Teams. A reset kept connection (the token's): libcurl sends
