@@ -497,7 +497,10 @@ refusal_checked(struct change *c, int n, int done, int pending, const struct gra
 		    c->number, t.detail, c->user);
 		change_end(c, 1, r->status, NULL, "confirmed by numberAssignments");
 	} else if (pending) {
-		/* a copy was accepted and is being carried out: wait for it */
+		/* a copy was accepted and is being carried out: wait for it (as after an
+		   ambiguous answer: the refusal is forgotten) */
+		free(c->refusal);
+		c->refusal = NULL;
 		c->checking = 1;
 		poll_later(c);
 	} else {

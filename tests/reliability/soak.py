@@ -15,11 +15,13 @@ simulator on 127.0.0.1 (its own CA, real TLS):
            licensed user), a leaver (soft or hard deleted), a licence taken away, Teams
            Phone given to an SPE_E3 user (the MCOEV add-on), a move to another site's
            city, a disable or an enable.
-  faults   (--faults) on every Graph request the simulator draws: 10 % 429 with
-           Retry-After 1, 5 % 503, 2 % a connection reset (before the request is handled;
-           and, for assignNumber/unassignNumber, 2 % after it took effect), 1 % a
-           malformed or truncated body; every 50 cycles the access tokens expire; every
-           70 cycles the delta link is refused with a 410.
+  faults   (--faults) on every Graph request the simulator draws (FAULT_P = 0.2): 10 %
+           429 with Retry-After 1, 5 % 503, 2 % a connection reset before the request is
+           handled, 1 % a malformed body (a 200 whose handler did not run), 1 % a body
+           cut in half, 1 % an answer cut after its first line; before every third cycle
+           the next assignNumber or unassignNumber is reset after it took effect; every
+           50 cycles the access tokens expire; every 70 cycles the delta link is refused
+           with a 410.
 
 After the last cycle the faults stop and clean cycles run until one has nothing to do
 (at most --settle-cycles), then numprovd is stopped with SIGTERM. Checked:
@@ -360,8 +362,8 @@ def main(argv=None):
     p.add_argument("--cycles", type=int, default=200)
     p.add_argument("--changes", type=int, default=10, help="changes before each cycle")
     p.add_argument("--faults", action="store_true")
-    p.add_argument("--fault-p", type=float, default=0.18,
-                   help="share of Graph requests that get a fault (drawn 10:5:2:1:1:1)")
+    p.add_argument("--fault-p", type=float, default=0.2,
+                   help="share of Graph requests that get a fault: 429, 503, reset, malformed, truncated, cut drawn 10:5:2:1:1:1")
     p.add_argument("--compare", action="store_true",
                    help="also run the same churn without faults and compare who holds a number")
     p.add_argument("--latency", type=int, default=2, help="ms per Graph request")
