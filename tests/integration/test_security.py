@@ -8,7 +8,7 @@
 5. control socket refuses a user outside its group, each refusal logged with the uid: test_ctl.py::test_permission_denied (the mode refuses; nothing logged), S::test_a_user_outside_the_control_group_is_refused_and_logged_with_the_uid (xfail), S::test_a_client_refused_as_one_too_many_is_logged_with_the_uid (xfail)
 6. started as root, drops to its user before touching the network: S::test_started_as_root_no_network_before_the_switch_to_the_daemon_user (test_privs.py's test sees the end state and the log's order only)
 7. SNMP SET on anything but numprovSyncTrigger fails through the example snmpd.conf: S::test_every_set_but_the_trigger_is_refused_by_the_example_vacm (test_snmp.py::test_example_vacm_lets_the_write_community_set_the_trigger_alone samples a few objects and also accepts the subagent's notWritable)
-8. every log line one line whatever attributes or requests carry: S::test_every_log_line_stays_one_line_whatever_attributes_and_requests_carry, S::test_no_c1_control_or_unicode_line_separator_reaches_a_log_line (xfail), test_ctl.py::test_crafted_arguments_cannot_forge_log_lines, test_syslog.py::test_a_crafted_argument_cannot_forge_a_syslog_line
+8. every log line one line whatever attributes or requests carry: S::test_every_log_line_stays_one_line_whatever_attributes_and_requests_carry, S::test_no_c1_control_or_unicode_line_separator_reaches_a_log_line, test_ctl.py::test_crafted_arguments_cannot_forge_log_lines, test_syslog.py::test_a_crafted_argument_cannot_forge_a_syslog_line
 """
 import base64
 import grp
@@ -630,9 +630,6 @@ def is_line_break_or_control(ch):
             or 0xdc80 <= o <= 0xdc9f)  # surrogateescape of a lone 0x80-0x9f byte
 
 
-@pytest.mark.xfail(strict=True, reason="defect: src/common/log.c log_escape escapes only "
-                   "bytes < 0x20 and 0x7f; C1 controls (U+0085 NEL, U+009B CSI), U+2028/2029 "
-                   "and lone 0x80-0x9f bytes reach log lines raw")
 def test_no_c1_control_or_unicode_line_separator_reaches_a_log_line(sim, probes):
     """NEL (U+0085), LS (U+2028) and PS (U+2029) end a line for Unicode-aware readers
     (str.splitlines, SIEM parsers), and CSI (U+009B, or the byte 0x9b) starts a terminal

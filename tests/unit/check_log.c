@@ -123,12 +123,14 @@ START_TEST(every_control_byte_and_only_those)
 	char in[256], want[1024], *line;
 	size_t w = 0;
 
-	/* bytes 1..255 (a NUL would end the string) */
+	/* bytes 1..255 (a NUL would end the string); from 0x80 on, in this order, none
+	   starts a well-formed UTF-8 character (each is followed by a byte that cannot
+	   continue it): all are escaped */
 	for (int c = 1; c < 256; c++)
 		in[c - 1] = (char)c;
 	in[255] = '\0';
 	for (int c = 1; c < 256; c++) {
-		if (c < 0x20 || c == 0x7f)
+		if (c < 0x20 || c >= 0x7f)
 			w += (size_t)snprintf(want + w, sizeof(want) - w, "\\x%02x", c);
 		else
 			want[w++] = (char)c;
@@ -154,6 +156,30 @@ START_TEST(utf8_passes_unchanged)
 	    "city=\"Z\xc3\xbcrich \xe2\x80\x94 Stra\xc3\x9f"
 	    "e \xe2\x98\x8e \xf0\x9f\x93\x9e "
 	    "\\x0a stays as typed\"");
+	free(line);
+}
+END_TEST
+
+START_TEST(c1_controls_and_unicode_line_separators_are_escaped)
+{
+	char *line;
+
+	/* U+0085 NEL, U+009B CSI, U+2028, U+2029, a lone surrogate, an overlong '/', a
+	   character cut short at the end; U+00A0 and U+2027 next to them stay */
+	log_info("t",
+	    "a\xc2\x85"
+	    "b\xc2\x9b"
+	    "c\xe2\x80\xa8"
+	    "d\xe2\x80\xa9"
+	    "e\xed\xa0\x80"
+	    "f\xc0\xaf"
+	    "g\xc2\xa0"
+	    "h\xe2\x80\xa7"
+	    "i\xe2\x80");
+	line = one_line();
+	ck_assert_str_eq(message_of(line, "info [t] "),
+	    "a\\xc2\\x85b\\xc2\\x9bc\\xe2\\x80\\xa8d\\xe2\\x80\\xa9e\\xed\\xa0\\x80f\\xc0\\xaf"
+	    "g\xc2\xa0h\xe2\x80\xa7i\\xe2\\x80");
 	free(line);
 }
 END_TEST
@@ -233,6 +259,7 @@ log_suite(void)
 	tcase_add_test(tc, a_forged_event_line_stays_inside_its_line);
 	tcase_add_test(tc, every_control_byte_and_only_those);
 	tcase_add_test(tc, utf8_passes_unchanged);
+	tcase_add_test(tc, c1_controls_and_unicode_line_separators_are_escaped);
 	tcase_add_test(tc, the_token_and_log_warn_are_escaped_too);
 	tcase_add_test(tc, a_long_message_keeps_whole_escapes);
 	tcase_add_test(tc, a_registered_callback_gets_the_escaped_text);
