@@ -3,17 +3,22 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rule.h"
 
 #define MAX_ERRORS 25
+#define CONFIG_MAX ((size_t)4 << 20) /* bytes: a configuration is kilobytes, not megabytes */
 /* The nil GUID in the shipped example: no Entra app has it, so a file still holding it is the
  * example. */
 #define EXAMPLE_CLIENT_ID "00000000-0000-0000-0000-000000000000"
@@ -49,6 +54,10 @@ cfg_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(ld->err + used, ld->errlen - used, fmt, ap);
 	va_end(ap);
+	/* one line a problem, whatever the values quoted in it hold (a string may span lines) */
+	for (char *p = ld->err + used; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
 }
 
 /* ---- unknown keys ------------------------------------------------------- */
@@ -639,7 +648,8 @@ check_ranges(struct loader *ld, const config_setting_t *list, struct config *c)
 			struct cfg_range *a = &c->ranges[j];
 			char sa[80], sb[80];
 
-			if (strcmp(a->name, b->name) == 0)
+			/* an entry that is not a group has no name (and was reported) */
+			if (a->name && b->name && strcmp(a->name, b->name) == 0)
 				cfg_error(ld, bs,
 				    "range name '%s' is used twice (first at line %d)", b->name,
 				    a->line);
@@ -671,6 +681,102 @@ load_ranges(struct loader *ld, const config_setting_t *root, struct config *c)
 	for (int i = 0; i < n; i++)
 		load_range(ld, config_setting_get_elem(list, i), &c->ranges[c->n_ranges++]);
 	check_ranges(ld, list, c);
+}
+
+/* ---- the file ----------------------------------------------------------- */
+
+/*
+ * libconfig is given the file's text, never its path. Left to read files itself, it waits for
+ * ever on a FIFO or a terminal, reads whatever size it is given, and follows @include
+ * directives to any file: a FIFO again, or a directory, on which its scanner ends the process
+ * (exit(2), "input in flex scanner failed"). So the file must be a regular one of at most
+ * CONFIG_MAX bytes, read once here, with no @include in it (check_text).
+ */
+static char *
+read_text(const char *file, size_t *lenp, char *err, size_t errlen)
+{
+	int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block */
+	struct stat st;
+	char *text = NULL, *grown;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: cannot read the file: %s", file, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: cannot read the file: not a regular file", file);
+		goto fail;
+	}
+	do {
+		if (len > CONFIG_MAX || (size_t)st.st_size > CONFIG_MAX) {
+			snprintf(err, errlen, "%s: cannot read the file: larger than %zu MiB", file,
+			    CONFIG_MAX >> 20);
+			goto fail;
+		}
+		/* room for its size now and a byte more, to see the end (or that it grew) */
+		if (len + 1 >= cap) {
+			cap = cap ? 2 * cap : (size_t)st.st_size + 2;
+			if (cap > CONFIG_MAX + 2)
+				cap = CONFIG_MAX + 2;
+			if (!(grown = realloc(text, cap))) {
+				snprintf(err, errlen, "%s: out of memory", file);
+				goto fail;
+			}
+			text = grown;
+		}
+		n = read(fd, text + len, cap - 1 - len);
+		if (n > 0)
+			len += (size_t)n;
+	} while (n > 0 || (n < 0 && errno == EINTR));
+	if (n < 0) {
+		snprintf(err, errlen, "%s: cannot read the file: %s", file, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	text[len] = '\0';
+	*lenp = len;
+	return text;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return NULL;
+}
+
+/*
+ * libconfig takes "@include" first on a line, after blanks, as an include directive: such a
+ * line is refused wherever it is (in a comment or a string too). So is a NUL byte, where the
+ * text libconfig is given would end.
+ */
+static int
+check_text(const char *file, const char *text, size_t len, char *err, size_t errlen)
+{
+	const char *p = text, *end = text + len;
+
+	for (int line = 1;; line++) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p)), *q = p;
+
+		if (!eol)
+			eol = end;
+		if (memchr(p, '\0', (size_t)(eol - p))) {
+			snprintf(
+			    err, errlen, "%s:%d: a NUL byte: this is not a text file", file, line);
+			return -1;
+		}
+		while (q < eol && (*q == ' ' || *q == '\t'))
+			q++;
+		if ((size_t)(eol - q) >= 8 && memcmp(q, "@include", 8) == 0) {
+			snprintf(err, errlen,
+			    "%s:%d: @include is not supported: keep the configuration in one file",
+			    file, line);
+			return -1;
+		}
+		if (eol == end)
+			return 0;
+		p = eol + 1;
+	}
 }
 
 /* ---- entry points ------------------------------------------------------- */
@@ -724,16 +830,23 @@ config_load(const char *file, char *err, size_t errlen)
 	struct loader ld = { file, err, errlen, 0 };
 	struct config *c;
 	config_t lc;
+	char *text;
+	size_t len;
+	int parsed;
 
 	err[0] = '\0';
+	if (!(text = read_text(file, &len, err, errlen)))
+		return NULL;
+	if (check_text(file, text, len, err, errlen) < 0) {
+		free(text);
+		return NULL;
+	}
 	config_init(&lc);
-	if (!config_read_file(&lc, file)) {
-		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			snprintf(err, errlen, "%s: cannot read the file: %m", file);
-		else
-			snprintf(err, errlen, "%s:%d: %s",
-			    config_error_file(&lc) ? config_error_file(&lc) : file,
-			    config_error_line(&lc), config_error_text(&lc));
+	parsed = config_read_string(&lc, text);
+	free(text);
+	if (!parsed) {
+		snprintf(
+		    err, errlen, "%s:%d: %s", file, config_error_line(&lc), config_error_text(&lc));
 		config_destroy(&lc);
 		return NULL;
 	}

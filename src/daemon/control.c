@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,27 +803,67 @@ on_client_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-static long
-peer_uid(evutil_socket_t fd)
+/*
+ * Who may use the socket: root, numprovd's own user, and the members of
+ * control.group (their primary group or a supplementary one). The socket's mode
+ * (0660, that group) keeps others out already; this holds when the mode was
+ * loosened, and says who was refused.
+ */
+static int
+peer_allowed(const struct control *c, const struct ucred *cr)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	const char *group = c->cfg ? c->cfg->control.group : NULL;
+	struct group *gr;
+	struct passwd *pw;
+	gid_t want, *groups = NULL;
+	int n = 64, ok = 0;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-		return -1;
-	return (long)cred.uid;
+	if (cr->uid == 0 || cr->uid == geteuid())
+		return 1;
+	if (!group || !*group || !(gr = getgrnam(group)))
+		return 0;
+	want = gr->gr_gid; /* before another lookup reuses the static entry */
+	if (cr->gid == want)
+		return 1;
+	if (!(pw = getpwuid(cr->uid)))
+		return 0;
+	for (int tries = 0; tries < 2 && !ok; tries++) {
+		gid_t *grown = realloc(groups, (size_t)n * sizeof(*groups));
+		if (!grown)
+			break;
+		groups = grown;
+		if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+			continue; /* n is now the count needed: once more with room for it */
+		for (int i = 0; i < n; i++)
+			if (groups[i] == want)
+				ok = 1;
+		break;
+	}
+	free(groups);
+	return ok;
 }
 
+/* A refusal said to the client (when it still listens) and closed. */
 static void
-refuse_busy(evutil_socket_t fd)
+refuse(evutil_socket_t fd, const char *reply)
 {
-	static const char busy[]
-	    = "{\"ok\":false,\"error\":\"too many numprovctl clients at once; try again\"}\n";
-
-	if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+	if (send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		/* the client has gone already: nothing to tell it */
 	}
 	evutil_closesocket(fd);
+}
+
+/* At most one line a second for refusals: a local loop of connections floods nothing. */
+static int
+refusal_log_ok(void)
+{
+	static time_t last;
+	time_t now = time(NULL);
+
+	if (now == last)
+		return 0;
+	last = now;
+	return 1;
 }
 
 static void
@@ -832,11 +873,39 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	struct timeval idle = { IDLE_TIMEOUT, 0 }, stall = { STALL_TIMEOUT, 0 };
 	struct client *cl;
 
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
 	(void)l;
 	(void)sa;
 	(void)salen;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("control", "refused a connection whose peer cannot be known");
+		evutil_closesocket(fd);
+		return;
+	}
+	if (!peer_allowed(c, &cred)) {
+		if (refusal_log_ok())
+			log_warnx("control",
+			    "refused a numprovctl connection from uid %ld: not root and not in "
+			    "group %s",
+			    (long)cred.uid,
+			    c->cfg && c->cfg->control.group ? c->cfg->control.group : "-");
+		refuse(fd,
+		    "{\"ok\":false,\"error\":\"permission denied: not in the control "
+		    "group\"}\n");
+		return;
+	}
 	if (c->n_clients >= MAX_CLIENTS || !(cl = calloc(1, sizeof(*cl)))) {
-		refuse_busy(fd);
+		if (refusal_log_ok())
+			log_warnx("control",
+			    "refused a numprovctl connection from uid %ld: too many clients at "
+			    "once "
+			    "(%d)",
+			    (long)cred.uid, c->n_clients);
+		refuse(fd,
+		    "{\"ok\":false,\"error\":\"too many numprovctl clients at once; try "
+		    "again\"}\n");
 		return;
 	}
 	if (!(cl->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
@@ -845,7 +914,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		return;
 	}
 	cl->ctl = c;
-	cl->uid = peer_uid(fd);
+	cl->uid = (long)cred.uid;
 	bufferevent_setcb(cl->bev, on_read, on_written, on_client_event, cl);
 	/* reading pauses at the limit, so a runaway line never costs more than that */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, CONTROL_LINE_MAX + 1);

@@ -194,7 +194,7 @@ graph_parse_token(const char *body, size_t len, char **token, long *life)
 
 	*token = NULL;
 	if (cJSON_IsString(tok) && tok->valuestring[0]) {
-		if (token_chars_ok(tok->valuestring))
+		if (token_chars_ok(tok->valuestring) && strlen(tok->valuestring) <= GRAPH_TOKEN_MAX)
 			*token = strdup(tok->valuestring);
 		/* the copy in the tree is wiped before cJSON frees it */
 		OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));

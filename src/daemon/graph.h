@@ -104,9 +104,11 @@ int graph_parse_error(
  * freeing it), and *life, its lifetime in seconds from expires_in (a number or a string):
  * 3599 when missing, 60 when not above zero, never above GRAPH_TOKEN_LIFE_MAX. -1 and
  * *token NULL when there is no access token fit for an Authorization header (missing,
- * empty, or with a space, a control character or a byte beyond ASCII in it).
+ * empty, longer than GRAPH_TOKEN_MAX, or with a space, a control character or a byte
+ * beyond ASCII in it).
  */
 #define GRAPH_TOKEN_LIFE_MAX 86400
+#define GRAPH_TOKEN_MAX 8000 /* bytes: a longer one would not fit the Authorization header */
 int graph_parse_token(const char *body, size_t len, char **token, long *life);
 
 /* Retry-After: delta-seconds or an HTTP date; seconds from now, or -1. */

@@ -2872,6 +2872,8 @@ change_settled(const struct teams_result *t, const struct teams_number *v, size_
 	if (rc != INV_OK) {
 		round_error(r, "change of number of %s: %s", c->upn, inv_strerror(rc));
 		due_now(p, c->id, time(NULL));
+	} else if (!has_new && !has_old && !p->draining && p->cfg->sync.mode != r->cfg->sync.mode) {
+		due_now(p, c->id, time(NULL)); /* the round under the new mode decides them */
 	} else if (!has_new && !has_old && !p->draining) {
 		/* decided now, on what Teams just said */
 		struct user u;

@@ -392,7 +392,8 @@ on_poll_timer(evutil_socket_t fd, short kind, void *arg)
 
 	(void)fd;
 	(void)kind;
-	if (c->checking ? check_number(c) < 0 : graph_get(c->g, c->op_url, change_polled, c) < 0)
+	if (c->checking || c->refusal ? check_number(c) < 0
+				      : graph_get(c->g, c->op_url, change_polled, c) < 0)
 		change_end(c, 0, 0, graph_stopped(c->g) ? "stopping" : "internal",
 		    "cannot poll the operation");
 }
@@ -473,13 +474,14 @@ refusal_check(struct change *c, int refused, long status, const char *err, const
 	free(c->refusal);
 	c->refusal = t;
 	c->checking = 0;
-	if (check_number(c) < 0)
-		change_end(c, 0, status, graph_stopped(c->g) ? "stopping" : "internal",
-		    "cannot check a refusal");
+	/* after a poll's wait, not at once: a first copy Teams accepted a moment ago may
+	   not show in numberAssignments yet */
+	poll_later(c);
 }
 
 static void
-refusal_checked(struct change *c, int n, int done, int pending, const struct graph_result *r)
+refusal_checked(
+    struct change *c, int n, int done, int pending, int other, const struct graph_result *r)
 {
 	struct teams_result t = *c->refusal;
 
@@ -505,6 +507,12 @@ refusal_checked(struct change *c, int n, int done, int pending, const struct gra
 		poll_later(c);
 	} else {
 		c->refused = t.refused;
+		if (other && !strcasestr(t.detail, "assigned to another user"))
+			/* said in the words the caller knows: the number stays out of the pool */
+			snprintf(t.detail, sizeof(t.detail),
+			    "Telephone Number '%s' has already been assigned to another user "
+			    "(numberAssignments)",
+			    c->number);
 		change_end(c, 0, t.status, t.error, t.detail);
 	}
 }
@@ -516,21 +524,24 @@ change_checked(const struct graph_result *r, void *arg)
 	struct change *c = arg;
 	struct teams_number *v = NULL;
 	int n = r->status == 200 ? teams_parse_numbers(r->body, r->len, &v, NULL) : -1, i;
-	int done = 0, pending = 0;
+	int done = 0, pending = 0, other = 0;
 
 	for (i = 0; i < n; i++) {
 		if (strcmp(v[i].number, c->number) != 0)
 			continue;
 		if (c->assign && strcasecmp(v[i].target, c->user) == 0) {
 			done = strcmp(v[i].activation, "activated") == 0;
-			pending = !done;
+			/* assignmentFailed, updateFailed: nothing to wait for */
+			pending = !done && !strstr(v[i].activation, "Failed");
+		} else if (c->assign && v[i].target[0]) {
+			other = 1;
 		} else if (!c->assign && !v[i].target[0]) {
 			done = 1;
 		}
 	}
 	free(v);
 	if (c->refusal && !c->checking) {
-		refusal_checked(c, n, done, pending, r);
+		refusal_checked(c, n, done, pending, other, r);
 		return;
 	}
 	if (n < 0) {
@@ -582,7 +593,13 @@ change_sent(const struct graph_result *r, void *arg)
 	}
 	if (r->status == 202 && r->location) {
 		free(c->op_url);
-		c->op_url = strdup(r->location);
+		if (!(c->op_url = strdup(r->location))) {
+			/* out of memory: numberAssignments tells how it went */
+			c->checking = 1;
+			if (check_number(c) < 0)
+				change_end(c, 0, 0, "internal", "cannot follow the operation");
+			return;
+		}
 		poll_later(c);
 		return;
 	}

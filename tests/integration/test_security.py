@@ -5,7 +5,7 @@
 2. certificate for another name refused: S::test_tls_to_a_name_the_certificate_does_not_carry_is_refused
 3. secret or key file readable by others refused: test_preflight.py::test_a_secret_others_may_read, test_graph.py::test_secret_file_readable_by_others_is_refused, S::test_a_credential_file_others_may_read_is_refused
 4. no secret, token or assertion in logs, numprovctl --json, SNMP, core files: S::test_no_secret_token_or_assertion_in_any_output, S::test_core_dumps_are_off, test_syslog.py::test_certificate_auth_debug_lines_carry_no_assertion_or_token, test_syslog.py::test_wrong_secret_errors_are_logged_without_the_secret, test_privs.py::test_started_as_root_it_becomes_daemon_user_before_the_inventory_and_graph (RLIMIT_CORE 0, not dumpable)
-5. control socket refuses a user outside its group, each refusal logged with the uid: test_ctl.py::test_permission_denied (the mode refuses; nothing logged), S::test_a_user_outside_the_control_group_is_refused_and_logged_with_the_uid (xfail), S::test_a_client_refused_as_one_too_many_is_logged_with_the_uid (xfail)
+5. control socket refuses a user outside its group, each refusal logged with the uid: test_ctl.py::test_permission_denied (the mode refuses; nothing logged), S::test_a_user_outside_the_control_group_is_refused_and_logged_with_the_uid, S::test_a_client_refused_as_one_too_many_is_logged_with_the_uid
 6. started as root, drops to its user before touching the network: S::test_started_as_root_no_network_before_the_switch_to_the_daemon_user (test_privs.py's test sees the end state and the log's order only)
 7. SNMP SET on anything but numprovSyncTrigger fails through the example snmpd.conf: S::test_every_set_but_the_trigger_is_refused_by_the_example_vacm (test_snmp.py::test_example_vacm_lets_the_write_community_set_the_trigger_alone samples a few objects and also accepts the subagent's notWritable)
 8. every log line one line whatever attributes or requests carry: S::test_every_log_line_stays_one_line_whatever_attributes_and_requests_carry, S::test_no_c1_control_or_unicode_line_separator_reaches_a_log_line, test_ctl.py::test_crafted_arguments_cannot_forge_log_lines, test_syslog.py::test_a_crafted_argument_cannot_forge_a_syslog_line
@@ -352,9 +352,6 @@ def as_nobody(ctl, *args):
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason="defect: numprovd does not check the peer of the "
-                   "control socket (src/daemon/control.c on_accept keeps its uid for the "
-                   "log only): anyone who can connect is served, no refusal is logged")
 def test_a_user_outside_the_control_group_is_refused_and_logged_with_the_uid(sim, tmp_path,
                                                                             public_dir):
     """The socket's mode (0660 root:control.group) keeps others out, but the kernel's
@@ -379,8 +376,6 @@ def test_a_user_outside_the_control_group_is_refused_and_logged_with_the_uid(sim
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason="defect: a client refused as one too many "
-                   "(src/daemon/control.c refuse_busy) is told so but nothing is logged")
 def test_a_client_refused_as_one_too_many_is_logged_with_the_uid(sim, ctld):
     """The 65th client at once is refused (control.c MAX_CLIENTS): a refusal like any
     other, so it is logged with the peer's uid (0 here)."""
