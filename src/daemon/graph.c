@@ -507,6 +507,26 @@ req_free(struct greq *r)
 
 /* ---- delivering and retrying ------------------------------------------- */
 
+/*
+ * A Location to follow (an operation to poll) is one of Graph's own: a path, or an
+ * address under graph_url. One elsewhere is not given to the caller, which then
+ * checks Teams instead: the token never goes to another host.
+ */
+static int
+same_origin(const struct graph *g, const char *url)
+{
+	size_t n;
+
+	if (!url)
+		return 0;
+	if (url[0] == '/')
+		return url[1] != '/';
+	n = strlen(g->graph_url);
+	while (n && g->graph_url[n - 1] == '/')
+		n--;
+	return strncmp(url, g->graph_url, n) == 0 && (url[n] == '/' || url[n] == '\0');
+}
+
 static void
 deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 {
@@ -519,7 +539,7 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 	res.attempts = r->attempts;
 	res.body = r->resp ? r->resp : "";
 	res.len = r->resp_len;
-	res.location = r->location;
+	res.location = same_origin(r->g, r->location) ? r->location : NULL;
 	memcpy(res.client_request_id, r->crid, sizeof(res.client_request_id));
 	snprintf(res.request_id, sizeof(res.request_id), "%s", r->request_id);
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {
@@ -546,19 +566,33 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 	req_free(r);
 }
 
+/* Into its queue: at the tail, or (a retry, which keeps its place) at the head. */
 static void
-enqueue(struct graph *g, struct greq *r)
+enqueue_at(struct graph *g, struct greq *r, int head)
 {
 	int q = (r->flags & GRAPH_LATER) != 0;
 
 	if (!r->teams)
 		g->queued_other++;
+	if (head) {
+		r->next = g->queue[q];
+		g->queue[q] = r;
+		if (!g->queue_tail[q])
+			g->queue_tail[q] = r;
+		return;
+	}
 	r->next = NULL;
 	if (g->queue_tail[q])
 		g->queue_tail[q]->next = r;
 	else
 		g->queue[q] = r;
 	g->queue_tail[q] = r;
+}
+
+static void
+enqueue(struct graph *g, struct greq *r)
+{
+	enqueue_at(g, r, 0);
 }
 
 static void
@@ -581,7 +615,7 @@ on_retry_timer(evutil_socket_t fd, short kind, void *arg)
 	(void)fd;
 	(void)kind;
 	unpark(r);
-	enqueue(r->g, r);
+	enqueue_at(r->g, r, 1);
 	dispatch(r->g);
 }
 
