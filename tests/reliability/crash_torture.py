@@ -54,31 +54,14 @@ from benchlib import (AS_ROOT, GRAPHSIM, BenchError, LogTail, check_conf, cleanu
                       note, numprovd_conf, range_conf, sku_e5, start, start_graphsim, stop,
                       tenant, user, user_ids)
 sys.path.insert(0, str(GRAPHSIM))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from rellib import SANITIZER, SITES, in_ranges, site_range  # noqa: E402
 from simctl import SimClient  # noqa: E402
 
 TENANT_ID = "6e5c0b1a-0000-4000-8000-00000000c0a5"
 DOMAIN = "torture.onmicrosoft.com"
 CLIENT_ID = "c7a50000-1111-4222-8333-444455556666"
-SITES = [("London", "+442080"), ("Leeds", "+441130"), ("York", "+441904"),
-         ("Bristol", "+441170")]
 REPEATS = ("accept", "refuse", "reject")
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-             "SUMMARY: UndefinedBehaviorSanitizer")
-
-
-def site_range(i, size):
-    city, prefix = SITES[i]
-    first = f"{prefix}{0:07d}"
-    last = f"{prefix}{size - 1:07d}"
-    return city.lower(), first, last
-
-
-def in_ranges(number, size):
-    for i in range(len(SITES)):
-        _, first, last = site_range(i, size)
-        if len(number) == len(first) and first <= number <= last:
-            return True
-    return False
 
 
 def ctl_json(ctl, conf, *args):

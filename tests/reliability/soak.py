@@ -47,7 +47,6 @@ Prints one summary (JSON with --json); exits 0 when every check holds, 1 when on
 not, 2 when it could not run. Every process it starts is stopped at the end."""
 import argparse
 import json
-import os
 import pathlib
 import random
 import shutil
@@ -63,30 +62,18 @@ from benchlib import (AS_ROOT, GRAPHSIM, MCOEV, BenchError, LogTail, check_conf,
                       cleanup, note, numprovd_conf, plan, range_conf, sku_e5, start,
                       start_graphsim, status_kb, stop, tenant, user, user_ids, TEAMS1)
 sys.path.insert(0, str(GRAPHSIM))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from rellib import SANITIZER, SITES, in_ranges, site_range  # noqa: E402
 from simctl import SimClient, SimError  # noqa: E402
 
 TENANT_ID = "6e5c0b1a-0000-4000-8000-00000000504b"
 DOMAIN = "soak.onmicrosoft.com"
 CLIENT_ID = "50a50000-1111-4222-8333-444455556666"
-SITES = [("London", "+442080"), ("Leeds", "+441130"), ("York", "+441904"),
-         ("Bristol", "+441170")]
 E3 = {"skuId": "aaaaaaaa-0000-0000-0000-000000000003", "skuPartNumber": "SPE_E3",
       "servicePlans": [plan(TEAMS1, "TEAMS1")]}
 ADDON = {"skuId": "aaaaaaaa-0000-0000-0000-0000000000ee", "skuPartNumber": "MCOEV",
          "servicePlans": [plan(MCOEV, "MCOEV")]}
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-             "SUMMARY: UndefinedBehaviorSanitizer")
 ACTIONS = ("join", "leave", "unlicense", "license", "move", "disable", "enable")
-
-
-def site_range(i, size):
-    city, prefix = SITES[i]
-    return city.lower(), f"{prefix}{0:07d}", f"{prefix}{size - 1:07d}"
-
-
-def in_ranges(number, size):
-    return any(len(number) == len(f) and f <= number <= l
-               for f, l in (site_range(i, size)[1:] for i in range(len(SITES))))
 
 
 def ctl_json(ctl, conf, *args):
@@ -171,8 +158,8 @@ def retry_after_violations(log):
     return bad
 
 
-def run_once(args, faults, seed_offset=0):
-    rng = random.Random(args.seed + seed_offset * 0)    # the same churn with or without faults
+def run_once(args, faults):
+    rng = random.Random(args.seed)    # the same churn with or without faults
     work = pathlib.Path(tempfile.mkdtemp(prefix="numprov-soak-"))
     certs = work / "certs"
     certs.mkdir()
