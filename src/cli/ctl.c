@@ -23,6 +23,7 @@
 #include "rangeview.h"
 #include "inventory.h"
 #include "log.h"
+#include "utf8.h"
 
 #define REPLY_TIMEOUT 60       /* seconds; an assign waits for Teams */
 #define REPLY_MAX (256u << 20) /* a reply larger than this is not from numprovd */
@@ -174,9 +175,13 @@ print_ranges(const cJSON *arr)
 	    "USED", "STATUS");
 	cJSON_ArrayForEach(r, arr)
 	{
-		printf("%-*s  %-16s  %-12.12s  %9llu  %9llu  %9llu  %9llu  %9llu  %11llu  %5.1f%%  "
+		const char *provider = jstr(r, "provider");
+		/* cut at 12 bytes, never inside a character */
+		int pw = strlen(provider) > 12 ? (int)utf8_prefix(provider, 12) : 12;
+
+		printf("%-*s  %-16s  %-12.*s  %9llu  %9llu  %9llu  %9llu  %9llu  %11llu  %5.1f%%  "
 		       "%s\n",
-		    w, jstr(r, "name"), jstr(r, "type"), jstr(r, "provider"), jull(r, "size"),
+		    w, jstr(r, "name"), jstr(r, "type"), pw, provider, jull(r, "size"),
 		    jull(r, "assigned"), jull(r, "pending"), jull(r, "available"),
 		    jull(r, "reserved"), jull(r, "quarantined"), jnum(r, "utilisation"),
 		    jstr(r, "status"));
@@ -284,6 +289,11 @@ print_status(const cJSON *s)
 	kv("assign failures:", "%llu", jull(s, "assign_failures"));
 	kv("drift:", "%llu", jull(s, "drift"));
 	print_graph(cJSON_GetObjectItemCaseSensitive(s, "graph"));
+	if (jnum(s, "clock_skew") != 0)
+		kv("clock:",
+		    "the wall clock is %+.0f s from the time elapsed; numprovd keeps to "
+		    "the elapsed time until it is restarted",
+		    jnum(s, "clock_skew"));
 	print_snmp(cJSON_GetObjectItemCaseSensitive(s, "snmp"));
 }
 
@@ -359,12 +369,12 @@ print_user(const cJSON *u)
 	printf("attributes:\n");
 	cJSON_ArrayForEach(a, attrs)
 	{
-		char key[64];
+		int pad;
 
-		if (!cJSON_IsString(a) || strcmp(a->string, "upn") == 0)
+		if (!cJSON_IsString(a) || !a->string || strcmp(a->string, "upn") == 0)
 			continue;
-		snprintf(key, sizeof(key), "%s:", a->string);
-		printf("  %-22s%s\n", key, a->valuestring);
+		pad = 21 - (int)strlen(a->string); /* "key:" in 22 columns */
+		printf("  %s:%*s%s\n", a->string, pad > 0 ? pad : 0, "", a->valuestring);
 	}
 	printf("ranges:\n");
 	print_user_ranges(cJSON_GetObjectItemCaseSensitive(u, "ranges"));
@@ -670,6 +680,45 @@ exchange(const struct ctl *c, int fd, int argc, char **argv, cJSON **reply)
 	return 0;
 }
 
+/*
+ * The text output shows what the directory, Graph and the daemon say: a string there may
+ * carry a terminal's escape sequence, another control character or bytes that are not UTF-8.
+ * Each such byte of every string and key in v is shown as \xNN (utf8_escape) before anything
+ * is printed; --json prints the exact strings, escaped as JSON. -1 when out of memory.
+ */
+static int
+escape_text(char **s)
+{
+	size_t n;
+	char *e;
+
+	if (!*s || (n = utf8_escaped_len(*s)) == strlen(*s))
+		return 0;
+	if (!(e = cJSON_malloc(n + 4)))
+		return -1;
+	utf8_escape(*s, e, n + 4);
+	cJSON_free(*s);
+	*s = e;
+	return 0;
+}
+
+static int
+escape_strings(cJSON *v)
+{
+	cJSON *c;
+
+	if (!v)
+		return 0;
+	if (escape_text(&v->string) < 0 || (cJSON_IsString(v) && escape_text(&v->valuestring) < 0))
+		return -1;
+	cJSON_ArrayForEach(c, v)
+	{
+		if (escape_strings(c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static void
 print_json(const cJSON *v)
 {
@@ -681,10 +730,12 @@ print_json(const cJSON *v)
 }
 
 static int
-show(const struct ctl *c, const struct command *cmd, const cJSON *result)
+show(const struct ctl *c, const struct command *cmd, cJSON *result)
 {
 	if (c->json)
 		print_json(result);
+	else if (escape_strings(result) < 0)
+		return fail("out of memory");
 	else
 		cmd->print(result);
 	if (fflush(stdout) != 0)
@@ -693,12 +744,15 @@ show(const struct ctl *c, const struct command *cmd, const cJSON *result)
 }
 
 static int
-show_reply(const struct ctl *c, const struct command *cmd, const cJSON *reply)
+show_reply(const struct ctl *c, const struct command *cmd, cJSON *reply)
 {
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(reply, "error");
 	const char *err;
 
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "ok"))) {
-		err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(reply, "error"));
+		if (!c->json && escape_strings(e) < 0)
+			return fail("out of memory");
+		err = cJSON_GetStringValue(e);
 		return fail("%s", err && *err ? err : "numprovd refused the request");
 	}
 	return show(c, cmd, cJSON_GetObjectItemCaseSensitive(reply, "result"));

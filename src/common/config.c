@@ -779,6 +779,29 @@ check_text(const char *file, const char *text, size_t len, char *err, size_t err
 	}
 }
 
+int
+config_read_checked(const char *file, struct config_t *lc, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int parsed;
+
+	if (!(text = read_text(file, &len, err, errlen)))
+		return -1;
+	if (check_text(file, text, len, err, errlen) < 0) {
+		free(text);
+		return -1;
+	}
+	parsed = config_read_string(lc, text);
+	free(text);
+	if (!parsed) {
+		snprintf(
+		    err, errlen, "%s:%d: %s", file, config_error_line(lc), config_error_text(lc));
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- entry points ------------------------------------------------------- */
 
 static void
@@ -830,23 +853,10 @@ config_load(const char *file, char *err, size_t errlen)
 	struct loader ld = { file, err, errlen, 0 };
 	struct config *c;
 	config_t lc;
-	char *text;
-	size_t len;
-	int parsed;
 
 	err[0] = '\0';
-	if (!(text = read_text(file, &len, err, errlen)))
-		return NULL;
-	if (check_text(file, text, len, err, errlen) < 0) {
-		free(text);
-		return NULL;
-	}
 	config_init(&lc);
-	parsed = config_read_string(&lc, text);
-	free(text);
-	if (!parsed) {
-		snprintf(
-		    err, errlen, "%s:%d: %s", file, config_error_line(&lc), config_error_text(&lc));
+	if (config_read_checked(file, &lc, err, errlen) < 0) {
 		config_destroy(&lc);
 		return NULL;
 	}

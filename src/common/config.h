@@ -15,6 +15,7 @@ enum range_type { RT_CALLING_PLAN, RT_OPERATOR_CONNECT, RT_DIRECT_ROUTING };
 /* Graph's numberType of a number; decide.c maps range types to it (one table). */
 enum teams_number_type { TNT_DIRECT_ROUTING, TNT_CALLING_PLAN, TNT_OPERATOR_CONNECT, TNT_OTHER };
 
+struct config_t; /* libconfig's */
 struct rule;
 
 struct cfg_range {
@@ -86,6 +87,14 @@ struct config {
  * "FILE:LINE: what is wrong" line per problem found (newline-separated).
  */
 struct config *config_load(const char *file, char *err, size_t errlen);
+/*
+ * The one way the configuration file is read, by config_load and by whatever else looks into
+ * it (numprovd -t's preflight): into lc (config_init'ed by the caller), from a regular file of
+ * at most 4 MiB read once, with no @include and no NUL byte in it; libconfig never opens a
+ * file itself, so a FIFO or a device is refused at once. 0, or -1 with one
+ * "FILE[:LINE]: what is wrong" line in err.
+ */
+int config_read_checked(const char *file, struct config_t *lc, char *err, size_t errlen);
 /*
  * A config is shared by reference: a reload swaps the daemon's current config,
  * while a sync round or an administrator's change in flight keeps the one it

@@ -1,6 +1,7 @@
 #include "build-config.h"
 
 #include "log.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -68,103 +69,33 @@ log_stderr(int prio, const char *token, const char *msg)
 		    stderr, "%s.%03ld %s %s\n", stamp, ts.tv_nsec / 1000000L, names[prio & 7], msg);
 }
 
-/*
- * How many bytes at s must be escaped (0: the character at s is safe as it is).
- * Unsafe: the C0 controls and DEL, the C1 controls (U+0080-U+009F, which some
- * terminals take for escape sequences and some readers for a line break), the
- * Unicode line and paragraph separators (U+2028, U+2029), and any byte that does
- * not start a well-formed UTF-8 character (escaped one at a time).
- */
-static size_t
-unsafe_len(const unsigned char *s, size_t *safe)
-{
-	unsigned cp;
-	size_t n, i;
-
-	*safe = 1;
-	if (*s < 0x80)
-		return *s < 0x20 || *s == 0x7f;
-	if (*s >= 0xc2 && *s <= 0xdf)
-		n = 2, cp = *s & 0x1fu;
-	else if (*s >= 0xe0 && *s <= 0xef)
-		n = 3, cp = *s & 0x0fu;
-	else if (*s >= 0xf0 && *s <= 0xf4)
-		n = 4, cp = *s & 0x07u;
-	else
-		return 1;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 1; /* the NUL ends it too */
-		cp = cp << 6 | (s[i] & 0x3fu);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-	    || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 1; /* overlong, a surrogate, beyond Unicode */
-	if (cp <= 0x9f || cp == 0x2028 || cp == 0x2029)
-		return n;
-	*safe = n;
-	return 0;
-}
-
+/* Whether s holds a byte that must be escaped (utf8.h, utf8_safe_len). */
 static int
 has_control(const char *s)
 {
-	size_t safe;
+	size_t n;
 
 	while (s && *s) {
-		if (unsafe_len((const unsigned char *)s, &safe))
+		if (!(n = utf8_safe_len(s)))
 			return 1;
-		s += safe;
+		s += n;
 	}
 	return 0;
-}
-
-/*
- * in with every unsafe byte (unsafe_len) written as \xNN (log.h). Whatever a
- * caller formats into a message (a request argument, a directory attribute, a
- * Graph error text), it stays one line without control characters: no forged
- * line in syslog, no terminal escape on stderr. out must hold 4 * strlen(in) + 1.
- */
-static const char *
-log_escape(const char *in, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)in;
-	char *o = out;
-	size_t bad, safe;
-
-	while (*s) {
-		bad = unsafe_len(s, &safe);
-		if (!bad) {
-			memcpy(o, s, safe);
-			o += safe;
-			s += safe;
-			continue;
-		}
-		for (; bad > 0; bad--, s++) {
-			*o++ = '\\';
-			*o++ = 'x';
-			*o++ = hex[*s >> 4];
-			*o++ = hex[*s & 0xf];
-		}
-	}
-	*o = '\0';
-	return out;
 }
 
 /* The one way out: every message and token is escaped here. */
 static void
 log_emit(int prio, const char *token, const char *msg)
 {
-	char emsg[4 * LOG_MSG_MAX + 1], tok[64], etok[4 * sizeof(tok) + 1];
+	char emsg[4 * LOG_MSG_MAX + 4], tok[64], etok[4 * sizeof(tok) + 4]; /* never cut */
 
 	if (!lg.cb && prio > lg.level)
 		return;
 	if (has_control(msg))
-		msg = log_escape(msg, emsg);
+		msg = utf8_escape(msg, emsg, sizeof(emsg));
 	if (has_control(token)) {
 		snprintf(tok, sizeof(tok), "%s", token); /* tokens are short words */
-		token = log_escape(tok, etok);
+		token = utf8_escape(tok, etok, sizeof(etok));
 	}
 	if (lg.cb) {
 		lg.cb(prio, token, msg);

@@ -2,13 +2,14 @@
  * Logging: syslog and/or stderr, one subsystem token per message.
  *
  * Every message is one line. On its way out (syslog, stderr and a registered
- * callback alike) each byte below 0x20 and the byte 0x7f, in the message and in
- * the token, is written as the four characters \xNN (two lower-case hex
- * digits): a newline in a request argument becomes \x0a and cannot start a
- * forged "event=..." line. Other bytes, UTF-8 included, pass unchanged; a
- * backslash is not doubled (the event lines quote with \"), so the escaping
- * keeps lines whole rather than being reversible. A message is cut at
- * LOG_MSG_MAX - 1 bytes before it is escaped.
+ * callback alike) each unsafe byte in the message and in the token (utf8.h: the
+ * C0 and C1 controls, DEL, U+2028, U+2029 and bytes that are not UTF-8) is
+ * written as the four characters \xNN (two lower-case hex digits): a newline in
+ * a request argument becomes \x0a and cannot start a forged "event=..." line.
+ * Other bytes, UTF-8 included, pass unchanged; a backslash is not doubled (the
+ * event lines quote with \"), so the escaping keeps lines whole rather than
+ * being reversible. A message is cut at LOG_MSG_MAX - 1 bytes before it is
+ * escaped.
  */
 #ifndef NUMPROV_LOG_H
 #define NUMPROV_LOG_H

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "idmap.h"
 #include "inventory.h"
+#include "utf8.h"
 
 /* ---- ranges and numbers: the daemon's views and numprovctl's fallback ---- */
 
@@ -264,7 +265,10 @@ rangeview_numbers_json(struct inventory *inv, const char *name, char *err, size_
 	struct inv_range r;
 
 	if (inv_get_range(inv, name, &r) != INV_OK) {
-		snprintf(err, errlen, "no range named '%s'", name);
+		char shown[64 + 4]; /* what the request said: 64 bytes at most, escaped */
+
+		snprintf(
+		    err, errlen, "no range named '%s'", utf8_escape(name, shown, sizeof(shown)));
 		return NULL;
 	}
 	rows.arr = cJSON_CreateArray();

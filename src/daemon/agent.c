@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "events.h"
 #include "log.h"
@@ -190,7 +191,7 @@ static int
 sync_value(struct agent *a, int which, struct agent_value *out)
 {
 	struct prov_stats st;
-	time_t now = time(NULL);
+	time_t now = np_time();
 
 	stats_of(a, &st);
 	switch (which) {

@@ -59,6 +59,46 @@ auth_uuid(char out[37])
 	    b[14], b[15]);
 }
 
+/*
+ * Open a file numprovd reads its trust or credentials from: a regular file only.
+ * O_NONBLOCK: a FIFO (or a device) put in its place makes open() return at once
+ * instead of waiting for a writer, and is then refused.
+ */
+static int
+open_regular(const char *file, int flags, struct stat *st, char *err, size_t errlen)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file", file);
+		close(fd);
+		return -1;
+	}
+	/* a regular file never blocks; the flag is cleared for the readers after us */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+FILE *
+auth_fopen_regular(const char *file, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open_regular(file, 0, &st, err, errlen);
+	FILE *f;
+
+	if (fd < 0)
+		return NULL;
+	if (!(f = fdopen(fd, "r"))) {
+		snprintf(err, errlen, "cannot read %s: %s", file, strerror(errno));
+		close(fd);
+	}
+	return f;
+}
+
 char *
 auth_read_secret(const char *file, char *err, size_t errlen)
 {
@@ -67,15 +107,8 @@ auth_read_secret(const char *file, char *err, size_t errlen)
 	ssize_t n;
 	int fd;
 
-	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
-		snprintf(err, errlen, "cannot open %s: %s", file, strerror(errno));
+	if ((fd = open_regular(file, O_NOFOLLOW, &st, err, errlen)) < 0)
 		return NULL;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file", file);
-		close(fd);
-		return NULL;
-	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
 		snprintf(err, errlen,
 		    "%s may be read by group or others (mode %04o); it holds the tenant's "
@@ -147,10 +180,8 @@ auth_cert_load(const char *cert_file, const char *key_file, char *err, size_t er
 
 	if (!c)
 		return NULL;
-	if (!(f = fopen(cert_file, "r"))) {
-		snprintf(err, errlen, "cannot open %s: %s", cert_file, strerror(errno));
+	if (!(f = auth_fopen_regular(cert_file, err, errlen)))
 		goto fail;
-	}
 	x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	if (!x) {

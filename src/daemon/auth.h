@@ -7,6 +7,7 @@
 #define NUMPROV_AUTH_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <time.h>
 
 enum auth_alg { AUTH_PS256, AUTH_RS256 };
@@ -17,6 +18,8 @@ enum auth_alg { AUTH_PS256, AUTH_RS256 };
  * one. Returns the whole content (malloc'd) or NULL with the reason in err.
  */
 char *auth_read_secret(const char *file, char *err, size_t errlen);
+/* fopen(file, "r") of a regular file only (a FIFO or a device is refused at once). */
+FILE *auth_fopen_regular(const char *file, char *err, size_t errlen);
 /* The same, first line only (the client secret), without its line end. */
 char *auth_secret_line(const char *file, char *err, size_t errlen);
 

@@ -22,13 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
-#include "events.h"
-#include "rangeview.h"
 #include "e164.h"
+#include "events.h"
 #include "inventory.h"
 #include "log.h"
 #include "provision.h"
+#include "rangeview.h"
 
 #define MAX_CLIENTS 64	 /* numprovctl runs are short; more than this is a runaway script */
 #define IDLE_TIMEOUT 300 /* seconds a client may sit silent with nothing in flight */
@@ -100,6 +101,34 @@ add_time(cJSON *o, const char *key, time_t t)
 
 /* ---- replies -------------------------------------------------------------- */
 
+/*
+ * cJSON copies the bytes of a string as they are, UTF-8 or not: a request's bytes, or an
+ * attribute's as Graph sent them, could make a reply that is not JSON. Outside its strings
+ * cJSON writes ASCII only, so such a byte is inside one, and the escape \ufffd (the
+ * replacement character) stands for it. Each run of UTF-8 goes out as it is.
+ */
+static void
+add_utf8(struct evbuffer *out, const char *text)
+{
+	const char *s = text, *from = text;
+	size_t n;
+
+	while (*s) {
+		if ((unsigned char)*s < 0x80) {
+			s++;
+			continue;
+		}
+		if ((n = utf8_char_len(s))) {
+			s += n;
+			continue;
+		}
+		evbuffer_add(out, from, (size_t)(s - from));
+		evbuffer_add(out, "\\ufffd", 6);
+		from = ++s;
+	}
+	evbuffer_add(out, from, (size_t)(s - from));
+}
+
 static void
 send_json(struct client *cl, const cJSON *msg)
 {
@@ -111,7 +140,7 @@ send_json(struct client *cl, const cJSON *msg)
 		evbuffer_add(out, oom, sizeof(oom) - 1);
 		return;
 	}
-	evbuffer_add(out, text, strlen(text));
+	add_utf8(out, text);
 	evbuffer_add(out, "\n", 1);
 	free(text);
 }
@@ -128,25 +157,41 @@ reply_ok(struct client *cl, cJSON *result)
 	cJSON_Delete(m);
 }
 
+/*
+ * A piece of the request echoed in a reply: at most ECHO_MAX bytes, cut between two
+ * characters ("..." ends a cut), its control characters and bytes that are not UTF-8 as
+ * \xNN. buf holds ECHO_BUF bytes.
+ */
+#define ECHO_MAX 64
+#define ECHO_BUF (ECHO_MAX + 4)
+
+static const char *
+echo(const char *s, char *buf)
+{
+	return utf8_escape(s, buf, ECHO_BUF);
+}
+
 static void reply_err(struct client *cl, const char *fmt, ...) NP_PRINTF(2, 3);
 
-/* numprovctl prints the error as its one line on stderr: no line breaks in it. */
+/*
+ * numprovctl prints the error as its one line on stderr: no line breaks in it, no control
+ * characters and no bytes that are not UTF-8, whatever of the request it echoes (or of the
+ * engine's words, which echo the request too): those are written as \xNN (utf8_escape).
+ */
 static void
 reply_err(struct client *cl, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[512], shown[512];
 	va_list ap;
 	cJSON *m;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg))
+		msg[utf8_prefix(msg, sizeof(msg) - 2)] = '\0'; /* no first bytes of a character */
 	va_end(ap);
-	for (char *s = msg; *s; s++)
-		if ((unsigned char)*s < 0x20)
-			*s = ' ';
 	m = cJSON_CreateObject();
 	cJSON_AddBoolToObject(m, "ok", 0);
-	cJSON_AddStringToObject(m, "error", msg);
+	cJSON_AddStringToObject(m, "error", utf8_escape(msg, shown, sizeof(shown)));
 	send_json(cl, m);
 	cJSON_Delete(m);
 }
@@ -175,7 +220,7 @@ cmd_status(struct client *cl, int argc, const char **argv)
 	struct control *c = cl->ctl;
 	struct prov_stats st;
 	cJSON *o = cJSON_CreateObject();
-	time_t now = time(NULL);
+	time_t now = np_time();
 
 	(void)argc;
 	(void)argv;
@@ -265,40 +310,24 @@ static void
 cmd_user(struct client *cl, int argc, const char **argv)
 {
 	cJSON *r = prov_explain_user(cl->ctl->prov, argv[0]);
+	char shown[ECHO_BUF];
 
 	(void)argc;
 	if (r)
 		reply_ok(cl, r);
 	else
-		reply_err(cl, "unknown user '%s'", argv[0]);
+		reply_err(cl, "unknown user '%s'", echo(argv[0], shown));
 }
 
 /* Canonical text of a number, or -1 with the reason it is not one. */
-/* At most max bytes of s, cut at a UTF-8 character boundary ("..." when cut). */
-static const char *
-clip(const char *s, size_t max, char *buf, size_t len)
-{
-	size_t n = strlen(s);
-
-	if (n <= max || len < 4)
-		return s;
-	if (max > len - 4)
-		max = len - 4;
-	max = utf8_prefix(s, max);
-	memcpy(buf, s, max);
-	memcpy(buf + max, "...", 4);
-	return buf;
-}
-
 static int
 canonical(const char *in, char *out, char *err, size_t errlen)
 {
 	struct e164 n;
-	char why[160], shown[72];
+	char why[160], shown[ECHO_BUF];
 
 	if (e164_parse(in, &n, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "'%s' is not a phone number: %s",
-		    clip(in, 64, shown, sizeof(shown)), why);
+		snprintf(err, errlen, "'%s' is not a phone number: %s", echo(in, shown), why);
 		return -1;
 	}
 	e164_format(&n, out, E164_STRLEN);
@@ -487,7 +516,7 @@ reserve_or_not(struct client *cl, const char *arg, int reserve)
 		reply_err(cl, "%s", err);
 		return;
 	}
-	rc = reserve ? inv_reserve(cl->ctl->inv, number, time(NULL))
+	rc = reserve ? inv_reserve(cl->ctl->inv, number, np_time())
 		     : inv_unreserve(cl->ctl->inv, number);
 	if (rc == INV_OK) {
 		np_event_emit(&(struct np_event) { .kind = reserve ? NPE_RESERVE : NPE_UNRESERVE,
@@ -592,8 +621,8 @@ dispatch(struct client *cl, const char *name, int argc, const char **argv)
 		return;
 	}
 	{
-		char shown[72];
-		reply_err(cl, "unknown command '%s'", clip(name, 64, shown, sizeof(shown)));
+		char shown[ECHO_BUF];
+		reply_err(cl, "unknown command '%s'", echo(name, shown));
 	}
 }
 
@@ -858,7 +887,7 @@ static int
 refusal_log_ok(void)
 {
 	static time_t last;
-	time_t now = time(NULL);
+	time_t now = np_time();
 
 	if (now == last)
 		return 0;

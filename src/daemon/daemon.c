@@ -23,8 +23,11 @@
 #include <sys/wait.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 
 #include "agent.h"
+#include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "graph.h"
@@ -226,7 +229,7 @@ reload(struct daemon *d)
 	if (strcmp(cfg->tenant.id, d->cfg->tenant.id)
 	    || strcmp(cfg->tenant.client_id, d->cfg->tenant.client_id))
 		log_warnx("main", "tenant settings changed; they take effect at the next restart");
-	if ((rc = inv_sync_ranges(d->inv, cfg, time(NULL))) != INV_OK) {
+	if ((rc = inv_sync_ranges(d->inv, cfg, np_time())) != INV_OK) {
 		log_err("main",
 		    "reload refused: cannot apply the ranges: %s (the inventory may hold the new "
 		    "ranges already: fix the cause and reload again)",
@@ -307,7 +310,7 @@ static void
 on_expire(void *arg)
 {
 	struct daemon *d = arg;
-	int n = inv_expire(d->inv, time(NULL));
+	int n = inv_expire(d->inv, np_time());
 
 	if (n > 0) {
 		log_info("inventory", "%d quarantined number%s returned to the pool", n,
@@ -363,12 +366,16 @@ status_graph(cJSON *status, const struct daemon *d)
 {
 	cJSON *o = cJSON_AddObjectToObject(status, "graph");
 	struct graph_stats st;
-	time_t now = time(NULL);
+	time_t now = np_time();
 
 	if (!o)
 		return;
 	graph_get_stats(d->graph, &st);
 	cJSON_AddBoolToObject(o, "failing", st.failing_since != 0);
+	/* since the start: what an outage costs Graph is the growth of attempts */
+	cJSON_AddNumberToObject(o, "requests", (double)st.requests);
+	cJSON_AddNumberToObject(o, "attempts", (double)st.attempts);
+	cJSON_AddNumberToObject(o, "token_fetches", (double)st.token_fetches);
 	if (st.failing_since) {
 		rangeview_add_time(o, "failing_since", st.failing_since);
 		cJSON_AddNumberToObject(o, "failing_for", (double)(now - st.failing_since));
@@ -389,6 +396,8 @@ status_extra(cJSON *status, void *arg)
 	cJSON *o;
 
 	status_graph(status, d);
+	/* the wall clock stepped while numprovd runs: how far from the time it keeps */
+	cJSON_AddNumberToObject(status, "clock_skew", (double)np_clock_skew());
 	if (!(o = cJSON_AddObjectToObject(status, "snmp")))
 		return;
 	/* whether the subagent runs: snmp.enabled takes effect at start */
@@ -807,6 +816,41 @@ become_user(struct daemon *d, const struct privs_target *t)
 	return 0;
 }
 
+/*
+ * The credentials, read as the user numprovd runs as, before the inventory is
+ * opened: a file numprovd refuses (readable by others, not a regular file, no key
+ * in it) is a configuration error, said and reported (78) as numprovd -t does.
+ */
+static int
+check_credentials(struct daemon *d)
+{
+	const struct config *c = d->cfg;
+	char err[1024], where[4200];
+	const char *key;
+
+	if (c->tenant.client_secret_file) {
+		char *s = auth_secret_line(c->tenant.client_secret_file, err, sizeof(err));
+		if (s) {
+			OPENSSL_cleanse(s, strlen(s));
+			free(s);
+			return 0;
+		}
+		key = "tenant.client_secret_file";
+	} else {
+		struct auth_cert *a = auth_cert_load(
+		    c->tenant.certificate_file, c->tenant.private_key_file, err, sizeof(err));
+		if (a) {
+			auth_cert_free(a);
+			return 0;
+		}
+		key = strstr(err, c->tenant.private_key_file) ? "tenant.private_key_file"
+							      : "tenant.certificate_file";
+	}
+	preflight_where(d->conf_file, key, where, sizeof(where));
+	d->fail_status = EX_CONFIG_ERROR;
+	return failed(d, "%s: %s: %s", where, key, err);
+}
+
 /* The inventory, opened as the user numprovd runs as; 0 or -1 with the reason in d->why. */
 static int
 open_inventory(struct daemon *d)
@@ -824,7 +868,7 @@ open_inventory(struct daemon *d)
 			    err, d->runs_as, d->runs_as, d->cfg->database.path);
 		return failed(d, "%s", err);
 	}
-	if ((rc = inv_sync_ranges(d->inv, d->cfg, time(NULL))) != INV_OK) {
+	if ((rc = inv_sync_ranges(d->inv, d->cfg, np_time())) != INV_OK) {
 		inv_close(d->inv);
 		d->inv = NULL;
 		return failed(d, "cannot record the configured ranges: %s", inv_strerror(rc));
@@ -902,7 +946,10 @@ run(struct daemon *d, int foreground, int debug, const char *pidfile)
 		/* from here on no core file: the secret, the private key and tokens are in memory
 		 */
 		privs_no_core();
-		if (open_inventory(d) < 0) {
+		if (check_credentials(d) < 0) {
+			tell_parent(d, d->why);
+			rc = EX_CONFIG_ERROR;
+		} else if (open_inventory(d) < 0) {
 			tell_parent(d, d->why);
 			rc = 1;
 		} else {

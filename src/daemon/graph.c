@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -68,6 +70,23 @@ struct graph {
 	char *graph_url, *token_url, *scope, *client_id, *secret, *ca_file, *proxy;
 	char *priority;
 	struct auth_cert *cert;
+	/* the credential files, read again after Entra refused what they held */
+	char *secret_file, *cert_file, *key_file;
+	int cred_refused, cred_unreadable;
+	/* an outage is told once: later failures of the same kind go to debug */
+	int outage_told;
+	/*
+	 * Graph out of reach (no answer at all: refused, no name, TLS refused, timed
+	 * out). suspect: the last attempt got none; one request at a time (the probe)
+	 * goes then, none before probe_at, the others wait in the queue. down: a probe
+	 * used all its attempts; what waited failed, and a request that cannot be the
+	 * next probe fails at once. Any answer ends both. probe_fails counts the
+	 * attempts without an answer in a row: the step of the backoff.
+	 */
+	int suspect, down, probe_fails;
+	long long probe_at; /* CLOCK_MONOTONIC ms */
+	struct greq *probe; /* the probe on the wire, or NULL */
+	struct event *probe_timer;
 	X509_STORE *trust; /* parsed once; NULL when ca_file cannot be read */
 	int alg, timeout, parallel;
 	struct graph_tuning tune;
@@ -95,6 +114,8 @@ struct graph {
 
 static void dispatch(struct graph *g);
 static void fetch_token(struct graph *g);
+static long long now_ms(void);
+static void fail_queue(struct graph *g, long status, const char *code, const char *msg);
 static int teams_admin(const struct greq *r);
 static void hold_teams(struct graph *g, long ms);
 
@@ -146,6 +167,24 @@ graph_parse_retry_after(const char *value, long now)
 	return -1;
 }
 
+/*
+ * A server's word, kept as one line wherever it goes (log, status, SNMP): control
+ * characters become spaces, and a cut never splits a UTF-8 character.
+ */
+static void
+one_line(char *dst, size_t len, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (!len)
+		return;
+	if (n >= len)
+		n = utf8_prefix(src, len - 1);
+	for (size_t i = 0; i < n; i++)
+		dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f) ? ' ' : src[i];
+	dst[n] = '\0';
+}
+
 int
 graph_parse_error(
     const char *body, size_t len, char *code, size_t codelen, char *msg, size_t msglen)
@@ -164,12 +203,8 @@ graph_parse_error(
 		cJSON_Delete(root);
 		return -1;
 	}
-	snprintf(code, codelen, "%s", c->valuestring);
-	snprintf(msg, msglen, "%s", cJSON_IsString(m) ? m->valuestring : "");
-	/* one line in the log, whatever the server sent */
-	for (char *p = msg; *p; p++)
-		if (*p == '\r' || *p == '\n')
-			*p = ' ';
+	one_line(code, codelen, c->valuestring);
+	one_line(msg, msglen, cJSON_IsString(m) ? m->valuestring : "");
 	cJSON_Delete(root);
 	return 0;
 }
@@ -337,9 +372,28 @@ trust_store(const char *ca_file)
 	/* a libcurl built without a CA bundle leaves it to OpenSSL's defaults, as do we */
 	if (!ci->cainfo && !ci->capath && X509_STORE_set_default_paths(s) != 1)
 		log_warnx("graph", "cannot use OpenSSL's default trust anchors");
-	if (ca_file && X509_STORE_load_file(s, ca_file) != 1) {
-		X509_STORE_free(s);
-		return NULL;
+	if (ca_file) {
+		/* read through a regular-file check: a FIFO there must not block the daemon */
+		char err[256];
+		FILE *f = auth_fopen_regular(ca_file, err, sizeof(err));
+		STACK_OF(X509_INFO) *info = f ? PEM_X509_INFO_read(f, NULL, NULL, NULL) : NULL;
+		int n = 0;
+		if (f)
+			fclose(f);
+		for (int i = 0; info && i < sk_X509_INFO_num(info); i++) {
+			X509_INFO *it = sk_X509_INFO_value(info, i);
+			if (it->x509 && X509_STORE_add_cert(s, it->x509) == 1)
+				n++;
+			if (it->crl)
+				X509_STORE_add_crl(s, it->crl);
+		}
+		sk_X509_INFO_pop_free(info, X509_INFO_free);
+		if (!n) {
+			if (!f)
+				log_warnx("graph", "%s", err);
+			X509_STORE_free(s);
+			return NULL;
+		}
 	}
 	/* as libcurl sets by default: an intermediate in the store is trusted */
 	X509_STORE_set_flags(s, X509_V_FLAG_PARTIAL_CHAIN);
@@ -490,6 +544,8 @@ end_easy(struct greq *r)
 static void
 req_free(struct greq *r)
 {
+	if (r->g && r->g->probe == r)
+		r->g->probe = NULL;
 	end_easy(r);
 	if (r->retry_timer)
 		event_free(r->retry_timer);
@@ -555,9 +611,11 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 	}
 	if (cc != CURLE_ABORTED_BY_CALLBACK && (cc != CURLE_OK || status >= 400)) {
 		g->stats.failures++;
-		log_warnx("graph", "%s %s: %s%ld %s%s%s (client-request-id %s%s%s, %d attempt%s)",
-		    r->method, r->url, cc != CURLE_OK ? "no response, " : "HTTP ", status,
-		    res.error_code, res.error_message[0] ? ": " : "", res.error_message, r->crid,
+		/* Graph out of reach was said once; each request it fails is debug */
+		log_msg(cc != CURLE_OK && g->outage_told ? LOG_DEBUG : LOG_WARNING, "graph",
+		    "%s %s: %s%ld %s%s%s (client-request-id %s%s%s, %d attempt%s)", r->method,
+		    r->url, cc != CURLE_OK ? "no response, " : "HTTP ", status, res.error_code,
+		    res.error_message[0] ? ": " : "", res.error_message, r->crid,
 		    r->request_id[0] ? ", request-id " : "", r->request_id, r->attempts,
 		    r->attempts == 1 ? "" : "s");
 	}
@@ -629,17 +687,21 @@ retry_later(struct greq *r, long ms)
 		return;
 	}
 	if (r->attempts == 3) {
-		/* an outage is said in the log once per request, not on every retry */
+		/* an outage is said in the log once, not by every request nor on every retry;
+		 * the rest is debug until Graph answers again */
 		size_t n = strcspn(r->url, "?");
-		log_warnx("graph", "%s %.*s failed %d times; retrying (up to %d attempts)",
-		    r->method, (int)(n > 200 ? 200 : n), r->url, r->attempts,
+		int told = r->g->outage_told;
+		r->g->outage_told = 1;
+		log_msg(told ? LOG_DEBUG : LOG_WARNING, "graph",
+		    "%s %.*s failed %d times (%s); retrying (up to %d attempts)", r->method,
+		    (int)(n > 200 ? 200 : n), r->url, r->attempts, r->g->stats.last_error,
 		    r->g->tune.max_attempts);
 	}
 	r->parked_next = r->g->parked;
 	r->g->parked = r;
 	r->g->stats.retries++;
 	if (r->g->stats.failing_since)
-		r->g->stats.next_try = time(NULL) + (ms + 999) / 1000;
+		r->g->stats.next_try = np_time() + (ms + 999) / 1000;
 	if (!r->retry_timer)
 		r->retry_timer = evtimer_new(r->g->base, on_retry_timer, r);
 	evtimer_add(r->retry_timer, &tv);
@@ -685,7 +747,7 @@ health_fail(struct graph *g, const char *what, CURLcode cc, long status, const c
 	size_t n;
 
 	if (!g->stats.failing_since)
-		g->stats.failing_since = time(NULL);
+		g->stats.failing_since = np_time();
 	if (cc != CURLE_OK)
 		snprintf(line, sizeof(line), "%s: no response: %s", what, detail);
 	else
@@ -704,9 +766,70 @@ health_fail(struct graph *g, const char *what, CURLcode cc, long status, const c
 static void
 health_ok(struct graph *g)
 {
+	if (g->outage_told)
+		log_notice("graph", "Graph answers again");
+	g->outage_told = 0;
 	g->stats.failing_since = 0;
 	g->stats.next_try = 0;
 	g->stats.last_error[0] = '\0';
+}
+
+/* Graph answered (whatever the status): it is within reach again. */
+static void
+reachable(struct graph *g)
+{
+	g->suspect = g->down = 0;
+	g->probe_fails = 0;
+	g->probe_at = 0;
+}
+
+/*
+ * An attempt got no answer: the next attempt, of whichever request, waits until
+ * probe_at (returned: ms from now). A step is taken per attempt sent after the
+ * last step ended: the requests that were on the wire together when Graph went
+ * away do not push the backoff up each.
+ */
+static long
+unreachable_step(struct graph *g)
+{
+	long long now = now_ms();
+
+	if (!g->suspect || now >= g->probe_at)
+		g->probe_at = now + backoff_ms(g, ++g->probe_fails);
+	g->suspect = 1;
+	return (long)(g->probe_at - now);
+}
+
+/* Every request that waits for Graph (queued or parked) fails with the outage's error. */
+static void
+fail_waiting(struct graph *g)
+{
+	char msg[CURL_ERROR_SIZE];
+
+	snprintf(msg, sizeof(msg), "Graph out of reach: %.200s", g->stats.last_error);
+	fail_queue(g, 0, "transport", msg);
+	while (g->parked) { /* one at a time: a callback may submit */
+		struct greq *r = g->parked;
+		g->parked = r->parked_next;
+		r->parked_next = NULL;
+		evtimer_del(r->retry_timer);
+		memcpy(r->curl_err, msg, sizeof(r->curl_err));
+		deliver(r, 0, CURLE_COULDNT_CONNECT, 0);
+	}
+}
+
+/* A probe used all its attempts without an answer: Graph is down. */
+static void
+go_down(struct graph *g)
+{
+	if (!g->down)
+		log_warnx("graph",
+		    "no answer from Graph for %lds (%s): what waits for it fails now, and one "
+		    "request tries again at most every %ds until it answers",
+		    g->stats.failing_since ? (long)(np_time() - g->stats.failing_since) : 0L,
+		    g->stats.last_error, g->tune.retry_cap_ms / 1000);
+	g->down = 1;
+	fail_waiting(g);
 }
 
 /* What to do with a Graph request's answer. */
@@ -716,6 +839,11 @@ settle(struct greq *r, CURLcode cc, long status)
 	struct graph *g = r->g;
 	int once = r->flags & GRAPH_POST_ONCE, more = r->attempts < g->tune.max_attempts;
 	long wait;
+
+	if (g->probe == r)
+		g->probe = NULL;
+	if (cc == CURLE_OK)
+		reachable(g);
 
 	if (cc != CURLE_OK || status >= 500 || status == 429) {
 		char what[96], detail[CURL_ERROR_SIZE + 200], code[64] = "", msg[128] = "";
@@ -737,12 +865,19 @@ settle(struct greq *r, CURLcode cc, long status)
 		health_ok(g);
 
 	if (cc != CURLE_OK) {
+		/* no answer: one request at a time goes until Graph answers, each attempt
+		 * a step of one backoff later; when one has used all its attempts, what
+		 * waits fails and the daemon's rounds carry the probing (the first
+		 * request after each step) */
+		wait = unreachable_step(g);
 		if (once && maybe_sent(cc))
-			deliver(r, 0, cc, 1);
-		else if (more)
-			retry_later(r, backoff_ms(g, r->attempts));
-		else
+			deliver(r, 0, cc, 1); /* may have been done: the caller checks Teams */
+		else if (more && !g->down && g->probe_fails < g->tune.max_attempts)
+			retry_later(r, wait);
+		else {
 			deliver(r, 0, cc, 0);
+			go_down(g);
+		}
 		return;
 	}
 	if (status == 401 && !r->auth_retried) {
@@ -824,7 +959,7 @@ token_accept(struct graph *g, const struct greq *r)
 		return -1;
 	free_secret(g->token);
 	g->token = token;
-	g->token_expiry = time(NULL) + life;
+	g->token_expiry = np_time() + life;
 	/* a short-lived token is renewed at half its life, not refetched for every request */
 	g->token_renew = g->token_expiry - (life > 2 * TOKEN_MARGIN ? TOKEN_MARGIN : life / 2);
 	g->token_gen++;
@@ -844,24 +979,46 @@ token_done(struct greq *r, CURLcode cc, long status)
 {
 	struct graph *g = r->g;
 	char code[64] = "token", msg[256] = "";
+	long ms = 0;
+	int unreadable;
 
 	g->token_fetching = 0;
+	if (cc == CURLE_OK)
+		reachable(g);
 	if (cc == CURLE_OK && status == 200 && token_accept(g, r) == 0) {
 		g->token_attempts = 0;
+		g->cred_refused = 0;
 		health_ok(g);
-		log_debug("graph", "token acquired, valid for %lds",
-		    (long)(g->token_expiry - time(NULL)));
+		log_debug(
+		    "graph", "token acquired, valid for %lds", (long)(g->token_expiry - np_time()));
 		req_free(r);
 		dispatch(g);
 		return;
 	}
+	/* a success that carries no usable token (cut short, not JSON, no access_token)
+	 * is a failure of its own: said as such, tried again, never passed on as a 200 */
+	unreadable = cc == CURLE_OK && status >= 200 && status < 300;
 	if (cc != CURLE_OK)
 		snprintf(
 		    msg, sizeof(msg), "%s", r->curl_err[0] ? r->curl_err : curl_easy_strerror(cc));
+	else if (unreadable)
+		snprintf(msg, sizeof(msg),
+		    "the answer holds no usable access token (%zu bytes; cut short or not JSON)",
+		    r->resp_len);
 	else
 		graph_parse_error(r->resp, r->resp_len, code, sizeof(code), msg, sizeof(msg));
-	log_warnx("graph", "token request to %s failed: %s%ld %s %s (client-request-id %s)",
-	    g->token_url, cc != CURLE_OK ? "no response, " : "HTTP ", status, code, msg, r->crid);
+	{
+		/* told once per outage; Entra's own refusal of the credentials once per
+		 * episode too, with its error (AADSTS code and text) */
+		int told = g->outage_told;
+		g->outage_told = 1;
+		log_msg(told ? LOG_DEBUG : LOG_WARNING, "graph",
+		    "token request to %s failed: %s%ld %s %s (client-request-id %s)", g->token_url,
+		    cc != CURLE_OK ? "no response, " : "HTTP ", status, code, msg, r->crid);
+	}
+	/* credentials refused: the files are read again before the next request */
+	if (cc == CURLE_OK && (status == 400 || status == 401))
+		g->cred_refused = 1;
 	{
 		char detail[400];
 		snprintf(detail, sizeof(detail), "%s%s%s", cc == CURLE_OK ? code : "",
@@ -870,19 +1027,29 @@ token_done(struct greq *r, CURLcode cc, long status)
 	}
 	req_free(r);
 	/* transient: try again; refused credentials: tell every waiting request */
-	if ((cc != CURLE_OK || status == 429 || status >= 500)
-	    && ++g->token_attempts < g->tune.max_attempts) {
+	if (cc != CURLE_OK)
+		ms = unreachable_step(g); /* the steps are Graph's and Entra's together */
+	if ((cc != CURLE_OK || status == 429 || status >= 500 || unreadable)
+	    && ++g->token_attempts < g->tune.max_attempts
+	    && !(cc != CURLE_OK && (g->down || g->probe_fails >= g->tune.max_attempts))) {
 		struct timeval tv;
-		long ms = backoff_ms(g, g->token_attempts);
+		if (cc == CURLE_OK)
+			ms = backoff_ms(g, g->token_attempts);
 		tv.tv_sec = ms / 1000;
 		tv.tv_usec = (ms % 1000) * 1000;
 		g->token_fetching = 1;
 		evtimer_add(g->token_timer, &tv);
-		g->stats.next_try = time(NULL) + (ms + 999) / 1000;
+		g->stats.next_try = np_time() + (ms + 999) / 1000;
 		return;
 	}
 	g->token_attempts = 0;
-	fail_queue(g, status, code, msg[0] ? msg : "cannot get a token");
+	if (cc != CURLE_OK) {
+		/* Entra out of reach: the same as Graph (one probe at a time from now on) */
+		fail_queue(g, status, code, msg[0] ? msg : "cannot get a token");
+		go_down(g);
+		return;
+	}
+	fail_queue(g, unreadable ? 0 : status, code, msg[0] ? msg : "cannot get a token");
 }
 
 static char *
@@ -919,6 +1086,51 @@ token_form(struct graph *g, char *err, size_t errlen)
 	return form;
 }
 
+/*
+ * Entra refused the credentials: the secret (or the certificate and key) is
+ * read again from its file before the next token request, so that a secret
+ * the administrator rotated is used without a restart. Nothing of the secret
+ * is logged; an unreadable file is said once until it reads again.
+ */
+static void
+reread_credentials(struct graph *g)
+{
+	char err[256];
+
+	if (g->secret_file) {
+		char *s = auth_secret_line(g->secret_file, err, sizeof(err));
+		if (!s)
+			goto unreadable;
+		g->cred_unreadable = 0;
+		if (g->secret && strcmp(s, g->secret) == 0) {
+			free_secret(s);
+			return;
+		}
+		free_secret(g->secret);
+		g->secret = s;
+		log_notice("graph", "%s has changed: its new client secret is used from now on",
+		    g->secret_file);
+		return;
+	}
+	if (g->cert_file && g->key_file) {
+		struct auth_cert *c = auth_cert_load(g->cert_file, g->key_file, err, sizeof(err));
+		if (!c)
+			goto unreadable;
+		g->cred_unreadable = 0;
+		auth_cert_free(g->cert);
+		g->cert = c;
+		log_debug("graph", "%s and %s read again", g->cert_file, g->key_file);
+	}
+	return;
+unreadable:
+	if (!g->cred_unreadable)
+		log_warnx("graph",
+		    "cannot read the credentials again (the ones from the start "
+		    "are kept): %s",
+		    err);
+	g->cred_unreadable = 1;
+}
+
 static void
 fetch_token(struct graph *g)
 {
@@ -926,6 +1138,8 @@ fetch_token(struct graph *g)
 	char err[256] = "cannot build the token request";
 
 	g->token_fetching = 1;
+	if (g->cred_refused)
+		reread_credentials(g);
 	if (!r || !(r->body = token_form(g, err, sizeof(err)))
 	    || !(r->url = strdup(g->token_url))) {
 		g->token_fetching = 0;
@@ -949,7 +1163,7 @@ fetch_token(struct graph *g)
 static int
 token_fresh(const struct graph *g)
 {
-	return g->token && time(NULL) < g->token_renew;
+	return g->token && np_time() < g->token_renew;
 }
 
 /* ---- the queue ---------------------------------------------------------- */
@@ -977,7 +1191,21 @@ dispatch(struct graph *g)
 {
 	struct greq *failed = NULL;
 	int held = g->teams_hold_until && now_ms() < g->teams_hold_until;
+	int gated = (g->suspect || g->down) && !g->stopped;
 
+	if (gated) {
+		/* Graph out of reach: one request at a time, none before its step */
+		long long wait = g->probe_at - now_ms();
+		if (g->probe || g->token_fetching || (!g->queue[0] && !g->queue[1]))
+			return;
+		if (wait > 0) {
+			/* down: what comes meanwhile fails (soon, not inside its submit) */
+			struct timeval tv = { g->down ? 0 : (long)(wait / 1000),
+				g->down ? 0 : (long)(wait % 1000) * 1000 };
+			evtimer_add(g->probe_timer, &tv);
+			return;
+		}
+	}
 	for (int q = 0; q < 2; q++) {
 		struct greq **pp = &g->queue[q], *prev = NULL;
 
@@ -1009,6 +1237,9 @@ dispatch(struct graph *g)
 				end_easy(r);
 				r->next = failed;
 				failed = r;
+			} else if (gated) {
+				g->probe = r; /* the only one until it is answered */
+				goto walked;
 			}
 		}
 	}
@@ -1018,6 +1249,23 @@ walked:
 		failed = r->next;
 		deliver(r, 0, CURLE_FAILED_INIT, 0);
 	}
+}
+
+static void
+on_probe_timer(evutil_socket_t fd, short kind, void *arg)
+{
+	struct graph *g = arg;
+
+	(void)fd;
+	(void)kind;
+	if (g->down && !g->stopped && now_ms() < g->probe_at) {
+		char msg[CURL_ERROR_SIZE];
+		/* what came while Graph is down and before the next probe's step */
+		snprintf(msg, sizeof(msg), "Graph out of reach: %.200s", g->stats.last_error);
+		fail_queue(g, 0, "transport", msg);
+		return;
+	}
+	dispatch(g);
 }
 
 static void
@@ -1130,6 +1378,8 @@ graph_stop(struct graph *g)
 	g->stopped = 1;
 	evtimer_del(g->token_timer);
 	evtimer_del(g->hold_timer);
+	if (g->probe_timer)
+		evtimer_del(g->probe_timer);
 	g->token_fetching = 0;
 	fail_queue(g, 0, "stopping", "numprovd is stopping");
 	while (g->parked) {
@@ -1151,6 +1401,12 @@ int
 graph_pending(const struct graph *g)
 {
 	return g->pending;
+}
+
+int
+graph_outage_told(const struct graph *g)
+{
+	return g && g->outage_told && g->stats.failing_since;
 }
 
 void
@@ -1177,8 +1433,17 @@ static int
 load_credentials(struct graph *g, const struct config *cfg, char *err, size_t errlen)
 {
 	if (cfg->tenant.client_secret_file) {
+		if (!(g->secret_file = strdup(cfg->tenant.client_secret_file))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		g->secret = auth_secret_line(cfg->tenant.client_secret_file, err, errlen);
 		return g->secret ? 0 : -1;
+	}
+	if (!(g->cert_file = strdup(cfg->tenant.certificate_file))
+	    || !(g->key_file = strdup(cfg->tenant.private_key_file))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
 	g->cert = auth_cert_load(
 	    cfg->tenant.certificate_file, cfg->tenant.private_key_file, err, errlen);
@@ -1286,6 +1551,7 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 	g->multi = curl_multi_init();
 	g->token_timer = evtimer_new(base, on_token_timer, g);
 	g->hold_timer = evtimer_new(base, on_hold_end, g);
+	g->probe_timer = evtimer_new(base, on_probe_timer, g);
 	/* one thread: the share needs no lock callbacks */
 	if ((g->share = curl_share_init())
 	    && curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
@@ -1293,7 +1559,7 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 		curl_share_cleanup(g->share);
 		g->share = NULL;
 	}
-	if (!g->multi || !g->token_timer || !g->hold_timer || !g->share
+	if (!g->multi || !g->token_timer || !g->hold_timer || !g->probe_timer || !g->share
 	    || !(g->lc = loop_curl_new(base, g->multi, on_progress, g))) {
 		snprintf(err, errlen, "out of memory");
 		graph_free(g);
@@ -1441,6 +1707,8 @@ graph_free(struct graph *g)
 		event_free(g->token_timer);
 	if (g->hold_timer)
 		event_free(g->hold_timer);
+	if (g->probe_timer)
+		event_free(g->probe_timer);
 	if (g->secret)
 		OPENSSL_cleanse(g->secret, strlen(g->secret));
 	if (g->token)
@@ -1457,5 +1725,8 @@ graph_free(struct graph *g)
 	free(g->ca_file);
 	free(g->proxy);
 	free(g->priority);
+	free(g->secret_file);
+	free(g->cert_file);
+	free(g->key_file);
 	free(g);
 }

@@ -93,6 +93,8 @@ int graph_stopped(const struct graph *g);
 
 /* Requests accepted and not yet answered through their callback. */
 int graph_pending(const struct graph *g);
+/* Whether an outage (Graph not answering) is going on and has been logged once. */
+int graph_outage_told(const struct graph *g);
 void graph_get_stats(const struct graph *g, struct graph_stats *out);
 
 /* Graph's error body {"error":{"code","message"}} or the token endpoint's; 0 when found. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "clock.h"
 #include "config.h"
 #include "events.h"
 #include "inventory.h"
@@ -144,7 +145,7 @@ monitor_refresh(struct monitor *m)
 	m->v = v;
 	m->alarm = a;
 	m->n = n;
-	m->refreshed = time(NULL);
+	m->refreshed = np_time();
 	for (size_t i = 0; i < n; i++) {
 		if (changes[i] & ALARM_HIGH)
 			range_event(NPE_RANGE_HIGH, &m->v[i]);
@@ -174,7 +175,7 @@ on_tick(void *arg)
 
 	if (m->stats)
 		m->stats(m->stats_arg, &st);
-	if (st.running || time(NULL) - m->refreshed >= IDLE_REFRESH_S)
+	if (st.running || np_time() - m->refreshed >= IDLE_REFRESH_S)
 		monitor_refresh(m);
 	loop_timer_start(m->tick, TICK_MS);
 }
@@ -243,7 +244,7 @@ monitor_new(struct event_base *base, struct config *cfg, struct inventory *inv,
 	m->inv = inv;
 	m->stats = stats;
 	m->stats_arg = stats_arg;
-	m->started = time(NULL);
+	m->started = np_time();
 	m->soon = loop_timer_new(base, on_soon, m);
 	m->tick = loop_timer_new(base, on_tick, m);
 	if (!m->soon || !m->tick || np_event_subscribe(on_event, m) < 0) {

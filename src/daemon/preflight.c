@@ -88,6 +88,17 @@ pf_note(struct pf *p, const char *key, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A problem config_read_checked put in its own words ("FILE[:LINE]: what"). */
+static void
+pf_read_error(struct pf *p, const char *line)
+{
+	size_t used = strlen(p->err);
+
+	p->n++;
+	if (used + 1 < p->errlen)
+		snprintf(p->err + used, p->errlen - used, "%s%s", used ? "\n" : "", line);
+}
+
 /* OpenSSL's reason for the last failure, its queue emptied. */
 static void
 ssl_reason(char *buf, size_t len)
@@ -126,9 +137,8 @@ check_certificate(struct pf *p, const char *cert_file)
 	X509 *x;
 	FILE *f;
 
-	if (!(f = fopen(cert_file, "r"))) {
-		pf_error(p, "tenant.certificate_file",
-		    "tenant.certificate_file: cannot open %s: %s", cert_file, strerror(errno));
+	if (!(f = auth_fopen_regular(cert_file, e, sizeof(e)))) { /* a FIFO never blocks */
+		pf_error(p, "tenant.certificate_file", "tenant.certificate_file: %s", e);
 		return -1;
 	}
 	x = PEM_read_X509(f, NULL, NULL, NULL);
@@ -193,37 +203,39 @@ check_ca_file(struct pf *p, const char *ca_file)
 {
 	STACK_OF(X509_INFO) *infos = NULL;
 	X509_STORE *store;
-	int certs = 0;
+	int certs = 0, added = 0;
 	char e[256];
-	BIO *bio;
+	FILE *f;
 
-	if (!(bio = BIO_new_file(ca_file, "r"))) {
-		int saved = errno;
-		ERR_clear_error();
-		pf_error(p, "tenant.ca_file", "tenant.ca_file: cannot open %s: %s", ca_file,
-		    strerror(saved));
+	/* as the daemon reads it (graph.c, trust_store): a regular file, read once */
+	if (!(f = auth_fopen_regular(ca_file, e, sizeof(e)))) {
+		pf_error(p, "tenant.ca_file", "tenant.ca_file: %s", e);
 		return;
 	}
-	infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++)
-		if (sk_X509_INFO_value(infos, i)->x509)
+	infos = PEM_X509_INFO_read(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!(store = X509_STORE_new())) {
+		sk_X509_INFO_pop_free(infos, X509_INFO_free);
+		return;
+	}
+	for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+		X509 *x = sk_X509_INFO_value(infos, i)->x509;
+		if (x) {
 			certs++;
+			added += X509_STORE_add_cert(store, x) == 1;
+		}
+	}
 	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	X509_STORE_free(store);
 	if (!certs) {
 		ssl_reason(e, sizeof(e));
 		pf_error(p, "tenant.ca_file", "tenant.ca_file: no PEM certificate in %s: %s",
 		    ca_file, e);
-		return;
-	}
-	if (!(store = X509_STORE_new()))
-		return;
-	if (X509_STORE_load_file(store, ca_file) != 1) {
+	} else if (!added) {
 		ssl_reason(e, sizeof(e));
 		pf_error(p, "tenant.ca_file",
 		    "tenant.ca_file: cannot load the trust anchors in %s: %s", ca_file, e);
 	}
-	X509_STORE_free(store);
 }
 
 /* ---- directories -------------------------------------------------------- */
@@ -427,10 +439,11 @@ void
 preflight_where(const char *file, const char *key, char *out, size_t len)
 {
 	const config_setting_t *s;
+	char err[1024];
 	config_t lc;
 
 	config_init(&lc);
-	if (config_read_file(&lc, file) == CONFIG_TRUE && (s = config_lookup(&lc, key))
+	if (config_read_checked(file, &lc, err, sizeof(err)) == 0 && (s = config_lookup(&lc, key))
 	    && config_setting_source_line(s) > 0)
 		snprintf(out, len, "%s:%d",
 		    config_setting_source_file(s) ? config_setting_source_file(s) : file,
@@ -445,6 +458,7 @@ preflight_check(const char *file, const struct config *cfg, int flags, char *err
 {
 	struct pf p = { .file = file, .err = err, .errlen = errlen, .flags = flags };
 	struct passwd *pw = getpwuid(geteuid());
+	char e[1024];
 
 	if (errlen)
 		err[0] = '\0';
@@ -452,16 +466,21 @@ preflight_check(const char *file, const struct config *cfg, int flags, char *err
 		snprintf(p.user, sizeof(p.user), "%s", pw->pw_name);
 	else
 		snprintf(p.user, sizeof(p.user), "%u", (unsigned)geteuid());
-	/* the lines of the keys: config_load has read this file already */
+	/*
+	 * The daemon reads it again at every SIGHUP, as the user it runs as. Read here for the
+	 * lines of the keys, as config_load read it already: refused now, it has been replaced
+	 * since (by a FIFO, a file with an @include), and the daemon would refuse it too.
+	 */
 	config_init(&p.lc);
-	p.parsed = config_read_file(&p.lc, file) == CONFIG_TRUE;
-
-	/* the daemon reads it again at every SIGHUP, as the user it runs as */
 	if (access(file, R_OK) < 0)
 		pf_error(&p, NULL,
 		    "not readable by user %s: %s (numprovd reads it again at every reload: "
 		    "give it to root:%s with mode 0640)",
 		    p.user, strerror(errno), cfg->daemon.group ? cfg->daemon.group : "numprov");
+	else if (config_read_checked(file, &p.lc, e, sizeof(e)) == 0)
+		p.parsed = 1;
+	else
+		pf_read_error(&p, e);
 	if (cfg->tenant.client_secret_file)
 		check_secret(&p, cfg->tenant.client_secret_file);
 	if (cfg->tenant.certificate_file && cfg->tenant.private_key_file)

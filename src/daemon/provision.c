@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <syslog.h>
 
+#include "clock.h"
 #include "config.h"
 #include "decide.h"
 #include "directory.h"
@@ -490,11 +491,11 @@ released(const struct teams_result *t, void *arg)
 				log_err("provision", "cannot record it for %s", c->upn);
 			user_clear(&u);
 		}
-		due_now(p, c->id, time(NULL)); /* tried again next round */
+		due_now(p, c->id, np_time()); /* tried again next round */
 		change_done(c);
 		return;
 	}
-	rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), time(NULL), &n);
+	rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), np_time(), &n);
 	if (rc != INV_OK) {
 		/* Teams let it go; the inventory follows at the next round (unassign is idempotent)
 		 */
@@ -503,7 +504,7 @@ released(const struct teams_result *t, void *arg)
 		    inv_strerror(rc));
 		if (r)
 			round_error(r, "release %s: %s", c->number, inv_strerror(rc));
-		due_now(p, c->id, time(NULL));
+		due_now(p, c->id, np_time());
 		change_done(c);
 		return;
 	}
@@ -654,7 +655,7 @@ user_retry_later(
 {
 	struct user u;
 	int had = user_load(p, id, &u), rc;
-	time_t now = time(NULL);
+	time_t now = np_time();
 
 	if (had < 0)
 		return;
@@ -692,7 +693,7 @@ assigned(const struct teams_result *t, void *arg)
 
 	idmap_del(&p->inflight, c->number);
 	if (t->ok) {
-		if ((rc = inv_confirm(p->inv, c->number, c->id, time(NULL))) != INV_OK) {
+		if ((rc = inv_confirm(p->inv, c->number, c->id, np_time())) != INV_OK) {
 			/* Teams has it; the number stays pending and is settled from Teams next
 			 * round */
 			log_err("provision",
@@ -732,7 +733,7 @@ assigned(const struct teams_result *t, void *arg)
 	/* back to the pool, or kept out of it (someone holds it; it was reserved before):
 	   one transaction either way */
 	rc = taken || c->step == INV_RESERVED
-	    ? inv_fail_reserve(p->inv, c->number, c->id, time(NULL))
+	    ? inv_fail_reserve(p->inv, c->number, c->id, np_time())
 	    : inv_fail(p->inv, c->number, c->id);
 	if (rc != INV_OK) {
 		log_err("provision", "%s: cannot return it to the pool: %s", c->number,
@@ -742,7 +743,7 @@ assigned(const struct teams_result *t, void *arg)
 	} else if (taken) {
 		/* someone holds it in Teams: kept out of the pool, never overwritten */
 		ev_drift(p, c->number, c->range, NULL, NULL, "held-in-teams");
-		due_now(p, c->id, time(NULL));
+		due_now(p, c->id, np_time());
 	} else if (!c->reply) {
 		int licence = strcasestr(t->detail, "not licensed") != NULL
 		    || strcasestr(t->detail, "licen") != NULL;
@@ -818,8 +819,7 @@ all_full(struct round *r, const struct decision *d)
 	struct idmap *planned = r->cfg->sync.mode == SYNC_DRY_RUN ? &r->planned : NULL;
 
 	for (size_t i = 0; i < d->n_cand; i++)
-		if (peek_planned(r->p, planned, d->cand[i]->name, time(NULL), &num, 0)
-		    != INV_E_FULL)
+		if (peek_planned(r->p, planned, d->cand[i]->name, np_time(), &num, 0) != INV_E_FULL)
 			return 0;
 	return d->n_cand > 0;
 }
@@ -829,7 +829,7 @@ static void
 start_assign(struct round *r, struct user *u, const struct decision *d)
 {
 	struct prov *p = r->p;
-	time_t now = time(NULL);
+	time_t now = np_time();
 	int old = u->state;
 
 	for (size_t i = 0; i < d->n_cand; i++) {
@@ -893,7 +893,7 @@ checked_user(const struct teams_result *t, const struct teams_number *v, size_t 
 	if (!t->ok) {
 		round_error(
 		    r, "numbers of %s: %.200s", c->upn, t->detail[0] ? t->detail : t->error);
-		due_now(p, c->id, time(NULL));
+		due_now(p, c->id, np_time());
 	} else if (p->draining) {
 		/* stopping: nothing new is started; the user is decided after the restart */
 	} else if (p->cfg->sync.mode != r->cfg->sync.mode) {
@@ -925,7 +925,7 @@ ask_user_numbers(struct round *r, struct user *u, user_numbers_cb cb)
 	/* new work: it waits for the work begun (assignments, polls) to go out first */
 	if (teams_user_numbers_flags(r->p->graph, u->id, GRAPH_LATER, cb, c) < 0) {
 		round_error(r, "cannot ask Teams for the numbers of %s", u->upn);
-		due_now(r->p, u->id, time(NULL));
+		due_now(r->p, u->id, np_time());
 		change_done(c);
 	}
 }
@@ -945,7 +945,7 @@ adopt(struct round *r, struct user *u, const char *number)
 
 	if (r->cfg->sync.mode == SYNC_DRY_RUN)
 		return;
-	rc = inv_adopt(p->inv, number, u->id, u->upn, time(NULL));
+	rc = inv_adopt(p->inv, number, u->id, u->upn, np_time());
 	if (rc == INV_E_TAKEN || rc == INV_E_USER_HAS || rc == INV_E_STATE) {
 		ev_drift(p, number, NULL, NULL, u->id, "held-in-teams");
 		idmap_del(&p->due, u->id);
@@ -953,7 +953,7 @@ adopt(struct round *r, struct user *u, const char *number)
 	}
 	if (rc != INV_OK) {
 		round_error(r, "adopt %s for %s: %s", number, u->upn, inv_strerror(rc));
-		due_now(p, u->id, time(NULL));
+		due_now(p, u->id, np_time());
 		return;
 	}
 	if (inv_get_number(p->inv, number, &n) != INV_OK)
@@ -965,7 +965,7 @@ adopt(struct round *r, struct user *u, const char *number)
 	u->retry_at = 0;
 	if ((rc = user_store(p, u, old)) != INV_OK) {
 		round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
-		due_now(p, u->id, time(NULL));
+		due_now(p, u->id, np_time());
 		return;
 	}
 	idmap_del(&p->due, u->id);
@@ -988,7 +988,7 @@ settle_state_from(struct round *r, struct user *u, int state, int old)
 	u->flags &= (uint8_t) ~(USER_F_DUE | USER_F_MOVED);
 	if ((rc = user_store(p, u, old)) != INV_OK) {
 		round_error(r, "record of %s: %s", u->id, inv_strerror(rc));
-		due_now(p, u->id, time(NULL));
+		due_now(p, u->id, np_time());
 	}
 }
 
@@ -1006,7 +1006,7 @@ act_on(struct round *r, struct user *u, const char *teams)
 	struct inv_user held;
 	int holds = inv_get_user(p->inv, u->id, &held) == INV_OK;
 	struct decision d;
-	time_t now = time(NULL);
+	time_t now = np_time();
 
 	decide(r->cfg, u, holds ? &held : NULL, teams, now, &d);
 	switch (d.act) {
@@ -1132,7 +1132,7 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 	} else if (found && strcasecmp(n->target, s->user) == 0
 	    && !strcasestr(n->activation, "assignmentFailed")) {
 		/* on our user (activated, or still being activated): confirmed */
-		if ((rc = inv_confirm(p->inv, s->number, s->user, time(NULL))) == INV_OK) {
+		if ((rc = inv_confirm(p->inv, s->number, s->user, np_time())) == INV_OK) {
 			struct user u;
 			user_load(p, s->user, &u); /* for the UPN; initialises u on every path */
 			ev_assign(
@@ -1142,16 +1142,16 @@ settled(const struct teams_result *t, const struct teams_number *n, int found, v
 		}
 	} else if (found && n->target[0] && strcasecmp(n->target, s->user) != 0) {
 		/* someone else holds it in Teams: out of the pool, never overwritten */
-		if ((rc = inv_fail_reserve(p->inv, s->number, s->user, time(NULL))) == INV_OK)
+		if ((rc = inv_fail_reserve(p->inv, s->number, s->user, np_time())) == INV_OK)
 			ev_drift(p, s->number, s->range, s->user, n->target, "held-in-teams");
-		due_now(p, s->user, time(NULL));
+		due_now(p, s->user, np_time());
 	} else {
 		/* free in Teams (or its activation failed there): Teams' answer, not a guess */
 		if ((rc = inv_fail(p->inv, s->number, s->user)) == INV_OK)
 			log_notice("provision", "%s is not assigned in Teams%s%s: back in the pool",
 			    s->number, found && n->activation[0] ? ", activation " : "",
 			    found && n->activation[0] ? n->activation : "");
-		due_now(p, s->user, time(NULL));
+		due_now(p, s->user, np_time());
 	}
 	if (rc != INV_OK)
 		round_error(r, "settle %s: %s", s->number, inv_strerror(rc));
@@ -1249,7 +1249,7 @@ ms_since(const struct timespec *t0)
 static void
 schedule(struct prov *p, int seconds)
 {
-	p->st.next_at = time(NULL) + seconds;
+	p->st.next_at = np_time() + seconds;
 	loop_timer_start(p->tick, (long)seconds * 1000);
 }
 
@@ -1271,10 +1271,13 @@ round_end(struct round *r)
 	struct prov *p = r->p;
 	struct np_event e = { .kind = NPE_SYNC };
 	enum prov_result res = r->failed ? PR_FAILED : r->errors ? PR_PARTIAL : PR_SUCCESS;
+	/* the first failed round is a warning (and event=sync_failed follows once); the
+	 * rounds that fail after it, an outage going on, are recorded at info */
+	int again = res == PR_FAILED && p->st.last_result == PR_FAILED;
 
 	stats_counts(p);
 	p->st.running = 0;
-	p->st.last_end = time(NULL);
+	p->st.last_end = np_time();
 	p->st.last_duration_ms = ms_since(&r->t0);
 	p->st.syncs++;
 	p->st.last_result = res;
@@ -1283,7 +1286,7 @@ round_end(struct round *r)
 	snprintf(
 	    p->st.last_error, sizeof(p->st.last_error), "%s", res != PR_SUCCESS ? r->error : "");
 	e.result = res == PR_SUCCESS ? "success" : res == PR_PARTIAL ? "partial" : "failed";
-	e.priority = res == PR_SUCCESS ? LOG_INFO : LOG_WARNING;
+	e.priority = res == PR_SUCCESS || again ? LOG_INFO : LOG_WARNING;
 	e.full = r->full;
 	e.users = r->users;
 	e.decided = r->decided;
@@ -1419,7 +1422,7 @@ static void
 decide_all(struct round *r)
 {
 	struct prov *p = r->p;
-	time_t now = time(NULL);
+	time_t now = np_time();
 	struct idmap_entry *e;
 	struct due_item *ids;
 	size_t n = 0, i = 0, cap = idmap_count(&p->due);
@@ -1521,7 +1524,7 @@ on_page(const struct dir_page *pg, int full, void *arg)
 	struct prov *p = r->p;
 	struct user *users = calloc(pg->n_users + 1, sizeof(*users));
 	struct batch b;
-	time_t now = time(NULL);
+	time_t now = np_time();
 	int rc;
 
 	memset(&b, 0, sizeof(b));
@@ -1734,7 +1737,7 @@ on_delta_done(const struct delta_done *d, void *arg)
 			round_error(r, "cannot record the delta link: %s", inv_strerror(rc));
 		} else if (r->full) {
 			char when[32];
-			time_t now = time(NULL);
+			time_t now = np_time();
 			snprintf(when, sizeof(when), "%lld", (long long)now);
 			if ((rc = inv_meta_put(p->inv, META_LAST_FULL, when)) != INV_OK) {
 				r->failed = 1;
@@ -1823,7 +1826,7 @@ keep_held_numbers(struct round *r)
 			continue;
 		}
 		user_clear(&u);
-		if ((rc = inv_reserve(p->inv, e->s, time(NULL))) != INV_OK)
+		if ((rc = inv_reserve(p->inv, e->s, np_time())) != INV_OK)
 			round_error(
 			    r, "cannot keep %s out of the pool: %s", e->s, inv_strerror(rc));
 		else
@@ -1918,12 +1921,12 @@ cycle_start(struct prov *p, int full)
 	p->round = r;
 	p->st.running = 1;
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
-	p->st.last_start = time(NULL);
+	p->st.last_start = np_time();
 	loop_timer_stop(p->tick);
-	if ((rc = inv_expire(p->inv, time(NULL))) < 0)
+	if ((rc = inv_expire(p->inv, np_time())) < 0)
 		round_error(r, "cannot end quarantines");
-	r->full = full || !p->last_full || time(NULL) - p->last_full >= r->cfg->sync.full_interval
-	    || time(NULL) < p->last_full; /* the clock went back: reconcile */
+	r->full = full || !p->last_full || np_time() - p->last_full >= r->cfg->sync.full_interval
+	    || np_time() < p->last_full; /* the clock went back: reconcile */
 	p->st.last_full = r->full;
 	settle_pending(r);
 	/* plan names are learnt before any page is classified: every full sync, and the
@@ -2143,7 +2146,7 @@ decision_json(const struct decision *d, struct prov *p, int plan)
 	} else if (d->act == ACT_ASSIGN || d->act == ACT_CHECK)
 		for (size_t i = 0; i < d->n_cand; i++) {
 			struct inv_number num;
-			if (inv_peek(p->inv, d->cand[i]->name, time(NULL), &num) == INV_OK) {
+			if (inv_peek(p->inv, d->cand[i]->name, np_time(), &num) == INV_OK) {
 				cJSON_AddStringToObject(o, "would_get", num.number);
 				cJSON_AddStringToObject(o, "range", d->cand[i]->name);
 				break;
@@ -2191,7 +2194,7 @@ prov_explain_user(struct prov *p, const char *key)
 		    o, "why", r->match ? why : "no rule: every user of its type");
 		cJSON_AddItemToArray(ranges, o);
 	}
-	decide(p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
+	decide(p->cfg, &u, holds ? &held : NULL, NULL, np_time(), &d);
 	dj = decision_json(&d, p, 0);
 	cJSON_AddItemToObject(out, "decision", dj);
 	if (cJSON_GetObjectItem(dj, "would_get")) {
@@ -2225,7 +2228,7 @@ users_cb(const char *id, const void *rec, size_t len, void *arg)
 	holds = inv_get_user(c->p->inv, id, &held) == INV_OK;
 	if (c->plan) {
 		struct decision d;
-		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
+		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, np_time(), &d);
 		if (d.act != ACT_NOTHING && d.act != ACT_WAIT) {
 			o = decision_json(&d, c->p, 1);
 			cJSON_AddStringToObject(o, "user", u.upn);
@@ -2253,7 +2256,7 @@ users_cb(const char *id, const void *rec, size_t len, void *arg)
 		cJSON_AddStringToObject(o, "number", held.number);
 	{ /* why the user stands where they do: the decision's reason, as plan and user say */
 		struct decision d;
-		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, time(NULL), &d);
+		decide(c->p->cfg, &u, holds ? &held : NULL, NULL, np_time(), &d);
 		cJSON_AddStringToObject(o, "reason", reason_name(d.reason));
 	}
 	cJSON_AddItemToArray(c->arr, o);
@@ -2331,7 +2334,7 @@ prov_plan(struct prov *p)
 {
 	struct users_ctx c = { p, NULL, cJSON_CreateArray(), 1 };
 	struct idmap planned = { 0 };
-	time_t now = time(NULL);
+	time_t now = np_time();
 	struct plan_item *order;
 	cJSON *out, *o;
 	int n, i;
@@ -2458,7 +2461,7 @@ change_complete(struct prov *p, const struct config *cfg, const char *id, const 
 	struct inv_user held;
 	struct inv_number n, on;
 	const struct cfg_range *cr = range_of_number(cfg, new_number);
-	time_t now = time(NULL);
+	time_t now = np_time();
 	int rc = INV_OK, released = 0;
 
 	memset(&on, 0, sizeof(on));
@@ -2640,7 +2643,7 @@ manual_go(struct change *c)
 		 */
 		if (inv_get_number(p->inv, c->number, &n) == INV_OK
 		    && (n.state == INV_AVAILABLE || n.state == INV_QUARANTINED)) {
-			if ((rc = inv_reserve(p->inv, c->number, time(NULL))) != INV_OK) {
+			if ((rc = inv_reserve(p->inv, c->number, np_time())) != INV_OK) {
 				manual_fail(c, inv_strerror(rc));
 				return;
 			}
@@ -2671,7 +2674,7 @@ manual_go(struct change *c)
 	/* no number yet: written ahead (pending), then Teams, as in the cycle */
 	if (inv_get_number(p->inv, c->number, &n) == INV_OK && n.state == INV_RESERVED)
 		c->step = INV_RESERVED; /* a refusal gives the reservation back */
-	rc = inv_claim(p->inv, c->number, c->id, c->upn, time(NULL));
+	rc = inv_claim(p->inv, c->number, c->id, c->upn, np_time());
 	if (rc != INV_OK) {
 		manual_fail(c, inv_strerror(rc));
 		return;
@@ -2834,7 +2837,7 @@ change_settled(const struct teams_result *t, const struct teams_number *v, size_
 	if (!t->ok) {
 		round_error(
 		    r, "numbers of %s: %.200s", c->upn, t->detail[0] ? t->detail : t->error);
-		due_now(p, c->id, time(NULL));
+		due_now(p, c->id, np_time());
 		change_done(c);
 		return;
 	}
@@ -2864,16 +2867,16 @@ change_settled(const struct teams_result *t, const struct teams_number *v, size_
 			if (inv_get_number(p->inv, held.number, &was) != INV_OK)
 				was.range[0] = '\0';
 			rc = inv_release(
-			    p->inv, c->id, quarantine_of(c->cfg, was.range), time(NULL), &on);
+			    p->inv, c->id, quarantine_of(c->cfg, was.range), np_time(), &on);
 		}
 		if (rc == INV_OK)
 			rc = journal_drop(p, c->id);
 	}
 	if (rc != INV_OK) {
 		round_error(r, "change of number of %s: %s", c->upn, inv_strerror(rc));
-		due_now(p, c->id, time(NULL));
+		due_now(p, c->id, np_time());
 	} else if (!has_new && !has_old && !p->draining && p->cfg->sync.mode != r->cfg->sync.mode) {
-		due_now(p, c->id, time(NULL)); /* the round under the new mode decides them */
+		due_now(p, c->id, np_time()); /* the round under the new mode decides them */
 	} else if (!has_new && !has_old && !p->draining) {
 		/* decided now, on what Teams just said */
 		struct user u;
@@ -2919,7 +2922,7 @@ manual_unassigned(const struct teams_result *t, void *arg)
 		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
 	}
-	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), time(NULL), &n))
+	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), np_time(), &n))
 	    != INV_OK) {
 		log_err("provision",
 		    "%s was unassigned in Teams but the inventory cannot record it: %s", c->number,

@@ -364,8 +364,10 @@ change_end(struct change *c, int ok, long status, const char *err, const char *d
 	snprintf(t.error, sizeof(t.error), "%s", err ? err : "");
 	snprintf(t.detail, sizeof(t.detail), "%s", detail ? detail : "");
 	memcpy(t.client_request_id, c->crid, sizeof(t.client_request_id));
-	if (!ok)
-		log_warnx("teams", "%s %s%s%s failed: %s %s (client-request-id %s)",
+	if (!ok) /* Graph out of reach is said once by graph.c, not by every change */
+		log_msg(strcmp(t.error, "transport") == 0 && graph_outage_told(c->g) ? LOG_DEBUG
+										     : LOG_WARNING,
+		    "teams", "%s %s%s%s failed: %s %s (client-request-id %s)",
 		    c->assign ? "assignNumber" : "unassignNumber", c->number,
 		    c->assign ? " to " : "", c->assign ? c->user : "", t.error, t.detail, c->crid);
 	c->cb(&t, c->arg);
@@ -765,8 +767,10 @@ user_numbers_end(struct user_numbers *u, const struct graph_result *r, int ok, c
 	if (detail)
 		snprintf(t.detail, sizeof(t.detail), "%s", detail);
 	if (!ok)
-		log_warnx("teams", "numbers of user %s: HTTP %ld %s %s (client-request-id %s)",
-		    u->user, t.status, t.error, t.detail, t.client_request_id);
+		log_msg(strcmp(t.error, "transport") == 0 && graph_outage_told(u->g) ? LOG_DEBUG
+										     : LOG_WARNING,
+		    "teams", "numbers of user %s: HTTP %ld %s %s (client-request-id %s)", u->user,
+		    t.status, t.error, t.detail, t.client_request_id);
 	else if (u->others)
 		log_warnx("teams",
 		    "numbers of user %s: Graph also gave %zu numbers of other targets "

@@ -13,6 +13,27 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* No control character, and not ended inside a UTF-8 character. */
+static int
+one_line(const char *s)
+{
+	size_t n = strlen(s), k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	/* the last character's lead byte announces no more bytes than there are */
+	while (k < n && k < 4 && ((unsigned char)s[n - 1 - k] & 0xc0) == 0x80)
+		k++;
+	if (k < n) {
+		unsigned char lead = (unsigned char)s[n - 1 - k];
+		size_t want = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : lead >= 0xc0 ? 1 : 0;
+		if (want > k)
+			return 0;
+	}
+	return 1;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -23,7 +44,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = '\0';
 	if (graph_parse_error(text, size, code, sizeof(code), msg, sizeof(msg)) == 0
-	    && (strchr(msg, '\n') || strlen(code) >= sizeof(code)))
+	    && (!one_line(code) || !one_line(msg) || strlen(code) >= sizeof(code)))
 		abort();
 	(void)graph_parse_retry_after(text, (long)time(NULL));
 	if (teams_parse_operation(text, size, detail, sizeof(detail)) > TOP_UNKNOWN

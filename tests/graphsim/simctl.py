@@ -162,6 +162,9 @@ class SimClient:
     def expire_tokens(self):
         return self.call("POST", "/tokens/expire", {})
 
+    def rotate_secret(self, secret):
+        return self.call("POST", "/app/secret", {"client_secret": secret})
+
     def advance_clock(self, seconds):
         return self.call("POST", "/clock", {"advance": seconds})
 

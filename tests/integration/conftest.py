@@ -23,11 +23,48 @@ TENANT = """tenant: { id = "contoso.onmicrosoft.com";
 """
 
 
+# NUMPROV_VALGRIND=DIR: every numprovd a test starts runs under valgrind memcheck, its
+# report in DIR/numprovd.PID.vg (tests/run.sh --valgrind; the build must be one without
+# ASan). Each report is checked when the session ends: no error, no definite leak.
+VALGRIND = os.environ.get("NUMPROV_VALGRIND")
+
+
+def _valgrind_wrapper(path):
+    d = pathlib.Path(VALGRIND)
+    d.mkdir(parents=True, exist_ok=True)
+    w = d / "numprovd"
+    if not w.exists():
+        w.write_text("#!/bin/sh\n"
+                     "exec valgrind --quiet --tool=memcheck --leak-check=full "
+                     "--show-leak-kinds=definite --errors-for-leak-kinds=definite "
+                     "--track-fds=no --child-silent-after-fork=yes "
+                     f"--log-file={d}/numprovd.%p.vg {path} \"$@\"\n")
+        w.chmod(0o755)
+    return str(w)
+
+
 def binary(name):
     path = BUILD / name
     if not path.exists():
         pytest.fail(f"{path} is not built (set NUMPROV_BUILD)")
+    if VALGRIND and name == "numprovd":
+        return _valgrind_wrapper(path)
     return str(path)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under NUMPROV_VALGRIND: the memcheck reports, summed; any error fails the run."""
+    if not VALGRIND:
+        return
+    reports = sorted(pathlib.Path(VALGRIND).glob("numprovd.*.vg"))
+    bad = [r for r in reports if r.read_text(errors="replace").strip()]
+    summary = pathlib.Path(VALGRIND) / "summary.txt"
+    summary.write_text(f"{len(reports)} numprovd runs under memcheck, {len(bad)} with "
+                       "errors or definite leaks\n" + "".join(f"{r}\n" for r in bad))
+    print(f"\nvalgrind: {len(reports)} numprovd runs, {len(bad)} reports with errors or "
+          f"definite leaks (see {summary})")
+    if bad and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 def run(*args, check=False, **kw):

@@ -121,3 +121,83 @@ def test_a_slow_reader_gets_every_reply_in_order(sim, ctld):
     assert not t.is_alive()
     s.close()
     assert d.proc.poll() is None
+
+
+def test_an_error_reply_is_strict_json_whatever_the_request_carries(sim, ctld):
+    """A request's command or arguments may carry bytes that are not UTF-8 and control bytes
+    (cJSON takes them raw inside a string). An error that echoes them is still one line of
+    strict JSON: those bytes come back escaped as \\xNN, the echo cut at 64 bytes between two
+    characters; and the daemon answers on as before."""
+    d = ctld()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.sock))
+    s.settimeout(30)
+    buf = b""
+
+    def exchange(request):
+        nonlocal buf
+        s.sendall(request + b"\n")
+        while b"\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {request!r}\n" + d.log()
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        return line, json.loads(line.decode("utf-8", errors="strict"))
+
+    nasty = b"\xff\xfe\x1b[2J\x07\x7f\xc2\x9b\xe2\x80\xa8"
+    shown = "\\xff\\xfe\\x1b[2J\\x07\\x7f\\xc2\\x9b\\xe2\\x80\\xa8"
+    requests = [
+        (b'{"command":"' + nasty + b'","args":[]}', f"unknown command '{shown}'"),
+        (b'{"command":"user","args":["' + nasty + b'"]}', f"unknown user '{shown}'"),
+        (b'{"command":"range","args":["' + nasty + b'"]}', f"no range named '{shown}'"),
+        (b'{"command":"reserve","args":["\xff\xfe\x01"]}', "'\\xff\\xfe\\x01' is not a phone"),
+        (b'{"command":"unassign","args":["\xc3' + nasty + b'"]}', "unknown user '\\xc3\\xff"),
+        (b'{"command":"auto","args":["\xe2\x82"]}', "unknown user '\\xe2\\x82'"),
+        (b'{"command":"assign","args":["\xff@x","+441235000050"]}', "unknown user '\\xff@x'"),
+        # cut at 64 bytes: 21 characters of 3 bytes, never the first byte of the 22nd
+        (b'{"command":"' + "\u20ac".encode() * 40 + b'\xff"}',
+         "unknown command '" + "\u20ac" * 21 + "...'"),
+        (b'{"command":"' + b"\xff" * 40 + b'"}', "unknown command '" + "\\xff" * 16 + "...'"),
+    ]
+    for request, want in requests:
+        line, rep = exchange(request)
+        assert len(line) < 200, line
+        assert rep["ok"] is False, (request, rep)
+        assert rep["error"].startswith(want), (request, rep)
+        assert not [c for c in rep["error"] if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f
+                    or c in "\u2028\u2029"], (request, rep)
+    # the engine's own words echo the whole argument: escaped too, and cut with the error
+    # (512 bytes, each backslash doubled in JSON)
+    line, rep = exchange(b'{"command":"unassign","args":["' + b"\xff\x1b" * 5000 + b'"]}')
+    assert rep["error"].startswith("unknown user '\\xff\\x1b\\xff"), rep
+    assert rep["error"].endswith("...") and len(rep["error"]) < 512, rep
+    assert len(line) < 700, line
+    assert exchange(b'{"command":"status","args":[]}')[1]["result"]["pid"] == d.proc.pid
+    s.close()
+    assert d.status()["pid"] == d.proc.pid
+    assert d.proc.poll() is None
+
+
+def test_a_reply_is_utf8_whatever_the_configuration_holds(sim, ctld):
+    """A configuration may hold text that is not UTF-8 (a provider's name saved in Latin-1),
+    which cJSON would copy into a reply as it is: each such byte goes out as U+FFFD, and the
+    reply stays strict JSON."""
+    d = ctld()
+    d.stop()
+    text = d.conf.read_bytes()
+    assert b'provider = "Microsoft"' in text
+    d.conf.write_bytes(text.replace(b'provider = "Microsoft"', b'provider = "Telef\xf3nica"'))
+    d.start()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.sock))
+    s.settimeout(30)
+    s.sendall(b'{"command":"ranges","args":[]}\n')
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, d.log()
+        buf += chunk
+    s.close()
+    rep = json.loads(buf.split(b"\n")[0].decode("utf-8", errors="strict"))
+    assert {r["name"]: r["provider"] for r in rep["result"]}["park-lane"] == "Telef\ufffdnica"
+    assert d.proc.poll() is None

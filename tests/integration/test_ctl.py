@@ -266,6 +266,35 @@ def test_user_explains_the_ranges(sim, ctld):
     assert (r.returncode, r.stderr) == (1, f"numprovctl: unknown user 'ghost@{gtl.DOMAIN}'\n")
 
 
+def test_text_output_shows_the_directorys_control_characters_escaped(sim, ctld):
+    """Attributes carrying terminal escapes (OSC, CSI, the 8-bit CSI U+009B), DEL or a line
+    separator reach numprovctl's text output as \\xNN, byte by byte: nothing the directory
+    holds drives the operator's terminal. Letters beyond ASCII stay as they are, and --json
+    gives back the exact strings."""
+    from conftest import add_user
+    city = "Par\u00eds\x1b]0;pwned\x07\x1b[2J\x7f\u009b31m\u2028end"
+    name = "M\u00e4llory\x1b[31m\r\nevent=x\u0085"
+    uid = add_user(sim, "mallory", city=city, displayName=name)
+    d = ctld()
+    r = subprocess.run([binary("numprovctl"), "-c", str(d.conf), "user", uid],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", r.stdout), r.stdout
+    text = r.stdout.decode("utf-8")  # strict: no byte that is not UTF-8 either
+    assert not re.search("[\x80-\x9f\u2028\u2029]", text), ascii(text)
+    assert re.search(r"^  city:\s+Par\u00eds\\x1b\]0;pwned\\x07\\x1b\[2J\\x7f\\xc2\\x9b31m"
+                     r"\\xe2\\x80\\xa8end$", text, re.M), text
+    assert keyvalues(text)["name"] == "M\u00e4llory\\x1b[31m\\x0d\\x0aevent=x\\xc2\\x85", text
+    u = d.json("user", uid)
+    assert u["record"]["name"] == name
+    assert u["record"]["attributes"]["city"] == city
+    # the daemon's word in an error too: a C1 control of the request comes back escaped
+    r = subprocess.run([binary("numprovctl"), "-c", str(d.conf), "user",
+                        "ghost\u009b2J\x1b]0;x\x07"], capture_output=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == b"numprovctl: unknown user 'ghost\\xc2\\x9b2J\\x1b]0;x\\x07'\n", r.stderr
+
+
 def test_users_and_filters(sim, ctld):
     d = ctld()
     everyone = {u["upn"]: u for u in d.json("users")}

@@ -240,3 +240,71 @@ def test_a_page_that_cannot_be_recorded_fails_the_round_and_keeps_the_link(sim, 
     wait_for("the joiners numbered once space is back", numbered, d, timeout=90)
     assert all(e["full"] == "no" for e in d.events("sync")[first:]), d.events("sync")[first:]
     d.alive()
+
+
+def test_disk_full_in_the_middle_of_onboarding(sim, ns, nsd):
+    """The disk fills while a round is assigning numbers: some assignments are on the
+    wire, some finished in Teams and cannot be recorded, some not sent yet. numprovd
+    lives on; once space is back every joiner ends with exactly one number, no number is
+    on two users, and the inventory agrees with Teams."""
+    d = nsd(interval=2)
+    d.wait_syncs(1)
+    before = numbers_in_teams(sim)
+    # Teams slow: 0.3 s a request, each operation running for two polls
+    sim.ctl.settings(op_polls=2)
+    sim.ctl.fault("latency", match="/v1.0/", ms=300)
+    ids = [add_user(sim, f"mid{i}", city="Abingdon", officeLocation="Office 1")
+           for i in range(24)]
+    assert d.ctl("sync").returncode == 0
+
+    def some_numbered():
+        got = numbers_in_teams(sim)
+        n = sum(1 for uid in ids if uid in got)
+        return n if 3 <= n < len(ids) else None
+
+    wait_for("a few joiners numbered, not all", some_numbered, d, timeout=60)
+    ns.fill()
+    first_full = d.syncs()
+    # the round goes on against the full disk, and the rounds after it
+    wait_for("two rounds ended on the full disk",
+             lambda: d.syncs() >= first_full + 2, d, timeout=120)
+    d.alive()
+    assert any("no space left on device" in line for line in d.lines), "\n".join(d.lines[-40:])
+    # mid-onboarding: assignments Teams made while the disk was full, not recorded yet
+    assert any("in Teams but the inventory cannot record it" in line for line in d.lines), \
+        "\n".join(d.lines[-60:])
+    held_on_full = numbers_in_teams(sim)
+    ns.unfill()
+    sim.ctl.clear_faults()
+    assert d.ctl("sync").returncode == 0
+
+    def all_numbered():
+        got = numbers_in_teams(sim)
+        return got if all(uid in got for uid in ids) else None
+
+    got = wait_for("every joiner numbered once space is back", all_numbered, d, timeout=120)
+    # settled: nothing pending in the inventory any more
+    wait_for("nothing pending", lambda: all(r["pending"] == 0 for r in d.ranges().values()),
+             d, timeout=60)
+    got = numbers_in_teams(sim)
+    d.alive()
+    assert len(set(got.values())) == len(got), f"a number on two users: {got}"
+    per_user = {}
+    for num, v in sim.ctl.truth()["numbers"].items():
+        if v.get("target"):
+            per_user.setdefault(v["target"], []).append(num)
+    assert all(len(n) == 1 for n in per_user.values()), per_user
+    for uid, number in before.items():
+        assert got.get(uid) == number, f"{uid} had {number} before the disk filled"
+    for uid, number in held_on_full.items():
+        assert got.get(uid) == number, f"{uid} held {number} on the full disk, then not"
+    assert d.stop() == 0
+    r = subprocess.run(ns.cmd(BUILD / "tests" / "invcheck", "-u", d.db), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0] == "consistent"
+    held = {}
+    for line in r.stdout.splitlines()[1:]:
+        _, uid, number, state = line.split()
+        held[uid] = (number, state)
+    assert held == {uid: (number, "assigned") for uid, number in got.items()}, (held, got)

@@ -67,6 +67,21 @@ def test_token_with_certificate_assertion(sim, tmp_path, alg):
     assert tok[0]["client_auth"] == "assertion"
 
 
+@pytest.mark.parametrize("kind", ["truncated", "malformed"])
+def test_a_token_answer_that_cannot_be_read_is_said_and_tried_again(sim, tmp_path, kind):
+    """A 200 from the token endpoint whose body is cut short or not JSON carries no
+    token: numprovd says so (not "users page is not a JSON object" further on), tries
+    again, and the request it was for goes through."""
+    sim.ctl.fault(kind, match="/oauth2/v2.0/token")
+    conf = sim.config(tmp_path / "c.conf")
+    r, out, st = gcli(conf, "burst", "1")
+    assert r.returncode == 0, r.stderr
+    assert st["token_fetches"] == 2 and st["requests"] == 1, st
+    assert "no usable access token" in r.stderr, r.stderr
+    tok = graph_requests(sim, "/oauth2/v2.0/token")
+    assert [q["status"] for q in tok] == [200, 200]
+
+
 def test_401_renews_the_token_once_and_retries(sim, tmp_path):
     conf = sim.config(tmp_path / "c.conf", parallel=1)
     sim.ctl.fault("latency", match="/v1.0/subscribedSkus", ms=800)

@@ -7,7 +7,9 @@ import pathlib
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 
 import pytest
 
@@ -233,3 +235,74 @@ def test_inventory_files_another_user_left_are_refused(certs):
         assert r.returncode == 0, r.stderr
     finally:
         shutil.rmtree(top)
+
+
+def test_a_fifo_as_the_config_is_refused_at_once(conf):
+    """A FIFO is no configuration file: -t says so at once instead of waiting for a writer."""
+    fifo = conf.tmp / "fifo.conf"
+    os.mkfifo(fifo)
+    r = subprocess.run([binary("numprovd"), *AS_ROOT, "-t", "-c", str(fifo)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    assert r.returncode == 78, r
+    assert problems(r) == [f"{fifo}: cannot read the file: not a regular file"]
+
+
+def test_an_include_is_refused(conf):
+    conf_file = conf.write()
+    (conf.tmp / "more.conf").write_text("sync: { mode = \"dry-run\"; };\n")
+    conf_file.write_text(conf_file.read_text() + '  @include "more.conf"\n')
+    r = run(binary("numprovd"), *AS_ROOT, "-t", "-c", conf_file)
+    assert r.returncode == 78, r
+    assert problems(r) == [f"{conf_file}:12: @include is not supported: keep the "
+                           "configuration in one file"]
+
+
+FLIP = """
+import os, sys
+link, targets = sys.argv[1], sys.argv[2:]
+while True:
+    for i, t in enumerate(targets):
+        tmp = f"{link}.{i}"
+        os.symlink(t, tmp)
+        os.replace(tmp, link)
+"""
+
+
+def test_a_config_replaced_during_the_check_is_read_as_the_daemon_reads_it(conf):
+    """-t reads the file twice: config_load, then the preflight for the keys' lines. When it
+    is replaced in between, by a FIFO or by a file with an @include of one, the preflight
+    refuses it as config_load would, at once, instead of waiting on the FIFO for ever."""
+    good = conf.write()
+    fifo = conf.tmp / "fifo"
+    os.mkfifo(fifo)
+    include = conf.tmp / "include.conf"
+    include.write_text(good.read_text() + f'@include "{fifo}"\n')
+    link = conf.tmp / "link.conf"
+    flip = subprocess.Popen([sys.executable, "-c", FLIP, str(link), str(good), str(fifo),
+                             str(good), str(include)])
+    try:
+        while not link.is_symlink():
+            time.sleep(0.01)
+        seen = set()
+        for _ in range(40):
+            try:
+                r = subprocess.run([binary("numprovd"), *AS_ROOT, "-t", "-c", str(link)],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=10)
+            except subprocess.TimeoutExpired:
+                pytest.fail("numprovd -t waited on a FIFO for 10 s")
+            if r.returncode == 0:
+                assert "configuration is valid" in r.stdout, r
+                seen.add("valid")
+                continue
+            assert r.returncode == 78, r
+            lines = problems(r)
+            assert len(lines) == 1, lines
+            assert lines[0] in (f"{link}: cannot read the file: not a regular file",
+                                f"{link}:12: @include is not supported: keep the "
+                                "configuration in one file"), lines
+            seen.add(lines[0])
+        assert "valid" in seen and len(seen) > 1, seen
+    finally:
+        flip.kill()
+        flip.wait()

@@ -47,3 +47,30 @@ def test_fault_soak_short(tmp_path):
     assert run["settled"] and run["mismatches"] == 0 and run["retry_after_violations"] == 0
     assert run["429_seen"] > 0 and sum(run["churn"].values()) == 200
     assert run["holders"] == s["reference"]["holders"] > 0
+
+
+def test_outage_short(tmp_path):
+    """Graph out of reach for about four minutes while onboarding is under way: the
+    connection refused (130 s), then the name not resolving (60 s), then a TLS
+    certificate nobody trusts (60 s), joiners and leavers made meanwhile; then back.
+    Then Entra refusing the client secret until the new one is written to its file.
+    numprovctl and SNMP answer throughout, status names the failure, numprovd backs off
+    (at most 30 attempts in any minute but the first), syslog and snmptrapd get one
+    sync_failed / numprovSyncFailed and one recovery per outage, Entra's error is logged
+    and no secret is; numprovd catches up by itself and the inventory equals Teams."""
+    out = tmp_path / "summary.json"
+    r = subprocess.run(
+        ["/usr/bin/python3", str(TOP / "tests" / "reliability" / "outage.py"),
+         "--build", str(BUILD), "--users", "60", "--joiners", "30",
+         "--phases", "130,60,60", "--secret-phase", "40", "--interval", "10",
+         "--catchup", "180", "--sample", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=1200)
+    assert out.exists(), (r.returncode, r.stdout[-3000:], r.stderr[-3000:])
+    s = json.loads(out.read_text())
+    assert r.returncode == 0 and s["result"] == "pass", s["failures"]
+    assert s["outage_traps"] == {"numprovSyncFailed": 1, "numprovSyncRecovered": 1}
+    assert s["secret_traps"] == {"numprovSyncFailed": 2, "numprovSyncRecovered": 2}
+    assert s["outage_syslog"]["sync_failed"] == 1 == s["secret_syslog"]["sync_failed"]
+    assert s["causes_seen"]["refused"] and s["causes_seen"]["secret"]
+    assert s["outage_rates"]["per_minute_max_after_first"] <= 30
+    assert s["outage_catchup_s"] is not None and s["secret_catchup_s"] is not None

@@ -55,21 +55,13 @@ from benchlib import (AS_ROOT, GRAPHSIM, BenchError, LogTail, check_conf, cleanu
                       tenant, user, user_ids)
 sys.path.insert(0, str(GRAPHSIM))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from rellib import SANITIZER, SITES, in_ranges, site_range  # noqa: E402
+from rellib import SANITIZER, SITES, CtlError, ctl_json, in_ranges, site_range  # noqa: E402
 from simctl import SimClient  # noqa: E402
 
 TENANT_ID = "6e5c0b1a-0000-4000-8000-00000000c0a5"
 DOMAIN = "torture.onmicrosoft.com"
 CLIENT_ID = "c7a50000-1111-4222-8333-444455556666"
 REPEATS = ("accept", "refuse", "reject")
-
-
-def ctl_json(ctl, conf, *args):
-    r = subprocess.run([ctl, "-c", conf, "--json", *args], capture_output=True, text=True,
-                       timeout=120)
-    if r.returncode != 0:
-        raise BenchError(f"numprovctl {' '.join(args)}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
 
 
 def bad_lines(path):
@@ -168,7 +160,7 @@ def run(args):
             continue
         try:
             rs = ctl_json(numprovctl, str(conf), "ranges")
-        except BenchError:
+        except CtlError:
             continue
         if any(r["pending"] or r.get("reserved") for r in rs):
             continue
@@ -261,7 +253,7 @@ def main(argv=None):
         t0 = time.monotonic()
         summary, work = run(args)
         summary["wall_s"] = round(time.monotonic() - t0, 1)
-    except (BenchError, subprocess.CalledProcessError, OSError) as e:
+    except (BenchError, CtlError, subprocess.CalledProcessError, OSError) as e:
         print(f"crash_torture: could not run: {e}", file=sys.stderr)
         cleanup()
         return 2

@@ -63,7 +63,8 @@ from benchlib import (AS_ROOT, GRAPHSIM, MCOEV, BenchError, LogTail, check_conf,
                       start_graphsim, status_kb, stop, tenant, user, user_ids, TEAMS1)
 sys.path.insert(0, str(GRAPHSIM))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from rellib import SANITIZER, SITES, in_ranges, site_range  # noqa: E402
+from rellib import (SANITIZER, SITES, CtlError, compare_inventory,  # noqa: E402
+                    ctl_json, holders, site_range)
 from simctl import SimClient, SimError  # noqa: E402
 
 TENANT_ID = "6e5c0b1a-0000-4000-8000-00000000504b"
@@ -74,14 +75,6 @@ E3 = {"skuId": "aaaaaaaa-0000-0000-0000-000000000003", "skuPartNumber": "SPE_E3"
 ADDON = {"skuId": "aaaaaaaa-0000-0000-0000-0000000000ee", "skuPartNumber": "MCOEV",
          "servicePlans": [plan(MCOEV, "MCOEV")]}
 ACTIONS = ("join", "leave", "unlicense", "license", "move", "disable", "enable")
-
-
-def ctl_json(ctl, conf, *args):
-    r = subprocess.run([ctl, "-c", str(conf), "--json", *args], capture_output=True,
-                       text=True, timeout=120)
-    if r.returncode != 0:
-        raise BenchError(f"numprovctl {' '.join(args)}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
 
 
 class Churn:
@@ -257,7 +250,7 @@ def run_once(args, faults):
         try:
             pend = sum(r["pending"] + r.get("reserved", 0)
                        for r in ctl_json(numprovctl, conf, "ranges"))
-        except BenchError:
+        except CtlError:
             pend = -1
         if ev.get("result") == "success" and ev.get("assigned") == "0" and \
                 ev.get("released") == "0" and pend == 0:
@@ -283,27 +276,14 @@ def run_once(args, faults):
         failures.append(f"sanitizer: {bad[:3]}")
 
     truth = ctl.truth()
-    held = {num: v["target"] for num, v in truth["numbers"].items()
-            if v.get("target") and in_ranges(num, size)}
-    per_user = {}
-    for num, who in held.items():
-        per_user.setdefault(who, []).append(num)
-    two = {u: n for u, n in per_user.items() if len(n) > 1}
+    per_user, two = holders(truth, size)
     if two:
         failures.append(f"users with two numbers: {list(two.items())[:3]}")
     inv = {}
     for i in range(len(SITES)):
         for n in ctl_json(numprovctl, conf, "range", site_range(i, size)[0]):
             inv[n["number"]] = n
-    mismatch = []
-    for num, rec in inv.items():
-        if rec["state"] == "assigned" and held.get(num) != rec["user_id"]:
-            mismatch.append((num, "assigned", rec["user_id"], held.get(num)))
-        elif rec["state"] != "assigned" and num in held:
-            mismatch.append((num, rec["state"], rec["user_id"], held[num]))
-    for num, who in held.items():
-        if num not in inv:
-            mismatch.append((num, "free", None, who))
+    mismatch = compare_inventory(numprovctl, conf, truth, size)
     if mismatch:
         failures.append(f"inventory differs from Teams on {len(mismatch)}: {mismatch[:5]}")
     should, wrong = set(), []
@@ -383,7 +363,7 @@ def main(argv=None):
                                 f"{len(holders ^ ref_holders)} users, e.g. "
                                 f"{sorted(holders ^ ref_holders)[:5]}")
         summary["wall_s"] = round(time.monotonic() - t0, 1)
-    except (BenchError, SimError, subprocess.CalledProcessError, OSError) as e:
+    except (BenchError, CtlError, SimError, subprocess.CalledProcessError, OSError) as e:
         print(f"soak: could not run: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "testutil.h"
+#include "utf8.h"
 
 #define T0 1800000000 /* a fixed "now" for what the tests store themselves */
 #define WAIT_MS 5000  /* how long a reply may take */
@@ -254,6 +255,9 @@ parse_reply(const char *line)
 		for (const char *s = e->valuestring; *s; s++)
 			ck_assert_msg((unsigned char)*s >= 0x20, "control byte in: %s", line);
 	}
+	/* JSON is UTF-8: cJSON would have taken any byte */
+	for (const char *s = line; *s; s += utf8_char_len(s))
+		ck_assert_msg(utf8_char_len(s) > 0, "a byte that is not UTF-8 in: %s", line);
 	return r;
 }
 
@@ -689,7 +693,7 @@ START_TEST(range_unknown_is_an_error)
 {
 	static const char *const names[] = { "nosuch", "A", "", "a\nb" };
 	static const char *const want[] = { "no range named 'nosuch'", "no range named 'A'",
-		"no range named ''", "no range named 'a b'" };
+		"no range named ''", "no range named 'a\\x0ab'" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		cJSON *reply = call1("range", 1, &names[i]);
@@ -737,7 +741,7 @@ static const struct reserve_row {
 	{ "reserve", "+44", NULL, NULL, "'+44' is not a phone number: ", NULL, INV_AVAILABLE },
 	{ "reserve", "", NULL, NULL, "'' is not a phone number: ", NULL, INV_AVAILABLE },
 	{ "reserve", "+4412350000\n51", NULL, NULL,
-	    "'+4412350000 51' is not a phone number: ", NULL, INV_AVAILABLE },
+	    "'+4412350000\\x0a51' is not a phone number: ", NULL, INV_AVAILABLE },
 	/* unreserving */
 	{ "unreserve", "+441235000010", "+441235000010", NULL, NULL, "+441235000010",
 	    INV_AVAILABLE },
@@ -849,6 +853,8 @@ END_TEST
 /* ---- commands, arguments, the engine ------------------------------------------- */
 
 #define E_ENGINE "the provisioning engine is not running"
+#define EURO "\xe2\x82\xac" /* three bytes a character */
+#define EURO7 EURO EURO EURO EURO EURO EURO EURO
 
 static const struct command_row {
 	const char *cmd;
@@ -861,10 +867,14 @@ static const struct command_row {
 	{ "", 0, { NULL }, "unknown command ''" },
 	{ "Ranges", 0, { NULL }, "unknown command 'Ranges'" },
 	{ "ranges ", 0, { NULL }, "unknown command 'ranges '" },
-	{ "reserve\n+441235000050", 0, { NULL }, "unknown command 'reserve +441235000050'" },
+	{ "reserve\n+441235000050", 0, { NULL }, "unknown command 'reserve\\x0a+441235000050'" },
 	{ "0123456789012345678901234567890123456789012345678901234567890123456789", 0, { NULL },
 	    "unknown command "
 	    "'0123456789012345678901234567890123456789012345678901234567890123...'" },
+	/* bytes that are not UTF-8 and controls (C0, DEL, C1) echoed as \xNN; cut on a character */
+	{ "\xff\xfe\x1b[2J\x7f\xc2\x9b\xc3", 0, { NULL },
+	    "unknown command '\\xff\\xfe\\x1b[2J\\x7f\\xc2\\x9b\\xc3'" },
+	{ EURO7 EURO7 EURO7 EURO, 0, { NULL }, "unknown command '" EURO7 EURO7 EURO7 "...'" },
 	/* wrong argument counts: the usage, before anything else */
 	{ "ranges", 1, { "a" }, "usage: ranges" },
 	{ "range", 0, { NULL }, "usage: range NAME" },

@@ -468,6 +468,39 @@ START_TEST(every_problem_with_its_line)
 }
 END_TEST
 
+/*
+ * The file changed after config_load read it (replaced while numprovd -t runs): the preflight
+ * and preflight_where read it as config_load does, so a FIFO is refused at once rather than
+ * waited on for a writer, and an @include is refused rather than followed.
+ */
+START_TEST(a_file_replaced_after_config_load_is_read_as_config_load_reads_it)
+{
+	char fifo[160], inc[160], text[256], want[512], where[256];
+	struct config *cfg;
+
+	ck_assert_int_eq(check_secret_conf(NULL, db, sock), 0);
+	ck_assert_ptr_nonnull(cfg = config_load(conf, err, sizeof(err)));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	ck_assert_int_eq(preflight_check(fifo, cfg, 0, err, sizeof(err)), 1);
+	snprintf(want, sizeof(want), "%s: cannot read the file: not a regular file", fifo);
+	ck_assert_str_eq(err, want);
+	preflight_where(fifo, "database.path", where, sizeof(where));
+	ck_assert_str_eq(where, fifo);
+
+	snprintf(inc, sizeof(inc), "%s/include.conf", dir);
+	snprintf(text, sizeof(text), "# the rest is elsewhere\n  @include \"%s\"\n", fifo);
+	write_file(inc, text, 0644);
+	ck_assert_int_eq(preflight_check(inc, cfg, 0, err, sizeof(err)), 1);
+	snprintf(want, sizeof(want),
+	    "%s:2: @include is not supported: keep the configuration in one file", inc);
+	ck_assert_str_eq(err, want);
+	preflight_where(inc, "database.path", where, sizeof(where));
+	ck_assert_str_eq(where, inc);
+	config_free(cfg);
+}
+END_TEST
+
 static Suite *
 preflight_suite(void)
 {
@@ -489,6 +522,12 @@ preflight_suite(void)
 	tcase_add_test(tc, ca_file_rules);
 	tcase_add_test(tc, certificate_and_key);
 	tcase_add_test(tc, every_problem_with_its_line);
+	suite_add_tcase(s, tc);
+	/* a FIFO waited on would hold the check for ever: a short timeout says so */
+	tc = tcase_create("replaced");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 10);
+	tcase_add_test(tc, a_file_replaced_after_config_load_is_read_as_config_load_reads_it);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -170,6 +170,15 @@ def _seed(sim, req, body):
     return sim.faults.describe()
 
 
+def _client_secret(sim, req, body):
+    """The secret Entra accepts from now on (a rotation; the old one stops working)."""
+    secret = body.get("client_secret") if isinstance(body, dict) else None
+    if not isinstance(secret, str) or not secret:
+        raise ControlError("client_secret: a non-empty string is needed")
+    sim.tenant.client_secret = secret
+    return {"rotated": True}
+
+
 def _expire_tokens(sim, req, body):
     sim.auth.expire_all()
     return {"expired": True}
@@ -227,6 +236,7 @@ SIMPLE = {
     "POST /faults/random": _random_faults,
     "POST /seed": _seed,
     "POST /tokens/expire": _expire_tokens,
+    "POST /app/secret": _client_secret,
     "GET /clock": _clock,
     "POST /clock": _clock,
     "GET /operations": _operations,
