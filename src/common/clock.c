@@ -37,23 +37,27 @@ np_time(void)
 	d = (long)(wall - est);
 	if (labs(d) <= CLOCK_STEP_S) {
 		/* the wall clock follows the time elapsed (or comes back to it): follow it */
-		if (skew)
+		long was = skew;
+		skew = 0;
+		anchor_wall = wall;
+		anchor_boot = boot;
+		if (was) /* the state is set first: a logger reading the clock sees it */
 			log_notice("clock",
 			    "the wall clock agrees with the elapsed time again "
 			    "(%+ld s from it)",
 			    d);
-		skew = 0;
-		anchor_wall = wall;
-		anchor_boot = boot;
 		return wall;
 	}
-	if (labs(d - skew) > CLOCK_STEP_S)
+	if (labs(d - skew) > CLOCK_STEP_S) {
 		/* a step (once per step): deadlines keep to the time elapsed */
+		long step = d - skew;
+		skew = d;
 		log_warnx("clock",
 		    "the wall clock was stepped by %+ld s; numprovd keeps to the time elapsed "
 		    "for its deadlines and stamps (quarantines, retries, syncs) until it "
 		    "is restarted: restart it if the new time is the right one",
-		    d - skew);
+		    step);
+	}
 	skew = d; /* the anchor stays at the last reading that agreed */
 	return est;
 }

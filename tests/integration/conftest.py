@@ -273,10 +273,12 @@ class Numprovd:
                   f'ranges = ({ranges});\n')
         self.lines = []
         self.proc = None
+        self.env = None  # numprovd's environment (None: the tests')
 
     def start(self):
         self.proc = subprocess.Popen([binary("numprovd"), *AS_ROOT, "-f", "-c", str(self.conf)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=self.env)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self

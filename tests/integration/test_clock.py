@@ -12,9 +12,7 @@ import time
 
 import pytest
 
-import threading
-
-from conftest import AS_ROOT, TOP, Numprovd, add_user, binary, gtl, stop_clean
+from conftest import TOP, Numprovd, add_user, gtl, stop_clean
 
 DAY = 86400
 RANGE = """
@@ -47,14 +45,6 @@ class ShiftedNumprovd(Numprovd):
     def shift(self, seconds):
         self.shift_file.write_text(f"{seconds}\n")
         time.sleep(0.3)  # the shim reads the file again every 100 ms
-
-    def start(self):
-        self.proc = subprocess.Popen([binary("numprovd"), *AS_ROOT, "-f", "-c", str(self.conf)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=self.env)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        return self
 
     def numbers(self):
         r = self.ctl("--json", "range", "clockton")

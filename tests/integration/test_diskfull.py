@@ -133,6 +133,20 @@ def nsd(sim, ns, tmp_path):
         d.stop(signal.SIGKILL)
 
 
+def assert_inventory_is(ns, d, got):
+    """The inventory as the next start finds it (invcheck, numprovd stopped): consistent,
+    and every number assigned to the user Teams shows holding it (got: user -> number)."""
+    r = subprocess.run(ns.cmd(BUILD / "tests" / "invcheck", "-u", d.db), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[0] == "consistent"
+    held = {}
+    for line in r.stdout.splitlines()[1:]:
+        _, uid, number, state = line.split()
+        held[uid] = (number, state)
+    assert held == {uid: (number, "assigned") for uid, number in got.items()}, (held, got)
+
+
 def numbers_in_teams(sim):
     """user id -> number, as Teams has them."""
     return {v["target"]: n for n, v in sim.ctl.truth()["numbers"].items()
@@ -197,15 +211,7 @@ def test_full_disk_fails_the_round_cleanly_and_recovers(sim, ns, nsd):
     assert d.stop() == 0
 
     # the inventory, as the next start finds it: consistent, and it agrees with Teams
-    r = subprocess.run(ns.cmd(BUILD / "tests" / "invcheck", "-u", d.db), capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[0] == "consistent"
-    held = {}
-    for line in r.stdout.splitlines()[1:]:
-        _, uid, number, state = line.split()
-        held[uid] = (number, state)
-    assert held == {uid: (number, "assigned") for uid, number in got.items()}, (held, got)
+    assert_inventory_is(ns, d, got)
 
 
 def test_a_page_that_cannot_be_recorded_fails_the_round_and_keeps_the_link(sim, ns, nsd):
@@ -299,12 +305,4 @@ def test_disk_full_in_the_middle_of_onboarding(sim, ns, nsd):
     for uid, number in held_on_full.items():
         assert got.get(uid) == number, f"{uid} held {number} on the full disk, then not"
     assert d.stop() == 0
-    r = subprocess.run(ns.cmd(BUILD / "tests" / "invcheck", "-u", d.db), capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[0] == "consistent"
-    held = {}
-    for line in r.stdout.splitlines()[1:]:
-        _, uid, number, state = line.split()
-        held[uid] = (number, state)
-    assert held == {uid: (number, "assigned") for uid, number in got.items()}, (held, got)
+    assert_inventory_is(ns, d, got)
