@@ -821,6 +821,16 @@ become_user(struct daemon *d, const struct privs_target *t)
  * opened: a file numprovd refuses (readable by others, not a regular file, no key
  * in it) is a configuration error, said and reported (78) as numprovd -t does.
  */
+/* Whether an error names the key file rather than the certificate (either path may
+ * hold the other: the longer one is looked for first). */
+static int
+names_file(const char *err, const char *cert, const char *key)
+{
+	if (strlen(cert) >= strlen(key))
+		return !strstr(err, cert) && strstr(err, key);
+	return strstr(err, key) != NULL;
+}
+
 static int
 check_credentials(struct daemon *d)
 {
@@ -843,8 +853,9 @@ check_credentials(struct daemon *d)
 			auth_cert_free(a);
 			return 0;
 		}
-		key = strstr(err, c->tenant.private_key_file) ? "tenant.private_key_file"
-							      : "tenant.certificate_file";
+		key = names_file(err, c->tenant.certificate_file, c->tenant.private_key_file)
+		    ? "tenant.private_key_file"
+		    : "tenant.certificate_file";
 	}
 	preflight_where(d->conf_file, key, where, sizeof(where));
 	d->fail_status = EX_CONFIG_ERROR;

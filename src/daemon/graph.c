@@ -41,6 +41,8 @@ struct greq {
 	void *arg;
 	int attempts, auth_retried;
 	unsigned token_gen; /* the token this attempt carried */
+	long long sent_ms;  /* CLOCK_MONOTONIC ms when the attempt went out */
+	int reached;	    /* the attempt got a connection through (TLS done, or reused) */
 	CURL *easy;
 	struct curl_slist *hdrs;
 	struct event *retry_timer;
@@ -84,8 +86,10 @@ struct graph {
 	 * attempts without an answer in a row: the step of the backoff.
 	 */
 	int suspect, down, probe_fails;
-	long long probe_at; /* CLOCK_MONOTONIC ms */
-	struct greq *probe; /* the probe on the wire, or NULL */
+	long long probe_at;   /* CLOCK_MONOTONIC ms */
+	long long step_start; /* when the last step was taken */
+	int token_told;	      /* a token failure was logged; the next ones are debug */
+	struct greq *probe;   /* the probe on the wire, or NULL */
 	struct event *probe_timer;
 	X509_STORE *trust; /* parsed once; NULL when ca_file cannot be read */
 	int alg, timeout, parallel;
@@ -168,21 +172,35 @@ graph_parse_retry_after(const char *value, long now)
 }
 
 /*
- * A server's word, kept as one line wherever it goes (log, status, SNMP): control
- * characters become spaces, and a cut never splits a UTF-8 character.
+ * A server's word, kept as one line of UTF-8 wherever it goes (log, status,
+ * SNMP): control characters become spaces, a byte that starts no well-formed
+ * UTF-8 character becomes '?', and a cut never splits a character.
  */
 static void
 one_line(char *dst, size_t len, const char *src)
 {
-	size_t n = strlen(src);
+	size_t o = 0;
 
 	if (!len)
 		return;
-	if (n >= len)
-		n = utf8_prefix(src, len - 1);
-	for (size_t i = 0; i < n; i++)
-		dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f) ? ' ' : src[i];
-	dst[n] = '\0';
+	while (*src) {
+		size_t n = utf8_char_len(src);
+		if (o + (n ? n : 1) >= len)
+			break;
+		if (!n) {
+			dst[o++] = '?';
+			src++;
+			continue;
+		}
+		if (n == 1 && ((unsigned char)*src < 0x20 || *src == 0x7f)) {
+			dst[o++] = ' ';
+		} else {
+			memcpy(dst + o, src, n);
+			o += n;
+		}
+		src += n;
+	}
+	dst[o] = '\0';
 }
 
 int
@@ -515,6 +533,8 @@ start_easy(struct greq *r)
 	}
 	r->wire_next = g->wire;
 	g->wire = r;
+	r->sent_ms = now_ms();
+	r->reached = 0;
 	g->stats.attempts++;
 	g->stats.in_flight++;
 	if (g->stats.in_flight > g->stats.max_in_flight)
@@ -690,8 +710,9 @@ retry_later(struct greq *r, long ms)
 		/* an outage is said in the log once, not by every request nor on every retry;
 		 * the rest is debug until Graph answers again */
 		size_t n = strcspn(r->url, "?");
-		int told = r->g->outage_told;
-		r->g->outage_told = 1;
+		int told = r->g->suspect && r->g->outage_told;
+		if (r->g->suspect)
+			r->g->outage_told = 1;
 		log_msg(told ? LOG_DEBUG : LOG_WARNING, "graph",
 		    "%s %.*s failed %d times (%s); retrying (up to %d attempts)", r->method,
 		    (int)(n > 200 ? 200 : n), r->url, r->attempts, r->g->stats.last_error,
@@ -721,6 +742,18 @@ maybe_sent(CURLcode cc)
 	default:
 		return 1;
 	}
+}
+
+/*
+ * The attempt got no answer at all because Graph is out of reach: no connection
+ * (refused, no name, TLS refused) or a timeout before one got through. A reset
+ * or a timeout on a connection that got through is the request's own failure.
+ */
+static int
+no_answer(const struct greq *r, CURLcode cc)
+{
+	return cc != CURLE_OK
+	    && (!maybe_sent(cc) || (cc == CURLE_OPERATION_TIMEDOUT && !r->reached));
 }
 
 static long
@@ -790,14 +823,16 @@ reachable(struct graph *g)
  * away do not push the backoff up each.
  */
 static long
-unreachable_step(struct graph *g)
+unreachable_step(struct graph *g, long long sent_ms)
 {
 	long long now = now_ms();
 
-	if (!g->suspect || now >= g->probe_at)
+	if (!g->suspect || sent_ms >= g->step_start) {
+		g->step_start = now;
 		g->probe_at = now + backoff_ms(g, ++g->probe_fails);
+	}
 	g->suspect = 1;
-	return (long)(g->probe_at - now);
+	return g->probe_at > now ? (long)(g->probe_at - now) : 0;
 }
 
 /* Every request that waits for Graph (queued or parked) fails with the outage's error. */
@@ -829,6 +864,7 @@ go_down(struct graph *g)
 		    g->stats.failing_since ? (long)(np_time() - g->stats.failing_since) : 0L,
 		    g->stats.last_error, g->tune.retry_cap_ms / 1000);
 	g->down = 1;
+	g->outage_told = 1;
 	fail_waiting(g);
 }
 
@@ -864,20 +900,32 @@ settle(struct greq *r, CURLcode cc, long status)
 	} else
 		health_ok(g);
 
-	if (cc != CURLE_OK) {
-		/* no answer: one request at a time goes until Graph answers, each attempt
-		 * a step of one backoff later; when one has used all its attempts, what
-		 * waits fails and the daemon's rounds carry the probing (the first
-		 * request after each step) */
-		wait = unreachable_step(g);
+	if (cc != CURLE_OK && no_answer(r, cc)) {
+		/* Graph out of reach: one request at a time goes until it answers, each
+		 * attempt a step of one backoff later; after max_attempts steps without
+		 * an answer what waits fails, and the daemon's rounds carry the probing
+		 * (the first request after each step) */
+		int down;
+		wait = unreachable_step(g, r->sent_ms);
+		down = g->down || g->probe_fails >= g->tune.max_attempts;
 		if (once && maybe_sent(cc))
 			deliver(r, 0, cc, 1); /* may have been done: the caller checks Teams */
-		else if (more && !g->down && g->probe_fails < g->tune.max_attempts)
+		else if (more && !down)
 			retry_later(r, wait);
-		else {
+		else
 			deliver(r, 0, cc, 0);
+		if (down)
 			go_down(g);
-		}
+		return;
+	}
+	if (cc != CURLE_OK) {
+		/* the connection got through, then failed: this request's own retries */
+		if (once && maybe_sent(cc))
+			deliver(r, 0, cc, 1);
+		else if (more)
+			retry_later(r, backoff_ms(g, r->attempts));
+		else
+			deliver(r, 0, cc, 0);
 		return;
 	}
 	if (status == 401 && !r->auth_retried) {
@@ -981,14 +1029,19 @@ token_done(struct greq *r, CURLcode cc, long status)
 	char code[64] = "token", msg[256] = "";
 	long ms = 0;
 	int unreadable;
+	/* read before r is freed below */
+	int na = no_answer(r, cc);
+	long long sent_ms = r->sent_ms;
 
 	g->token_fetching = 0;
-	if (cc == CURLE_OK)
-		reachable(g);
+	/* the sign-in endpoint answering says nothing of Graph: while Graph is out of
+	 * reach, the next probe (now the token is there) goes to it at its step */
 	if (cc == CURLE_OK && status == 200 && token_accept(g, r) == 0) {
 		g->token_attempts = 0;
 		g->cred_refused = 0;
-		health_ok(g);
+		g->token_told = 0;
+		if (!g->suspect && !g->down)
+			health_ok(g);
 		log_debug(
 		    "graph", "token acquired, valid for %lds", (long)(g->token_expiry - np_time()));
 		req_free(r);
@@ -1008,10 +1061,12 @@ token_done(struct greq *r, CURLcode cc, long status)
 	else
 		graph_parse_error(r->resp, r->resp_len, code, sizeof(code), msg, sizeof(msg));
 	{
-		/* told once per outage; Entra's own refusal of the credentials once per
-		 * episode too, with its error (AADSTS code and text) */
-		int told = g->outage_told;
-		g->outage_told = 1;
+		/* told once until a token is had again (an outage, Entra's refusal of the
+		 * credentials with its AADSTS code and text, a run of 5xx) */
+		int told = g->token_told;
+		g->token_told = 1;
+		if (na)
+			g->outage_told = 1;
 		log_msg(told ? LOG_DEBUG : LOG_WARNING, "graph",
 		    "token request to %s failed: %s%ld %s %s (client-request-id %s)", g->token_url,
 		    cc != CURLE_OK ? "no response, " : "HTTP ", status, code, msg, r->crid);
@@ -1027,13 +1082,13 @@ token_done(struct greq *r, CURLcode cc, long status)
 	}
 	req_free(r);
 	/* transient: try again; refused credentials: tell every waiting request */
-	if (cc != CURLE_OK)
-		ms = unreachable_step(g); /* the steps are Graph's and Entra's together */
+	if (na)
+		ms = unreachable_step(g, sent_ms); /* the steps are Graph's and Entra's together */
 	if ((cc != CURLE_OK || status == 429 || status >= 500 || unreadable)
 	    && ++g->token_attempts < g->tune.max_attempts
-	    && !(cc != CURLE_OK && (g->down || g->probe_fails >= g->tune.max_attempts))) {
+	    && !(na && (g->down || g->probe_fails >= g->tune.max_attempts))) {
 		struct timeval tv;
-		if (cc == CURLE_OK)
+		if (!na)
 			ms = backoff_ms(g, g->token_attempts);
 		tv.tv_sec = ms / 1000;
 		tv.tv_usec = (ms % 1000) * 1000;
@@ -1043,9 +1098,12 @@ token_done(struct greq *r, CURLcode cc, long status)
 		return;
 	}
 	g->token_attempts = 0;
-	if (cc != CURLE_OK) {
-		/* Entra out of reach: the same as Graph (one probe at a time from now on) */
-		fail_queue(g, status, code, msg[0] ? msg : "cannot get a token");
+	if (na) {
+		/* Entra out of reach: the same as Graph (one probe at a time from now on);
+		 * what waited fails as transport, as it does when Graph is out of reach */
+		char why[CURL_ERROR_SIZE];
+		snprintf(why, sizeof(why), "sign-in out of reach: %.200s", msg);
+		fail_queue(g, 0, "transport", why);
 		go_down(g);
 		return;
 	}
@@ -1311,6 +1369,15 @@ check_done(struct graph *g)
 		cc = m->data.result;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+		{
+			/* whether a connection got through: a TLS handshake done, or a
+			   connection kept from before (reused: no new connect) */
+			curl_off_t app = 0;
+			long connects = 0;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_APPCONNECT_TIME_T, &app);
+			curl_easy_getinfo(m->easy_handle, CURLINFO_NUM_CONNECTS, &connects);
+			r->reached = app > 0 || connects == 0 || status > 0;
+		}
 		end_easy(r);
 		if (r->is_token)
 			token_done(r, cc, status);
@@ -1616,7 +1683,9 @@ graph_set_config(struct graph *g, const struct config *cfg)
 	reload_trust(g);
 	set_connection_limits(g);
 	graph_cache_clear(g); /* looked up again under the new configuration */
-	dispatch(g);	      /* a larger parallel lets waiting requests go now */
+	if (g->suspect || g->down)
+		g->probe_at = now_ms(); /* fixed trust or limits: one probe goes now */
+	dispatch(g);			/* a larger parallel lets waiting requests go now */
 }
 
 const char *

@@ -1272,8 +1272,15 @@ round_end(struct round *r)
 	struct np_event e = { .kind = NPE_SYNC };
 	enum prov_result res = r->failed ? PR_FAILED : r->errors ? PR_PARTIAL : PR_SUCCESS;
 	/* the first failed round is a warning (and event=sync_failed follows once); the
-	 * rounds that fail after it, an outage going on, are recorded at info */
-	int again = res == PR_FAILED && p->st.last_result == PR_FAILED;
+	 * rounds that fail after it while Graph (or sign-in) is still failing, the same
+	 * outage going on, are recorded at info; another cause is a warning again */
+	struct graph_stats gs;
+	int again = 0;
+
+	if (res == PR_FAILED && p->st.last_result == PR_FAILED) {
+		graph_get_stats(p->graph, &gs);
+		again = gs.failing_since != 0;
+	}
 
 	stats_counts(p);
 	p->st.running = 0;

@@ -10,26 +10,19 @@
 
 #include "graph.h"
 #include "teams.h"
+#include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* No control character, and not ended inside a UTF-8 character. */
+/* Well-formed UTF-8 throughout, without a control character. */
 static int
 one_line(const char *s)
 {
-	size_t n = strlen(s), k = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+	while (*s) {
+		size_t n = utf8_char_len(s);
+		if (!n || (n == 1 && ((unsigned char)*s < 0x20 || *s == 0x7f)))
 			return 0;
-	/* the last character's lead byte announces no more bytes than there are */
-	while (k < n && k < 4 && ((unsigned char)s[n - 1 - k] & 0xc0) == 0x80)
-		k++;
-	if (k < n) {
-		unsigned char lead = (unsigned char)s[n - 1 - k];
-		size_t want = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : lead >= 0xc0 ? 1 : 0;
-		if (want > k)
-			return 0;
+		s += n;
 	}
 	return 1;
 }

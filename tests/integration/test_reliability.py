@@ -55,7 +55,7 @@ def test_outage_short(tmp_path):
     certificate nobody trusts (60 s), joiners and leavers made meanwhile; then back.
     Then Entra refusing the client secret until the new one is written to its file.
     numprovctl and SNMP answer throughout, status names the failure, numprovd backs off
-    (at most 30 attempts in any minute but the first), syslog and snmptrapd get one
+    (at most 30 attempts in each of the first two minutes, 3 in any minute after), syslog and snmptrapd get one
     sync_failed / numprovSyncFailed and one recovery per outage, Entra's error is logged
     and no secret is; numprovd catches up by itself and the inventory equals Teams."""
     out = tmp_path / "summary.json"
@@ -63,7 +63,8 @@ def test_outage_short(tmp_path):
         ["/usr/bin/python3", str(TOP / "tests" / "reliability" / "outage.py"),
          "--build", str(BUILD), "--users", "60", "--joiners", "30",
          "--phases", "130,60,60", "--secret-phase", "40", "--interval", "10",
-         "--catchup", "180", "--sample", "2", "--json", str(out)],
+         "--catchup", "180", "--sample", "2", "--token-lifetime", "90",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=1200)
     assert out.exists(), (r.returncode, r.stdout[-3000:], r.stderr[-3000:])
     s = json.loads(out.read_text())
@@ -72,5 +73,7 @@ def test_outage_short(tmp_path):
     assert s["secret_traps"] == {"numprovSyncFailed": 2, "numprovSyncRecovered": 2}
     assert s["outage_syslog"]["sync_failed"] == 1 == s["secret_syslog"]["sync_failed"]
     assert s["causes_seen"]["refused"] and s["causes_seen"]["secret"]
-    assert s["outage_rates"]["per_minute_max_after_first"] <= 30
+    assert s["outage_rates"]["per_minute_max_first_two"] <= 30
+    assert s["outage_rates"]["per_minute_max_after_two"] <= 3
+    assert s["joiners_unnumbered_at_cut"] > 0
     assert s["outage_catchup_s"] is not None and s["secret_catchup_s"] is not None
