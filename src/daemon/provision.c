@@ -24,6 +24,7 @@
 #include "rule.h"
 #include "teams.h"
 #include "user.h"
+#include "utf8.h"
 
 #define META_DELTA "delta_link"
 #define META_LAST_FULL "last_full"
@@ -2735,10 +2736,21 @@ manual_checked(const struct teams_result *t, const struct teams_number *v, size_
 	manual_go(c);
 }
 
+/* A user key as an error echoes it: at most 64 bytes of it, escaped (utf8.h), cut on a
+ * character: whatever an administrator's request carried. */
+#define KEY_ECHO (64 + 4)
+
+static const char *
+echo_key(const char *key, char *buf)
+{
+	return utf8_escape(key, buf, KEY_ECHO);
+}
+
 int
 prov_manual_assign(struct prov *p, const char *key, const char *number, int force, prov_reply cb,
     void *arg, char *err, size_t errlen)
 {
+	char kbuf[KEY_ECHO];
 	const struct cfg_range *r;
 	struct inv_user held;
 	struct inv_number n;
@@ -2751,7 +2763,7 @@ prov_manual_assign(struct prov *p, const char *key, const char *number, int forc
 	err[0] = '\0';
 	if (resolve_user(p, key, &u) < 0) {
 		user_clear(&u);
-		snprintf(err, errlen, "unknown user '%s'", key);
+		snprintf(err, errlen, "unknown user '%s'", echo_key(key, kbuf));
 		return -1;
 	}
 	if (e164_parse(number, &num, why, sizeof(why)) < 0) {
@@ -2961,6 +2973,7 @@ int
 prov_manual_unassign(
     struct prov *p, const char *key, prov_reply cb, void *arg, char *err, size_t errlen)
 {
+	char kbuf[KEY_ECHO];
 	struct inv_user held;
 	struct inv_number n;
 	struct change *c;
@@ -2971,7 +2984,7 @@ prov_manual_unassign(
 	if (!known) {
 		user_clear(&u);
 		if (inv_get_user(p->inv, key, &held) != INV_OK) {
-			snprintf(err, errlen, "unknown user '%s'", key);
+			snprintf(err, errlen, "unknown user '%s'", echo_key(key, kbuf));
 			return -1;
 		}
 		user_init(&u, key);
@@ -3066,6 +3079,7 @@ prov_manual_unassign(
 int
 prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 {
+	char kbuf[KEY_ECHO];
 	struct inv_user held;
 	struct user u;
 	int old, rc;
@@ -3073,7 +3087,7 @@ prov_manual_auto(struct prov *p, const char *key, char *err, size_t errlen)
 	err[0] = '\0';
 	if (resolve_user(p, key, &u) < 0) {
 		user_clear(&u);
-		snprintf(err, errlen, "unknown user '%s'", key);
+		snprintf(err, errlen, "unknown user '%s'", echo_key(key, kbuf));
 		return -1;
 	}
 	if (idmap_get(&p->busy, u.id)
