@@ -62,6 +62,14 @@ np_time(void)
 	return est;
 }
 
+time_t
+np_time_late(void)
+{
+	time_t np = np_time(), wall = time(NULL);
+
+	return wall > np ? wall : np;
+}
+
 long
 np_clock_skew(void)
 {

@@ -17,6 +17,13 @@
 
 /* Now, in wall-clock seconds, steps left out. */
 time_t np_time(void);
+/*
+ * The later of the wall clock and np_time(): what a deadline that is stored (the end
+ * of a quarantine) is counted from, so that it comes neither early while numprovd
+ * runs (compared with np_time()) nor after a restart (compared with the wall clock),
+ * whichever of the two was right when the clock stepped.
+ */
+time_t np_time_late(void);
 /* How far the wall clock is from np_time() (seconds; 0 when it follows). */
 long np_clock_skew(void);
 

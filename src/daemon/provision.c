@@ -496,7 +496,7 @@ released(const struct teams_result *t, void *arg)
 		change_done(c);
 		return;
 	}
-	rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), np_time(), &n);
+	rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), np_time_late(), &n);
 	if (rc != INV_OK) {
 		/* Teams let it go; the inventory follows at the next round (unassign is idempotent)
 		 */
@@ -2477,7 +2477,8 @@ change_complete(struct prov *p, const struct config *cfg, const char *id, const 
 		struct inv_number was;
 		if (inv_get_number(p->inv, held.number, &was) != INV_OK)
 			memset(&was, 0, sizeof(was));
-		if ((rc = inv_release(p->inv, id, quarantine_of(cfg, was.range), now, &on))
+		if ((rc = inv_release(
+			 p->inv, id, quarantine_of(cfg, was.range), np_time_late(), &on))
 		    != INV_OK)
 			return rc;
 		snprintf(on.range, sizeof(on.range), "%s", was.range);
@@ -2886,7 +2887,7 @@ change_settled(const struct teams_result *t, const struct teams_number *v, size_
 			if (inv_get_number(p->inv, held.number, &was) != INV_OK)
 				was.range[0] = '\0';
 			rc = inv_release(
-			    p->inv, c->id, quarantine_of(c->cfg, was.range), np_time(), &on);
+			    p->inv, c->id, quarantine_of(c->cfg, was.range), np_time_late(), &on);
 		}
 		if (rc == INV_OK)
 			rc = journal_drop(p, c->id);
@@ -2941,7 +2942,7 @@ manual_unassigned(const struct teams_result *t, void *arg)
 		manual_fail(c, t->detail[0] ? t->detail : t->error);
 		return;
 	}
-	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), np_time(), &n))
+	if ((rc = inv_release(p->inv, c->id, quarantine_of(c->cfg, c->range), np_time_late(), &n))
 	    != INV_OK) {
 		log_err("provision",
 		    "%s was unassigned in Teams but the inventory cannot record it: %s", c->number,

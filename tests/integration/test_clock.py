@@ -5,6 +5,7 @@ gettimeofday(), CLOCK_REALTIME) by the number of seconds a file holds and leaves
 CLOCK_MONOTONIC and CLOCK_BOOTTIME alone, as a step of the system clock does. The Graph
 simulator keeps the real time. A quarantined number must not come back to the pool early,
 and neither the rounds nor a user's retries may stall."""
+import datetime
 import json
 import os
 import subprocess
@@ -104,6 +105,17 @@ def test_clock_steps_release_nothing_early_and_stall_nothing(sim, tmp_path, shim
         joiner = add_user(sim, "joiner", city="Clockton")
         got = wait_for("the joiner numbered", lambda: holder(sim, joiner), d)
         assert got != kept
+        # a number released while the clock is ahead: its quarantine is counted from the
+        # later of the two clocks, so it ends early by neither (here: by the wall clock,
+        # which a restart would follow)
+        stayer_number = holder(sim, stayer)
+        sim.ctl.hard_delete(stayer)
+        wait_for("the stayer's number quarantined",
+                 lambda: d.numbers().get(stayer_number, {}).get("state") == "quarantined", d)
+        until = datetime.datetime.strptime(d.numbers()[stayer_number]["until"],
+                                           "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        assert until >= time.time() + DAY + 3600 + DAY - 120, (until, time.time())
         st = d.status()
         assert abs(st["clock_skew"] - (DAY + 3600)) <= 5, st
         assert "clock: " in d.ctl("status").stdout
