@@ -192,7 +192,7 @@ one_line(char *dst, size_t len, const char *src)
 			src++;
 			continue;
 		}
-		if (n == 1 && ((unsigned char)*src < 0x20 || *src == 0x7f)) {
+		if (!utf8_safe_len(src)) { /* C0, DEL, C1, U+2028, U+2029 */
 			dst[o++] = ' ';
 		} else {
 			memcpy(dst + o, src, n);
@@ -745,15 +745,15 @@ maybe_sent(CURLcode cc)
 }
 
 /*
- * The attempt got no answer at all because Graph is out of reach: no connection
- * (refused, no name, TLS refused) or a timeout before one got through. A reset
- * or a timeout on a connection that got through is the request's own failure.
+ * The attempt got no answer at all because Graph is out of reach: the request was
+ * never sent (refused, no name, TLS refused, a SYN unanswered until the timeout, a
+ * proxy that cannot reach Graph). A reset or a timeout once the request could go
+ * is the request's own failure.
  */
 static int
 no_answer(const struct greq *r, CURLcode cc)
 {
-	return cc != CURLE_OK
-	    && (!maybe_sent(cc) || (cc == CURLE_OPERATION_TIMEDOUT && !r->reached));
+	return cc != CURLE_OK && (!maybe_sent(cc) || !r->reached);
 }
 
 static long
@@ -908,7 +908,7 @@ settle(struct greq *r, CURLcode cc, long status)
 		int down;
 		wait = unreachable_step(g, r->sent_ms);
 		down = g->down || g->probe_fails >= g->tune.max_attempts;
-		if (once && maybe_sent(cc))
+		if (once && maybe_sent(cc) && r->reached)
 			deliver(r, 0, cc, 1); /* may have been done: the caller checks Teams */
 		else if (more && !down)
 			retry_later(r, wait);
@@ -1370,13 +1370,12 @@ check_done(struct graph *g)
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
 		{
-			/* whether a connection got through: a TLS handshake done, or a
-			   connection kept from before (reused: no new connect) */
-			curl_off_t app = 0;
-			long connects = 0;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_APPCONNECT_TIME_T, &app);
-			curl_easy_getinfo(m->easy_handle, CURLINFO_NUM_CONNECTS, &connects);
-			r->reached = app > 0 || connects == 0 || status > 0;
+			/* whether the request got as far as being sent: pretransfer is
+			   reached once a connection (new or kept) is ready for it; 0 when
+			   the connect, the TLS handshake or a proxy's CONNECT failed */
+			curl_off_t pre = 0;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRETRANSFER_TIME_T, &pre);
+			r->reached = pre > 0 || status > 0;
 		}
 		end_easy(r);
 		if (r->is_token)
@@ -1683,9 +1682,15 @@ graph_set_config(struct graph *g, const struct config *cfg)
 	reload_trust(g);
 	set_connection_limits(g);
 	graph_cache_clear(g); /* looked up again under the new configuration */
-	if (g->suspect || g->down)
+	if (g->suspect || g->down) {
 		g->probe_at = now_ms(); /* fixed trust or limits: one probe goes now */
-	dispatch(g);			/* a larger parallel lets waiting requests go now */
+		if (g->token_fetching && evtimer_pending(g->token_timer, NULL)) {
+			/* a token request waiting for its step goes now too */
+			evtimer_del(g->token_timer);
+			g->token_fetching = 0;
+		}
+	}
+	dispatch(g); /* a larger parallel lets waiting requests go now */
 }
 
 const char *

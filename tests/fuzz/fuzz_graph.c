@@ -14,13 +14,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Well-formed UTF-8 throughout, without a control character. */
+/* Well-formed UTF-8 throughout, without a control character (C0, DEL, C1) or a
+   Unicode line or paragraph separator. */
 static int
 one_line(const char *s)
 {
 	while (*s) {
-		size_t n = utf8_char_len(s);
-		if (!n || (n == 1 && ((unsigned char)*s < 0x20 || *s == 0x7f)))
+		size_t n = utf8_safe_len(s);
+		if (!n)
 			return 0;
 		s += n;
 	}

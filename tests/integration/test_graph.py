@@ -530,6 +530,46 @@ def test_assign_that_was_lost_is_sent_again_after_checking(sim, tmp_path, kind):
     assert sim.ctl.truth()["numbers"]["+441235000081"]["target"] == IDS["alice"]
 
 
+def test_a_server_that_never_answers_the_connect_engages_the_outage_gate(sim, tmp_path):
+    """A Graph whose connects go unanswered (SYNs dropped: a full listen queue, as behind a
+    firewall that drops) until the timeout: no request was sent, so it is an outage like a
+    refused connection: one request at a time, then what waits fails, said once."""
+    import socket
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    # fill the accept queue: further SYNs are dropped, never refused
+    fillers = []
+    for _ in range(8):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    time.sleep(0.2)
+    try:
+        conf = sim.config(tmp_path / "c.conf", timeout=1)
+        text = conf.read_text()
+        # the sign-in endpoint there (Graph's scope stays the simulator's)
+        assert f'login_url = "{sim.url}"' in text
+        conf.write_text(text.replace(f'login_url = "{sim.url}"',
+                                     f'login_url = "https://127.0.0.1:{port}"'))
+        r, out, st = gcli(conf, "burst", "4")
+        assert r.returncode != 0 and st["requests"] == 4, (r.returncode, st)
+        # the gate: token attempts one after another (6 steps at most with --fast), and
+        # what waited failed as an outage, said once
+        assert st["attempts"] <= 6 and st["token_fetches"] <= 6, st
+        assert "no answer from Graph" in r.stderr, r.stderr
+        assert r.stderr.count("warning [graph] token request to") == 1, r.stderr
+    finally:
+        for c in fillers:
+            c.close()
+        lst.close()
+
+
 def test_tls_verification_is_always_on(sim, tmp_path):
     conf = sim.config(tmp_path / "c.conf")
     text = conf.read_text().replace(f'ca_file = "{sim.certs}/ca.pem";', "")
