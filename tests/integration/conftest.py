@@ -35,7 +35,7 @@ def _valgrind_wrapper(path):
     w = d / "numprovd"
     if not w.exists():
         w.write_text("#!/bin/sh\n"
-                     "exec valgrind --quiet --tool=memcheck --leak-check=full "
+                     "exec valgrind --quiet --tool=memcheck --vgdb=no --leak-check=full "
                      "--show-leak-kinds=definite --errors-for-leak-kinds=definite "
                      "--track-fds=no --child-silent-after-fork=yes "
                      f"--log-file={d}/numprovd.%p.vg {path} \"$@\"\n")
