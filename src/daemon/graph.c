@@ -44,9 +44,11 @@ struct greq {
 	long long sent_ms;  /* CLOCK_MONOTONIC ms when the attempt went out */
 	int reached;	    /* the attempt got a connection through (TLS done, or reused) */
 	CURL *easy;
+	CURLSH *share; /* the share easy was given (g->share then) */
 	struct curl_slist *hdrs;
 	struct event *retry_timer;
 	struct greq *parked_next; /* in the list of requests waiting for a retry */
+	int outage_wait;	  /* parked for the outage's step, not for its own retry */
 	struct greq *wire_next;	  /* in the list of exchanges on the wire */
 	char *resp;
 	size_t resp_len, resp_cap;
@@ -65,6 +67,7 @@ struct graph {
 	struct event_base *base;
 	CURLM *multi;
 	CURLSH *share;	      /* TLS sessions, resumed by every request's new easy handle */
+	long long trust_ms;   /* CLOCK_MONOTONIC ms of the last trust reload, 0: none */
 	struct gcache *cache; /* answers kept until the next configuration load */
 	void *lookups;	      /* teams.c's lookups on the wire (graph_lookups) */
 	unsigned cache_gen;   /* counts graph_cache_clear: an answer from before is not kept */
@@ -81,9 +84,10 @@ struct graph {
 	 * Graph out of reach (no answer at all: refused, no name, TLS refused, timed
 	 * out). suspect: the last attempt got none; one request at a time (the probe)
 	 * goes then, none before probe_at, the others wait in the queue. down: a probe
-	 * used all its attempts; what waited failed, and a request that cannot be the
-	 * next probe fails at once. Any answer ends both. probe_fails counts the
-	 * attempts without an answer in a row: the step of the backoff.
+	 * used all its attempts; what waited failed, and a request that comes before the
+	 * next probe's step fails at once (one that comes while a probe is on the wire
+	 * waits for its answer). Any answer ends both. probe_fails counts the attempts
+	 * without an answer in a row: the step of the backoff.
 	 */
 	int suspect, down, probe_fails;
 	long long probe_at;   /* CLOCK_MONOTONIC ms */
@@ -119,6 +123,7 @@ struct graph {
 static void dispatch(struct graph *g);
 static void fetch_token(struct graph *g);
 static long long now_ms(void);
+static CURLSH *new_share(void);
 static void fail_queue(struct graph *g, long status, const char *code, const char *msg);
 static int teams_admin(const struct greq *r);
 static void hold_teams(struct graph *g, long ms);
@@ -506,6 +511,10 @@ start_easy(struct greq *r)
 	curl_easy_setopt(e, CURLOPT_PROXY_CAPATH, NULL);
 	curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, g);
+	/* libcurl's own cache of a store (7.87+) would put the first connection's store,
+	 * ours as it was then, in every later SSL_CTX in place of on_ssl_ctx's: trust
+	 * anchors read again on a reload would never be used */
+	curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
 	if (g->proxy)
 		curl_easy_setopt(e, CURLOPT_PROXY, g->proxy);
@@ -521,6 +530,17 @@ start_easy(struct greq *r)
 	 * which checks Teams before sending it again.
 	 */
 	curl_easy_setopt(e, CURLOPT_SHARE, g->share);
+	r->share = g->share;
+	if (g->trust_ms) {
+		/* no connection made before the trust anchors were read again is used: it
+		 * was verified against the old ones (its TLS sessions are in a retired
+		 * share, see graph_set_config) */
+		long long age = now_ms() - g->trust_ms;
+		if (age < 1000)
+			curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		else
+			curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)(age / 1000));
+	}
 	if (r->is_token)
 		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
 		 * copied into nghttp2's frame buffers, which libcurl's wiping free
@@ -555,6 +575,11 @@ end_easy(struct greq *r)
 		*pp = r->wire_next;
 	curl_multi_remove_handle(r->g->multi, r->easy);
 	curl_easy_cleanup(r->easy);
+	/* a share retired by a trust reload goes with the last handle that used it
+	 * (curl_share_cleanup refuses while another still does) */
+	if (r->share && r->share != r->g->share)
+		curl_share_cleanup(r->share);
+	r->share = NULL;
 	curl_slist_free_all(r->hdrs);
 	r->easy = NULL;
 	r->hdrs = NULL;
@@ -632,10 +657,14 @@ deliver(struct greq *r, long status, CURLcode cc, int ambiguous)
 	if (cc != CURLE_ABORTED_BY_CALLBACK && (cc != CURLE_OK || status >= 400)) {
 		g->stats.failures++;
 		/* Graph out of reach was said once; each request it fails is debug */
+		char what[96];
+		if (cc != CURLE_OK)
+			snprintf(what, sizeof(what), "no response");
+		else
+			snprintf(what, sizeof(what), "HTTP %ld %s", status, res.error_code);
 		log_msg(cc != CURLE_OK && g->outage_told ? LOG_DEBUG : LOG_WARNING, "graph",
-		    "%s %s: %s%ld %s%s%s (client-request-id %s%s%s, %d attempt%s)", r->method,
-		    r->url, cc != CURLE_OK ? "no response, " : "HTTP ", status, res.error_code,
-		    res.error_message[0] ? ": " : "", res.error_message, r->crid,
+		    "%s %s: %s%s%s (client-request-id %s%s%s, %d attempt%s)", r->method, r->url,
+		    what, res.error_message[0] ? ": " : "", res.error_message, r->crid,
 		    r->request_id[0] ? ", request-id " : "", r->request_id, r->attempts,
 		    r->attempts == 1 ? "" : "s");
 	}
@@ -698,7 +727,7 @@ on_retry_timer(evutil_socket_t fd, short kind, void *arg)
 }
 
 static void
-retry_later(struct greq *r, long ms)
+retry_later(struct greq *r, long ms, int outage)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -718,6 +747,7 @@ retry_later(struct greq *r, long ms)
 		    (int)(n > 200 ? 200 : n), r->url, r->attempts, r->g->stats.last_error,
 		    r->g->tune.max_attempts);
 	}
+	r->outage_wait = outage;
 	r->parked_next = r->g->parked;
 	r->g->parked = r;
 	r->g->stats.retries++;
@@ -777,7 +807,6 @@ static void
 health_fail(struct graph *g, const char *what, CURLcode cc, long status, const char *detail)
 {
 	char line[1024];
-	size_t n;
 
 	if (!g->stats.failing_since)
 		g->stats.failing_since = np_time();
@@ -786,13 +815,8 @@ health_fail(struct graph *g, const char *what, CURLcode cc, long status, const c
 	else
 		snprintf(line, sizeof(line), "%s: HTTP %ld%s%s", what, status, *detail ? " " : "",
 		    detail);
-	n = strlen(line);
-	if (n >= sizeof(g->stats.last_error)) /* cut: never inside a UTF-8 character */
-		n = utf8_prefix(line, sizeof(g->stats.last_error) - 1);
-	for (size_t i = 0; i < n; i++)
-		g->stats.last_error[i]
-		    = ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) ? ' ' : line[i];
-	g->stats.last_error[n] = '\0';
+	/* shown by status and SNMP: one line, as Graph's words in the log are */
+	one_line(g->stats.last_error, sizeof(g->stats.last_error), line);
 	g->stats.next_try = 0;
 }
 
@@ -811,6 +835,9 @@ health_ok(struct graph *g)
 static void
 reachable(struct graph *g)
 {
+	if (g->outage_told) /* whatever it answers (a 503 too): the outage is over */
+		log_notice("graph", "Graph answers again");
+	g->outage_told = 0;
 	g->suspect = g->down = 0;
 	g->probe_fails = 0;
 	g->probe_at = 0;
@@ -835,13 +862,14 @@ unreachable_step(struct graph *g, long long sent_ms)
 	return g->probe_at > now ? (long)(g->probe_at - now) : 0;
 }
 
-/* Every request that waits for Graph (queued or parked) fails with the outage's error. */
+/* Every request that waits for Graph (queued or parked) fails with the outage's error:
+ * what (Graph or the sign-in endpoint) out of reach, and why. */
 static void
-fail_waiting(struct graph *g)
+fail_waiting(struct graph *g, const char *what, const char *why)
 {
 	char msg[CURL_ERROR_SIZE];
 
-	snprintf(msg, sizeof(msg), "Graph out of reach: %.200s", g->stats.last_error);
+	snprintf(msg, sizeof(msg), "%s out of reach: %.200s", what, why);
 	fail_queue(g, 0, "transport", msg);
 	while (g->parked) { /* one at a time: a callback may submit */
 		struct greq *r = g->parked;
@@ -853,19 +881,20 @@ fail_waiting(struct graph *g)
 	}
 }
 
-/* A probe used all its attempts without an answer: Graph is down. */
+/* A probe used all its attempts without an answer: Graph (or the sign-in endpoint,
+ * what) is down, for why. */
 static void
-go_down(struct graph *g)
+go_down(struct graph *g, const char *what, const char *why)
 {
 	if (!g->down)
 		log_warnx("graph",
-		    "no answer from Graph for %lds (%s): what waits for it fails now, and one "
+		    "no answer from %s for %lds (%s): what waits for Graph fails now, and one "
 		    "request tries again at most every %ds until it answers",
-		    g->stats.failing_since ? (long)(np_time() - g->stats.failing_since) : 0L,
-		    g->stats.last_error, g->tune.retry_cap_ms / 1000);
+		    what, g->stats.failing_since ? (long)(np_time() - g->stats.failing_since) : 0L,
+		    why, g->tune.retry_cap_ms / 1000);
 	g->down = 1;
 	g->outage_told = 1;
-	fail_waiting(g);
+	fail_waiting(g, what, why);
 }
 
 /* What to do with a Graph request's answer. */
@@ -900,7 +929,7 @@ settle(struct greq *r, CURLcode cc, long status)
 	} else
 		health_ok(g);
 
-	if (cc != CURLE_OK && no_answer(r, cc)) {
+	if (no_answer(r, cc)) {
 		/* Graph out of reach: one request at a time goes until it answers, each
 		 * attempt a step of one backoff later; after max_attempts steps without
 		 * an answer what waits fails, and the daemon's rounds carry the probing
@@ -908,22 +937,22 @@ settle(struct greq *r, CURLcode cc, long status)
 		int down;
 		wait = unreachable_step(g, r->sent_ms);
 		down = g->down || g->probe_fails >= g->tune.max_attempts;
-		if (once && maybe_sent(cc) && r->reached)
-			deliver(r, 0, cc, 1); /* may have been done: the caller checks Teams */
-		else if (more && !down)
-			retry_later(r, wait);
+		/* (never sent, or sent on no connection: a POST_ONCE is not ambiguous) */
+		if (more && !down)
+			retry_later(r, wait, 1);
 		else
 			deliver(r, 0, cc, 0);
 		if (down)
-			go_down(g);
+			go_down(g, "Graph", g->stats.last_error);
 		return;
 	}
 	if (cc != CURLE_OK) {
-		/* the connection got through, then failed: this request's own retries */
-		if (once && maybe_sent(cc))
+		/* the connection got through, then failed (maybe_sent): this request's own
+		 * retries; a POST_ONCE may have been done: the caller checks Teams */
+		if (once)
 			deliver(r, 0, cc, 1);
 		else if (more)
-			retry_later(r, backoff_ms(g, r->attempts));
+			retry_later(r, backoff_ms(g, r->attempts), 0);
 		else
 			deliver(r, 0, cc, 0);
 		return;
@@ -934,7 +963,7 @@ settle(struct greq *r, CURLcode cc, long status)
 			free_secret(g->token);
 			g->token = NULL;
 		}
-		retry_later(r, 0);
+		retry_later(r, 0, 0);
 		return;
 	}
 	if (teams_admin(r)
@@ -945,7 +974,7 @@ settle(struct greq *r, CURLcode cc, long status)
 	if (status == 429 && more) {
 		g->stats.throttled++;
 		wait = retry_after_ms(r);
-		retry_later(r, wait >= 0 ? wait : backoff_ms(g, r->attempts));
+		retry_later(r, wait >= 0 ? wait : backoff_ms(g, r->attempts), 0);
 		return;
 	}
 	if (status >= 500 && once) {
@@ -954,7 +983,7 @@ settle(struct greq *r, CURLcode cc, long status)
 	}
 	if (status >= 500 && more) {
 		wait = retry_after_ms(r);
-		retry_later(r, wait >= 0 ? wait : backoff_ms(g, r->attempts));
+		retry_later(r, wait >= 0 ? wait : backoff_ms(g, r->attempts), 0);
 		return;
 	}
 	deliver(r, status, cc, 0);
@@ -1063,13 +1092,18 @@ token_done(struct greq *r, CURLcode cc, long status)
 	{
 		/* told once until a token is had again (an outage, Entra's refusal of the
 		 * credentials with its AADSTS code and text, a run of 5xx) */
-		int told = g->token_told;
+		int told = g->token_told || (na && g->outage_told);
+		char what[96];
 		g->token_told = 1;
 		if (na)
 			g->outage_told = 1;
+		if (cc != CURLE_OK)
+			snprintf(what, sizeof(what), "no response");
+		else
+			snprintf(what, sizeof(what), "HTTP %ld %s", status, code);
 		log_msg(told ? LOG_DEBUG : LOG_WARNING, "graph",
-		    "token request to %s failed: %s%ld %s %s (client-request-id %s)", g->token_url,
-		    cc != CURLE_OK ? "no response, " : "HTTP ", status, code, msg, r->crid);
+		    "token request to %s failed: %s%s%s (client-request-id %s)", g->token_url, what,
+		    *msg ? ": " : "", msg, r->crid);
 	}
 	/* credentials refused: the files are read again before the next request */
 	if (cc == CURLE_OK && (status == 400 || status == 401))
@@ -1102,9 +1136,8 @@ token_done(struct greq *r, CURLcode cc, long status)
 		/* Entra out of reach: the same as Graph (one probe at a time from now on);
 		 * what waited fails as transport, as it does when Graph is out of reach */
 		char why[CURL_ERROR_SIZE];
-		snprintf(why, sizeof(why), "sign-in out of reach: %.200s", msg);
-		fail_queue(g, 0, "transport", why);
-		go_down(g);
+		snprintf(why, sizeof(why), "%.200s", msg);
+		go_down(g, "the sign-in endpoint", why);
 		return;
 	}
 	fail_queue(g, unreadable ? 0 : status, code, msg[0] ? msg : "cannot get a token");
@@ -1318,7 +1351,8 @@ on_probe_timer(evutil_socket_t fd, short kind, void *arg)
 	(void)kind;
 	if (g->down && !g->stopped && now_ms() < g->probe_at) {
 		char msg[CURL_ERROR_SIZE];
-		/* what came while Graph is down and before the next probe's step */
+		/* what came while Graph is down and before the next probe's step (only the
+		 * queue: a request parked for a Retry-After keeps its own time) */
 		snprintf(msg, sizeof(msg), "Graph out of reach: %.200s", g->stats.last_error);
 		fail_queue(g, 0, "transport", msg);
 		return;
@@ -1618,13 +1652,7 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 	g->token_timer = evtimer_new(base, on_token_timer, g);
 	g->hold_timer = evtimer_new(base, on_hold_end, g);
 	g->probe_timer = evtimer_new(base, on_probe_timer, g);
-	/* one thread: the share needs no lock callbacks */
-	if ((g->share = curl_share_init())
-	    && curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
-		!= CURLSHE_OK) {
-		curl_share_cleanup(g->share);
-		g->share = NULL;
-	}
+	g->share = new_share();
 	if (!g->multi || !g->token_timer || !g->hold_timer || !g->probe_timer || !g->share
 	    || !(g->lc = loop_curl_new(base, g->multi, on_progress, g))) {
 		snprintf(err, errlen, "out of memory");
@@ -1635,15 +1663,33 @@ graph_new(struct event_base *base, const struct config *cfg, char *err, size_t e
 	return g;
 }
 
+/* TLS sessions shared by every request's easy handle (NULL: out of memory) */
+static CURLSH *
+new_share(void)
+{
+	CURLSH *sh = curl_share_init(); /* one thread: no lock callbacks */
+
+	if (sh
+	    && curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+		curl_share_cleanup(sh);
+		sh = NULL;
+	}
+	return sh;
+}
+
 /*
  * SIGHUP reads the trust anchors again (a rotated ca_file, an updated system
- * bundle). Connections already open keep the store they have; a new store
- * that cannot be made leaves the old one in place.
+ * bundle); a new store that cannot be made leaves the old one in place. A
+ * connection or TLS session from before was verified against the old ones (a
+ * resumed session is not verified again): from now on, new requests take neither
+ * (start_easy), so a CA taken out of ca_file is no longer trusted by anything
+ * numprovd sends. Requests on the wire finish on the connections they have.
  */
 static void
 reload_trust(struct graph *g)
 {
 	X509_STORE *s = trust_store(g->ca_file);
+	CURLSH *sh;
 
 	if (!s) {
 		log_warnx("graph", "cannot load the trust anchors in %s; %s",
@@ -1651,8 +1697,17 @@ reload_trust(struct graph *g)
 		    g->trust ? "the ones loaded before stay" : "still no Graph connection");
 		return;
 	}
+	if (!(sh = new_share())) {
+		X509_STORE_free(s);
+		log_warnx("graph", "out of memory: the trust anchors loaded before stay");
+		return;
+	}
 	X509_STORE_free(g->trust);
 	g->trust = s;
+	/* the old share goes now, or with the last request on the wire that uses it */
+	curl_share_cleanup(g->share);
+	g->share = sh;
+	g->trust_ms = now_ms();
 }
 
 void
@@ -1684,6 +1739,12 @@ graph_set_config(struct graph *g, const struct config *cfg)
 	graph_cache_clear(g); /* looked up again under the new configuration */
 	if (g->suspect || g->down) {
 		g->probe_at = now_ms(); /* fixed trust or limits: one probe goes now */
+		/* requests parked for the outage's step go back to the queue now (one of
+		 * them is the probe); one parked for its own Retry-After keeps its time */
+		struct timeval now = { 0, 0 };
+		for (struct greq *r = g->parked; r; r = r->parked_next)
+			if (r->outage_wait)
+				evtimer_add(r->retry_timer, &now);
 		if (g->token_fetching && evtimer_pending(g->token_timer, NULL)) {
 			/* a token request waiting for its step goes now too */
 			evtimer_del(g->token_timer);

@@ -400,16 +400,12 @@ on_poll_timer(evutil_socket_t fd, short kind, void *arg)
 		    "cannot poll the operation");
 }
 
-/* Poll again after a growing wait: Teams operations take seconds to minutes. */
+/* Poll (or look at numberAssignments) after a growing wait. */
 static void
-poll_later(struct change *c)
+wait_then_poll(struct change *c)
 {
 	struct timeval tv;
 
-	if (++c->polls > tuning.poll_max) {
-		change_end(c, 0, 0, "timeout", "the operation did not finish in time");
-		return;
-	}
 	c->wait_ms = c->wait_ms ? c->wait_ms * 2 : tuning.poll_first_ms;
 	if (c->wait_ms > tuning.poll_cap_ms)
 		c->wait_ms = tuning.poll_cap_ms;
@@ -418,6 +414,17 @@ poll_later(struct change *c)
 	if (!c->timer)
 		c->timer = evtimer_new(graph_base(c->g), on_poll_timer, c);
 	evtimer_add(c->timer, &tv);
+}
+
+/* Poll again after a growing wait: Teams operations take seconds to minutes. */
+static void
+poll_later(struct change *c)
+{
+	if (++c->polls > tuning.poll_max) {
+		change_end(c, 0, 0, "timeout", "the operation did not finish in time");
+		return;
+	}
+	wait_then_poll(c);
 }
 
 static void
@@ -477,8 +484,9 @@ refusal_check(struct change *c, int refused, long status, const char *err, const
 	c->refusal = t;
 	c->checking = 0;
 	/* after a poll's wait, not at once: a first copy Teams accepted a moment ago may
-	   not show in numberAssignments yet */
-	poll_later(c);
+	   not show in numberAssignments yet (not counted as a poll: a refusal seen on the
+	   last poll is still checked, not taken for a timeout) */
+	wait_then_poll(c);
 }
 
 static void

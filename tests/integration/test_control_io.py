@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+from conftest import VALGRIND
 
 STALL_TIMEOUT = 15  # src/daemon/control.c: a client that reads nothing for this long goes
 
@@ -74,7 +75,10 @@ def test_a_client_that_never_reads_costs_bounded_memory_and_is_dropped(sim, ctld
         growth_mib = (peak - base) / 1024
         # the daemon stopped reading long before the flood ended: the client was held back
         assert not closed_early, f"dropped after {time.time() - start:.1f} s, before the stall timeout"
-        assert growth_mib < 30, f"RSS grew {growth_mib:.0f} MiB ({sent} bytes of requests sent)"
+        # (under valgrind, RSS holds memcheck's shadow of every byte: its leak check
+        # stands in for this bound there)
+        assert VALGRIND or growth_mib < 30, \
+            f"RSS grew {growth_mib:.0f} MiB ({sent} bytes of requests sent)"
         assert slowest < 2, f"another client's status took {slowest:.1f} s"
         assert sent < 64 << 20, f"{sent} bytes accepted from a client that reads nothing"
         # it is dropped once it has read nothing for the stall timeout, and says so
@@ -87,7 +91,7 @@ def test_a_client_that_never_reads_costs_bounded_memory_and_is_dropped(sim, ctld
         s.close()
     # the daemon is as it was
     assert d.status()["pid"] == pid
-    assert (rss_kib(pid) - base) / 1024 < 30
+    assert VALGRIND or (rss_kib(pid) - base) / 1024 < 30
     assert d.proc.poll() is None
 
 

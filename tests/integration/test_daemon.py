@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from conftest import AS_ROOT
-from conftest import binary, gtl
+from conftest import binary, gtl, running_numprovd, wait_for
 from conftest import Numprovd
 
 
@@ -52,7 +52,7 @@ def test_sigterm_finishes_what_is_in_flight(sim, numprovd):
         time.sleep(0.05)
     assert d.stop() == 0
     assert any("stopped" in l for l in d.lines)
-    truth = sim.ctl.truth()["numbers"]
+    at_stop = sim.ctl.truth()["users"]
     d2 = numprovd()
     d2.wait_syncs(1)
     ranges = d2.ranges()
@@ -60,6 +60,8 @@ def test_sigterm_finishes_what_is_in_flight(sim, numprovd):
     for name in ["alice", "dave"]:
         nums = sim.ctl.truth()["users"].get(gtl.IDS[name], [])
         assert len(nums) == 1
+        # what went out before the stop is kept, not replaced by a second assignment
+        assert at_stop.get(gtl.IDS[name]) in (None, [], nums), (name, at_stop, nums)
 
 
 def test_systemd_notification(sim, tmp_path):
@@ -107,17 +109,6 @@ def test_daemon_mode_writes_a_pidfile(sim, tmp_path):
     assert not pidfile.exists()
 
 
-def _running_numprovd(pid):
-    """True when pid is a live numprovd process (not a zombie, not something else)."""
-    try:
-        status = open(f"/proc/{pid}/status").read()
-    except FileNotFoundError:
-        return False
-    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-    return fields.get("Name", "").strip() == "numprovd" and not fields.get(
-        "State", "").startswith(("Z", "X"))
-
-
 def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
     """Without -f numprovd forks after it has locked the database: the lock file must
     then name the process that holds the lock and runs, not the parent that exited."""
@@ -132,7 +123,7 @@ def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
         time.sleep(0.1)
     pid = int(pidfile.read_text())
     try:
-        assert _running_numprovd(pid), f"pid {pid} from the pidfile is not a running numprovd"
+        assert running_numprovd(pid), f"pid {pid} from the pidfile is not a running numprovd"
         assert d.ctl("--json", "status").returncode == 0
         # the control socket's own answer says which process it is
         assert json.loads(d.ctl("--json", "status").stdout)["pid"] == pid
@@ -146,14 +137,14 @@ def test_daemon_mode_lock_file_and_pidfile_name_the_daemon(sim, tmp_path):
                             capture_output=True, text=True, timeout=30)
         assert r3.returncode != 0
         assert f"(pid {pid})" in r3.stdout + r3.stderr, r3.stdout + r3.stderr
-        assert _running_numprovd(pid)
+        assert running_numprovd(pid)
         assert int(lockfile.read_text()) == pid  # the refused ones left it alone
     finally:
         os.kill(pid, signal.SIGTERM)
     deadline = time.time() + 40
-    while time.time() < deadline and (pidfile.exists() or _running_numprovd(pid)):
+    while time.time() < deadline and (pidfile.exists() or running_numprovd(pid)):
         time.sleep(0.1)
-    assert not pidfile.exists() and not _running_numprovd(pid)
+    assert not pidfile.exists() and not running_numprovd(pid)
 
 
 def test_sighup_reads_the_trust_anchors_again(sim, tmp_path):
@@ -179,6 +170,51 @@ def test_sighup_reads_the_trust_anchors_again(sim, tmp_path):
         d.wait_event("sync", timeout=40)
         assert d.events("sync")[0]["result"] == "success", d.lines[-20:]
         assert d.events("sync")[0]["full"] == "yes"
+    finally:
+        d.stop()
+
+
+def test_a_reload_during_an_outage_lets_the_waiting_request_go_at_once(sim, tmp_path):
+    """A reload that takes the simulator's CA out of the trust anchors is obeyed at once:
+    no connection or TLS session from before is used again (libcurl's cache of the first
+    store, its kept connections and resumable sessions would each have kept trusting
+    it). Graph is then out of reach, and the round's request waits a growing step
+    between attempts; a reload that puts the anchors right lets it go at once, not at
+    the end of its step; an answer, even a 503, ends the outage and says so once."""
+    d = Numprovd(sim, tmp_path, interval=300)
+    good = f'ca_file = "{sim.certs}/ca.pem";'
+    # a certificate, but not the one that issued the simulator's: every handshake fails
+    bad = f'ca_file = "{sim.certs}/app.pem";'
+    d.start()
+    try:
+        d.wait_syncs(1)
+        d.conf.write_text(d.conf.read_text().replace(good, bad))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any("configuration reloaded" in l for l in d.lines), what="reload")
+        assert d.ctl("sync").returncode == 0
+
+        def graph():
+            return json.loads(d.ctl("--json", "status").stdout)["graph"]
+        # six attempts without an answer: the next waits a step of 32 s
+        start = graph()["attempts"]
+        g = wait_for(lambda: (g := graph())["attempts"] - start >= 6 and g, timeout=90,
+                     what="six attempts without an answer")
+        assert "certificate" in g["last_error"], g
+        assert g["failing"] and g["next_try_in"] >= 15, g
+        assert d.syncs() == 1  # the round still waits on its request
+        told = [l for l in d.lines if "warning [graph]" in l]
+        sim.ctl.fault("503", match="/users/delta", count=1)
+        d.conf.write_text(d.conf.read_text().replace(bad, good))
+        t0 = time.time()
+        d.proc.send_signal(signal.SIGHUP)
+        sync = d.wait_syncs(2, timeout=60)[-1]
+        took = time.time() - t0
+        assert sync["result"] == "success", sync
+        # went before its step would have ended (its own retry after the 503 is 1 s)
+        assert took < g["next_try_in"] - 5, (took, g)
+        # the 503 was an answer: the outage is over, said once
+        assert sum("Graph answers again" in l for l in d.lines) == 1, d.lines[-30:]
+        assert len(told) <= 3, told  # the outage itself: said once, not per attempt
     finally:
         d.stop()
 
@@ -291,11 +327,11 @@ def test_a_failed_start_leaves_another_instances_pid_file(sim, tmp_path):
         # B has exited by now (its parent waited for it), and left A's pid file alone
         assert not subprocess.run(["pgrep", "-f", str(b.conf)], capture_output=True).stdout
         assert pidfile.exists() and int(pidfile.read_text()) == pid
-        assert _running_numprovd(pid)
+        assert running_numprovd(pid)
     finally:
         os.kill(pid, signal.SIGTERM)
         deadline = time.time() + 40
-        while time.time() < deadline and _running_numprovd(pid):
+        while time.time() < deadline and running_numprovd(pid):
             time.sleep(0.1)
 
 

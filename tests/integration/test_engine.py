@@ -19,7 +19,8 @@ from conftest import IDS, UPN, Numprovd, add_user, binary, gtl, holder, user_jso
 def test_sighup_while_full_sync_waits_for_subscribed_skus(sim, numprovd):
     sim.ctl.fault("latency", match="subscribedSkus", ms=2500)
     d = numprovd()
-    wait_for(lambda: any("numprovd" in l or "running" in l for l in d.lines), what="start")
+    # running: the signal handlers are in place (a SIGHUP before would end it)
+    wait_for(lambda: any(" running: inventory " in l for l in d.lines), what="start")
     time.sleep(0.8)  # the first full sync is waiting for subscribedSkus now
     for _ in range(3):
         d.proc.send_signal(signal.SIGHUP)

@@ -17,8 +17,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import CTL_RANGES, binary, gtl, wait_for
-from test_daemon import _running_numprovd
+from conftest import CTL_RANGES, binary, gtl, running_numprovd, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start numprovd as root")
 
@@ -246,7 +245,7 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o644)
     pid = int(pidfile.read_text())
     try:
-        assert _running_numprovd(pid)
+        assert running_numprovd(pid)
         assert status_ids(pid)["Uid"] == [str(NOBODY.pw_uid)] * 4
         assert int((world.db / "numprovd.lock").read_text()) == pid
         held = []
@@ -262,7 +261,7 @@ def test_pid_file_is_roots_and_appears_only_once_the_daemon_runs(world):
         assert subprocess.run(["pkill", "-0", "-L", "-F", str(pidfile)]).returncode == 0
     finally:
         os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not _running_numprovd(pid), timeout=40, what="numprovd to stop")
+    wait_for(lambda: not running_numprovd(pid), timeout=40, what="numprovd to stop")
     assert int(pidfile.read_text()) == pid  # root's, left as it was; a start replaces it
     # no longer locked: not trusted, even when its pid is now another live process's
     other = subprocess.Popen(["sleep", "30"])

@@ -3,7 +3,7 @@ figures: docs/reliability.md)."""
 import json
 import subprocess
 
-from conftest import BUILD, TOP
+from conftest import BUILD, TOP, binary
 
 
 def test_crash_torture_short(tmp_path):
@@ -14,7 +14,8 @@ def test_crash_torture_short(tmp_path):
     out = tmp_path / "summary.json"
     r = subprocess.run(
         ["/usr/bin/python3", str(TOP / "tests" / "reliability" / "crash_torture.py"),
-         "--build", str(BUILD), "--users", "300", "--kills", "10", "--seed", "5",
+         "--build", str(BUILD), "--numprovd", binary("numprovd"),
+         "--users", "300", "--kills", "10", "--seed", "5",
          "--json", str(out)],
         capture_output=True, text=True, timeout=900)
     assert out.exists(), (r.returncode, r.stdout[-3000:], r.stderr[-3000:])
@@ -37,7 +38,8 @@ def test_fault_soak_short(tmp_path):
     out = tmp_path / "summary.json"
     r = subprocess.run(
         ["/usr/bin/python3", str(TOP / "tests" / "reliability" / "soak.py"),
-         "--build", str(BUILD), "--users", "200", "--cycles", "20", "--faults", "--compare",
+         "--build", str(BUILD), "--numprovd", binary("numprovd"),
+         "--users", "200", "--cycles", "20", "--faults", "--compare",
          "--seed", "8", "--json", str(out)],
         capture_output=True, text=True, timeout=900)
     assert out.exists(), (r.returncode, r.stdout[-3000:], r.stderr[-3000:])
@@ -61,7 +63,8 @@ def test_outage_short(tmp_path):
     out = tmp_path / "summary.json"
     r = subprocess.run(
         ["/usr/bin/python3", str(TOP / "tests" / "reliability" / "outage.py"),
-         "--build", str(BUILD), "--users", "60", "--joiners", "30",
+         "--build", str(BUILD), "--numprovd", binary("numprovd"),
+         "--users", "60", "--joiners", "30",
          "--phases", "130,60,60", "--secret-phase", "40", "--interval", "10",
          "--catchup", "180", "--sample", "2", "--token-lifetime", "90",
          "--json", str(out)],

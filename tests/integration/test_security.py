@@ -29,7 +29,7 @@ import urllib.parse
 import pytest
 
 from conftest import (AS_ROOT, CTL_RANGES, UPN, Ctld, Numprovd, Sim, SimClient, add_user,
-                      binary, gtl, stop_clean, wait_for)
+                      binary, gtl, running_numprovd, stop_clean, wait_for)
 from snmpkit import ERROR_STATUS, MIB, ber, ber_oid, raw_set, scalar
 from test_graph import gcli
 from test_privs import NOBODY, world  # noqa: F401  (world: the fixture)
@@ -481,11 +481,8 @@ def test_started_as_root_no_network_before_the_switch_to_the_daemon_user(world, 
         """strace's child that runs numprovd (not one strace forked for itself)."""
         kids = pathlib.Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children")
         for pid in (kids.read_text().split() if kids.exists() else []):
-            try:
-                if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == "numprovd":
-                    return int(pid)
-            except FileNotFoundError:
-                continue
+            if running_numprovd(int(pid)):
+                return int(pid)
         return None
 
     child = None

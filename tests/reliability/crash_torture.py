@@ -99,7 +99,7 @@ def run(args):
     text = conf.read_text().replace("interval = 3600;", "interval = 1;")
     text = text.replace("retry_min = 60; retry_max = 14400;", "retry_min = 1; retry_max = 4;")
     conf.write_text(text)
-    numprovd = str(pathlib.Path(args.build) / "numprovd")
+    numprovd = args.numprovd or str(pathlib.Path(args.build) / "numprovd")
     numprovctl = str(pathlib.Path(args.build) / "numprovctl")
     check_conf(numprovd, conf)
     env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "")
@@ -236,6 +236,8 @@ def run(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--build", required=True, help="a build directory (numprovd, numprovctl)")
+    p.add_argument("--numprovd", help="the numprovd to run (default: the build's), e.g. "
+                   "the valgrind wrapper of tests/integration/conftest.py")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--kills", type=int, default=100)
     p.add_argument("--seed", type=int, default=11)

@@ -174,7 +174,7 @@ def run_once(args, faults):
     conf = numprovd_conf(work, DOMAIN, CLIENT_ID, url, certs, ranges, 8, durable=True)
     conf.write_text(conf.read_text().replace("retry_min = 60; retry_max = 14400;",
                                              "retry_min = 1; retry_max = 4;"))
-    numprovd = str(pathlib.Path(args.build) / "numprovd")
+    numprovd = args.numprovd or str(pathlib.Path(args.build) / "numprovd")
     numprovctl = str(pathlib.Path(args.build) / "numprovctl")
     check_conf(numprovd, conf)
     log = work / "numprovd.log"
@@ -325,6 +325,8 @@ def run_once(args, faults):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--build", required=True)
+    p.add_argument("--numprovd", help="the numprovd to run (default: the build's), e.g. "
+                   "the valgrind wrapper of tests/integration/conftest.py")
     p.add_argument("--users", type=int, default=10000)
     p.add_argument("--cycles", type=int, default=200)
     p.add_argument("--changes", type=int, default=10, help="changes before each cycle")
