@@ -145,6 +145,27 @@ def test_forced_assign_refused_by_teams_keeps_the_old_number(sim, numprovd):
     assert d.proc.poll() is None
 
 
+def test_a_refusal_on_the_last_poll_is_a_refusal_not_a_timeout(sim, tmp_path):
+    """sync.operation_timeout 1 s allows two polls of an operation; Teams says no on the
+    second: the administrator is told Teams' reason, not that the operation did not
+    finish in time (the numberAssignments check after a refusal is not a poll)."""
+    sim.ctl.settings(op_polls=1)  # one "running", then the final status
+    d = Numprovd(sim, tmp_path)
+    d.conf.write_text(d.conf.read_text().replace("retry_max = 4;",
+                                                 "retry_max = 4; operation_timeout = 1;"))
+    d.start()
+    try:
+        d.wait_event("assign", user=UPN["alice"])
+        d.wait_syncs(1)
+        r = d.ctl("assign", UPN["alice"], "+442071230003", "--force")
+        assert r.returncode != 0
+        assert "licen" in r.stderr.lower() and "in time" not in r.stderr, r.stderr
+        assert holder(sim, "+442080000000") == IDS["alice"]
+        assert user_json(d, UPN["alice"])["number"] == "+442080000000"
+    finally:
+        d.stop()
+
+
 # ---- A7: an administrator's unassign holds -------------------------------------------
 
 def test_unassign_holds_through_full_sync_until_auto(sim, numprovd):
