@@ -534,12 +534,19 @@ start_easy(struct greq *r)
 	if (g->trust_ms) {
 		/* no connection made before the trust anchors were read again is used: it
 		 * was verified against the old ones (its TLS sessions are in a retired
-		 * share, see graph_set_config) */
+		 * share, see reload_trust). An idle one is refused by its age (libcurl
+		 * compares whole seconds, lifetime / 1000 > limit, and 0 is no limit: so
+		 * a second less, and a new connection while that would be 0); a busy one
+		 * (HTTP/2 takes more streams on a busy connection, whatever its age) by a
+		 * new connection for as long as a request from before is on the wire. */
 		long long age = now_ms() - g->trust_ms;
-		if (age < 1000)
+		int old_busy = 0;
+		for (const struct greq *w = g->wire; w && !old_busy; w = w->wire_next)
+			old_busy = w->share != g->share;
+		if (age < 2000 || old_busy)
 			curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 		else
-			curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)(age / 1000));
+			curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)(age / 1000 - 1));
 	}
 	if (r->is_token)
 		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
@@ -1745,6 +1752,7 @@ graph_set_config(struct graph *g, const struct config *cfg)
 		for (struct greq *r = g->parked; r; r = r->parked_next)
 			if (r->outage_wait)
 				evtimer_add(r->retry_timer, &now);
+		g->stats.next_try = 0; /* status: no step is waited for now */
 		if (g->token_fetching && evtimer_pending(g->token_timer, NULL)) {
 			/* a token request waiting for its step goes now too */
 			evtimer_del(g->token_timer);
