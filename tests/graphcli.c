@@ -310,6 +310,9 @@ main(int argc, char **argv)
 	lic = dir_licensing_from_config(cfg);
 	if (!(graph = graph_new(base, cfg, err, sizeof(err)))) {
 		fprintf(stderr, "graphcli: %s\n", err);
+		dir_licensing_free(lic);
+		event_base_free(base);
+		config_free(cfg);
 		return 1;
 	}
 	if (fast) {

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import binary, gtl, run
+from conftest import SLOW, binary, gtl, run, wait_for
 
 MCOEV = gtl.MCOEV
 IDS = gtl.IDS
@@ -87,8 +87,10 @@ def test_401_renews_the_token_once_and_retries(sim, tmp_path):
     sim.ctl.fault("latency", match="/v1.0/subscribedSkus", ms=800)
     p = subprocess.Popen([binary("tests/graphcli"), "-c", str(conf), "--fast", "burst", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.4)
-    sim.ctl.expire_tokens()  # revoked while the first request is on its way
+    # the token it got is revoked before its first request is answered (however long
+    # the client took to start)
+    wait_for(lambda: graph_requests(sim, "/oauth2/v2.0/token"), what="the token request")
+    sim.ctl.expire_tokens()
     stdout, stderr = p.communicate(timeout=30)
     assert p.returncode == 0, stderr
     assert json.loads(stdout.splitlines()[-1])["stats"]["token_fetches"] == 2
@@ -265,10 +267,11 @@ def test_calling_plan_number_with_location(sim, tmp_path):
 
 def test_licence_propagation_delay_then_success(sim, tmp_path):
     conf = sim.config(tmp_path / "c.conf")
-    sim.ctl.fault("licence_delay", seconds=2, users=[IDS["alice"]])
+    # (the delay covers the client's start, longer under valgrind)
+    sim.ctl.fault("licence_delay", seconds=2 * SLOW, users=[IDS["alice"]])
     r, out, st = gcli(conf, "assign", IDS["alice"], "+441235000070", "directRouting")
     assert out[0]["ok"] is False and "not licensed" in out[0]["detail"]
-    time.sleep(2.2)
+    time.sleep(2.2 * SLOW)
     r, out, st = gcli(conf, "assign", IDS["alice"], "+441235000070", "directRouting")
     assert out[0]["ok"], out
 
