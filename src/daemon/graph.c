@@ -536,17 +536,21 @@ start_easy(struct greq *r)
 		 * was verified against the old ones (its TLS sessions are in a retired
 		 * share, see reload_trust). An idle one is refused by its age (libcurl
 		 * compares whole seconds, lifetime / 1000 > limit, and 0 is no limit: so
-		 * a second less, and a new connection while that would be 0); a busy one
-		 * (HTTP/2 takes more streams on a busy connection, whatever its age) by a
-		 * new connection for as long as a request from before is on the wire. */
+		 * a second less, 100 ms of margin for the two clocks' rounding, and a new
+		 * connection while that would be 0); a busy one (HTTP/2 takes more
+		 * streams on a busy connection, whatever its age) by a new connection for
+		 * as long as a request from before is on the wire. trust_ms moves on as
+		 * each of those ends (end_easy): a connection it made after the reload,
+		 * with a session from before, is older than that. */
 		long long age = now_ms() - g->trust_ms;
 		int old_busy = 0;
 		for (const struct greq *w = g->wire; w && !old_busy; w = w->wire_next)
 			old_busy = w->share != g->share;
-		if (age < 2000 || old_busy)
+		if (age < 2100 || old_busy)
 			curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 		else
-			curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)(age / 1000 - 1));
+			curl_easy_setopt(
+			    e, CURLOPT_MAXLIFETIME_CONN, (long)((age - 100) / 1000 - 1));
 	}
 	if (r->is_token)
 		/* HTTP/1.1: over HTTP/2 the body (the secret or the assertion) would be
@@ -583,9 +587,13 @@ end_easy(struct greq *r)
 	curl_multi_remove_handle(r->g->multi, r->easy);
 	curl_easy_cleanup(r->easy);
 	/* a share retired by a trust reload goes with the last handle that used it
-	 * (curl_share_cleanup refuses while another still does) */
-	if (r->share && r->share != r->g->share)
+	 * (curl_share_cleanup refuses while another still does); what connection this
+	 * request made since the reload, maybe resuming an old session, is older than
+	 * the reload now counts from (start_easy) */
+	if (r->share && r->share != r->g->share) {
 		curl_share_cleanup(r->share);
+		r->g->trust_ms = now_ms();
+	}
 	r->share = NULL;
 	curl_slist_free_all(r->hdrs);
 	r->easy = NULL;
@@ -1749,10 +1757,14 @@ graph_set_config(struct graph *g, const struct config *cfg)
 		/* requests parked for the outage's step go back to the queue now (one of
 		 * them is the probe); one parked for its own Retry-After keeps its time */
 		struct timeval now = { 0, 0 };
+		int own = 0; /* a request parked for its own Retry-After */
 		for (struct greq *r = g->parked; r; r = r->parked_next)
 			if (r->outage_wait)
 				evtimer_add(r->retry_timer, &now);
-		g->stats.next_try = 0; /* status: no step is waited for now */
+			else
+				own = 1;
+		if (!own)
+			g->stats.next_try = 0; /* status: no step is waited for now */
 		if (g->token_fetching && evtimer_pending(g->token_timer, NULL)) {
 			/* a token request waiting for its step goes now too */
 			evtimer_del(g->token_timer);
